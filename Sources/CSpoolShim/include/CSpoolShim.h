@@ -1,0 +1,15 @@
+#ifndef LLMSPOOL_CSPOOLSHIM_H
+#define LLMSPOOL_CSPOOLSHIM_H
+
+/// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing the target.
+/// Falls back to link+unlink where the filesystem does not support the flag (EINVAL),
+/// which keeps the no-replace guarantee at the cost of a window where both names exist.
+int llmspool_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
+/// The calling thread's errno (Swift cannot read the macro directly in every configuration).
+int llmspool_errno(void);
+
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a wake-up descriptor for poll().
+int llmspool_eventfd(void);
+
+#endif

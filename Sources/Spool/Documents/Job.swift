@@ -1,0 +1,263 @@
+/// One chat message of a job.
+public struct ChatMessage: Sendable, Equatable {
+    public static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool"]
+    public var role: String
+    public var content: String
+
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// A job document (a superset of Spring Cloud Stream's `JobEvent {jobId, prompt, userId}`).
+///
+/// Known fields are validated strictly. Unknown top-level fields are kept verbatim and carried
+/// into the result, never interpreted — except a near miss of a known name (`max_tokens`,
+/// `JobID`), which is refused so a typo cannot silently drop a setting.
+public struct Job: Sendable, Equatable {
+    public var jobId: String?
+    public var prompt: String?
+    public var messages: [ChatMessage]?
+    public var userId: String?
+    public var tenantId: String?
+    public var model: String?
+    public var maxTokens: Int?
+    public var temperature: Double?
+    public var metadata: JSONObject?
+    public var submittedAt: String?
+    /// Claims of this job that ended without an answer (its worker died). Absent means 0.
+    public var attempts: Int = 0
+    /// What happened to earlier claims and attempts, oldest first; written by llmspool.
+    public var history: [JSONValue] = []
+    /// Unknown top-level members, kept in order.
+    public var extra: [JSONObject.Member] = []
+
+    public init(prompt: String? = nil, messages: [ChatMessage]? = nil) {
+        self.prompt = prompt
+        self.messages = messages
+    }
+
+    static let knownFields: [String] = [
+        "jobId", "prompt", "messages", "userId", "tenantId", "model", "maxTokens", "temperature",
+        "metadata", "submittedAt", "attempts", "history",
+    ]
+
+    /// The id a job has in a spool: its `jobId`, else its file name without `.json`.
+    public static func id(fromFileName name: String) -> String {
+        name.hasSuffix(".json") ? String(name.dropLast(5)) : name
+    }
+
+    /// Decodes and validates a job. Every error names the field at fault.
+    public init(json: JSONValue, limits: Limits = .default) throws(DocumentError) {
+        guard case .object(let object) = json else {
+            throw DocumentError(field: "", "a job must be a JSON object, found \(json.typeName)")
+        }
+        var d = FieldReader(object)
+        jobId = try d.string("jobId") { v throws(DocumentError) in
+            if let p = JobID.problem(v) { throw DocumentError(field: "jobId", p) }
+        }
+        prompt = try d.string("prompt")
+        if let raw = d.take("messages") {
+            guard case .array(let items) = raw else {
+                throw DocumentError(field: "messages", "expected an array, found \(raw.typeName)")
+            }
+            if items.isEmpty { throw DocumentError(field: "messages", "must not be empty") }
+            if items.count > limits.maxMessages {
+                throw DocumentError(field: "messages", "has \(items.count) messages; the limit is \(limits.maxMessages)")
+            }
+            var parsed: [ChatMessage] = []
+            for (k, item) in items.enumerated() {
+                let at = "messages[\(k)]"
+                guard case .object(let m) = item else {
+                    throw DocumentError(field: at, "expected an object, found \(item.typeName)")
+                }
+                var md = FieldReader(m, prefix: at + ".")
+                guard let role = try md.string("role") else { throw DocumentError(field: at + ".role", "is required") }
+                guard ChatMessage.roles.contains(role) else {
+                    throw DocumentError(field: at + ".role", "must be one of system, developer, user, assistant, tool; found \"\(role)\"")
+                }
+                guard let content = try md.string("content") else {
+                    throw DocumentError(field: at + ".content", "is required")
+                }
+                if let unknown = md.remaining.first {
+                    throw DocumentError(field: at + "." + unknown.key, "unknown field in a message (allowed: role, content)")
+                }
+                parsed.append(ChatMessage(role: role, content: content))
+            }
+            messages = parsed
+        }
+        if prompt == nil && messages == nil {
+            throw DocumentError(field: "prompt", "a job needs a prompt or messages")
+        }
+        let promptBytes = (prompt?.utf8.count ?? 0) + (messages ?? []).reduce(0) { $0 + $1.content.utf8.count }
+        if promptBytes > limits.maxPromptBytes {
+            throw DocumentError(field: prompt != nil ? "prompt" : "messages",
+                                "is \(promptBytes) bytes; the limit is \(limits.maxPromptBytes)")
+        }
+        if let p = prompt, p.isEmpty, messages == nil { throw DocumentError(field: "prompt", "must not be empty") }
+        userId = try d.string("userId") { v throws(DocumentError) in try Job.checkName(v, field: "userId") }
+        tenantId = try d.string("tenantId") { v throws(DocumentError) in try Job.checkName(v, field: "tenantId") }
+        model = try d.string("model") { v throws(DocumentError) in
+            if v.isEmpty || v.utf8.count > 256 || v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                throw DocumentError(field: "model", "must be 1 to 256 bytes without control characters")
+            }
+        }
+        maxTokens = try d.int("maxTokens", in: 1...limits.maxTokens)
+        if let raw = d.take("temperature") {
+            guard case .number = raw, let t = raw.doubleValue else {
+                throw DocumentError(field: "temperature", "expected a number, found \(raw.typeName)")
+            }
+            guard (0...2).contains(t) else { throw DocumentError(field: "temperature", "must be between 0 and 2") }
+            temperature = t
+        }
+        if let raw = d.take("metadata") {
+            guard case .object(let m) = raw else {
+                throw DocumentError(field: "metadata", "expected an object, found \(raw.typeName)")
+            }
+            let size = raw.serialized().count
+            if size > limits.maxMetadataBytes {
+                throw DocumentError(field: "metadata", "is \(size) bytes; the limit is \(limits.maxMetadataBytes)")
+            }
+            metadata = m
+        }
+        submittedAt = try d.string("submittedAt") { v throws(DocumentError) in
+            if Timestamp.parse(v) == nil {
+                throw DocumentError(field: "submittedAt", "must be an RFC 3339 date-time such as 2026-11-26T10:00:00Z")
+            }
+        }
+        attempts = try d.int("attempts", in: 0...1_000_000) ?? 0
+        if let raw = d.take("history") {
+            guard case .array(let h) = raw else {
+                throw DocumentError(field: "history", "expected an array, found \(raw.typeName)")
+            }
+            history = h
+        }
+        for member in d.remaining {
+            let folded = Job.fold(member.key)
+            if let near = Job.knownFields.first(where: { Job.fold($0) == folded }) {
+                throw DocumentError(field: member.key, "unknown field; did you mean \"\(near)\"?")
+            }
+        }
+        extra = d.remaining
+    }
+
+    /// Case- and separator-insensitive form of a field name, to catch `max_tokens` for `maxTokens`.
+    static func fold(_ key: String) -> String {
+        String(key.lowercased().filter { $0 != "_" && $0 != "-" })
+    }
+
+    /// Users and tenants: 1–128 bytes of `[A-Za-z0-9._@+-]`, starting with a letter or digit.
+    public static func checkName(_ v: String, field: String) throws(DocumentError) {
+        let u = v.utf8
+        guard let first = u.first, u.count <= 128, JobID.isAlnum(first),
+              u.allSatisfy({ JobID.isAlnum($0) || "._@+-".utf8.contains($0) })
+        else { throw DocumentError(field: field, "must be 1 to 128 characters of [A-Za-z0-9._@+-], starting with a letter or digit") }
+    }
+
+    /// The job as JSON: known fields in a fixed order, then unknown ones as they came.
+    public func json() -> JSONValue {
+        var o = JSONObject()
+        if let jobId { o["jobId"] = .string(jobId) }
+        if let prompt { o["prompt"] = .string(prompt) }
+        if let messages {
+            o["messages"] = .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) })
+        }
+        if let userId { o["userId"] = .string(userId) }
+        if let tenantId { o["tenantId"] = .string(tenantId) }
+        if let model { o["model"] = .string(model) }
+        if let maxTokens { o["maxTokens"] = .integer(maxTokens) }
+        if let temperature { o["temperature"] = .double(temperature) }
+        if let metadata { o["metadata"] = .object(metadata) }
+        if let submittedAt { o["submittedAt"] = .string(submittedAt) }
+        if attempts > 0 { o["attempts"] = .integer(attempts) }
+        if !history.isEmpty { o["history"] = .array(history) }
+        for member in extra { o[member.key] = member.value }
+        return .object(o)
+    }
+
+    /// Parses and validates job bytes in one step.
+    public static func decode(_ bytes: [UInt8], limits: Limits = .default) throws(IntakeError) -> Job {
+        if bytes.count > limits.maxFileBytes {
+            throw IntakeError(kind: .tooLarge, message: "file is over the \(limits.maxFileBytes)-byte limit")
+        }
+        let value: JSONValue
+        do { value = try JSONParser.parse(bytes) } catch {
+            if bytes.isEmpty { throw IntakeError(kind: .invalidJSON, message: "file is empty", truncated: true) }
+            throw IntakeError(kind: .invalidJSON, message: "not valid JSON: \(error)", truncated: error.truncated)
+        }
+        do { return try Job(json: value, limits: limits) } catch {
+            throw IntakeError(kind: .invalidJob, message: error.description, field: error.field)
+        }
+    }
+}
+
+/// Why a file in the spool could not become a job. `kind` is stable and machine-readable.
+public struct IntakeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case invalidJSON = "invalid-json"
+        case invalidJob = "invalid-job"
+        case tooLarge = "too-large"
+        case badId = "bad-id"
+        case idClash = "id-clash"
+        case notRegularFile = "not-a-regular-file"
+        case abandoned = "abandoned"
+    }
+
+    public var kind: Kind
+    public var message: String
+    public var field: String?
+    /// The input ended early: a file that may still be being written.
+    public var truncated = false
+
+    public init(kind: Kind, message: String, field: String? = nil, truncated: Bool = false) {
+        self.kind = kind
+        self.message = message
+        self.field = field
+        self.truncated = truncated
+    }
+
+    public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// Takes members out of an object one by one, so what is left at the end is the unknown ones.
+struct FieldReader {
+    var remaining: [JSONObject.Member]
+    let prefix: String
+
+    init(_ object: JSONObject, prefix: String = "") {
+        remaining = object.members
+        self.prefix = prefix
+    }
+
+    mutating func take(_ key: String) -> JSONValue? {
+        guard let i = remaining.firstIndex(where: { $0.key == key }) else { return nil }
+        return remaining.remove(at: i).value
+    }
+
+    /// A string member; `null` counts as absent.
+    mutating func string(
+        _ key: String, check: (String) throws(DocumentError) -> Void = { _ in }
+    ) throws(DocumentError) -> String? {
+        guard let raw = take(key) else { return nil }
+        if case .null = raw { return nil }
+        guard case .string(let s) = raw else {
+            throw DocumentError(field: prefix + key, "expected a string, found \(raw.typeName)")
+        }
+        try check(s)
+        return s
+    }
+
+    mutating func int(_ key: String, in range: ClosedRange<Int>) throws(DocumentError) -> Int? {
+        guard let raw = take(key) else { return nil }
+        if case .null = raw { return nil }
+        guard case .number = raw else {
+            throw DocumentError(field: prefix + key, "expected an integer, found \(raw.typeName)")
+        }
+        guard let v = raw.intValue else { throw DocumentError(field: prefix + key, "expected an integer") }
+        guard range.contains(v) else {
+            throw DocumentError(field: prefix + key, "must be between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return v
+    }
+}

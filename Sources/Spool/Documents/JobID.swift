@@ -1,0 +1,135 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Job ids: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`. An id is checked before it is ever used as a path.
+public enum JobID {
+    public static let maxLength = 128
+
+    public static func isValid(_ id: String) -> Bool {
+        let u = id.utf8
+        guard let first = u.first, u.count <= maxLength, isAlnum(first) else { return false }
+        return u.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
+    /// Why `id` is not a valid job id, or nil when it is.
+    public static func problem(_ id: String) -> String? {
+        if id.isEmpty { return "is empty" }
+        if id.utf8.count > maxLength { return "is longer than \(maxLength) bytes" }
+        if !isValid(id) { return "must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}" }
+        return nil
+    }
+
+    @inline(__always)
+    static func isAlnum(_ c: UInt8) -> Bool {
+        (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c)
+    }
+
+    private static let state = Mutex<(ms: Int64, seq: UInt16)>((0, 0))
+
+    /// A new UUIDv7 (RFC 9562) in lowercase hex: 48 bits of Unix milliseconds, then a 12-bit
+    /// counter that keeps ids from one process strictly increasing within a millisecond, then 62
+    /// random bits. Ids from different processes or hosts differ by their random bits.
+    public static func generate() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let (ms, seq): (Int64, UInt16) = state.withLock { s in
+            let now = Sys.nowMilliseconds()
+            if now > s.ms {
+                s = (now, UInt16.random(in: 0..<0x400, using: &rng))  // leave room to count up
+            } else if s.seq < 0xFFF {
+                s.seq += 1
+            } else {
+                s = (s.ms + 1, 0)  // counter exhausted: borrow the next millisecond
+            }
+            return s
+        }
+        let randB = rng.next() & 0x3FFF_FFFF_FFFF_FFFF
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for k in 0..<6 { bytes[k] = UInt8(truncatingIfNeeded: ms >> (40 - 8 * k)) }
+        bytes[6] = 0x70 | UInt8(seq >> 8)
+        bytes[7] = UInt8(truncatingIfNeeded: seq)
+        bytes[8] = 0x80 | UInt8(truncatingIfNeeded: randB >> 56)
+        for k in 9..<16 { bytes[k] = UInt8(truncatingIfNeeded: randB >> (8 * (15 - k))) }
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(36)
+        for (k, byte) in bytes.enumerated() {
+            if k == 4 || k == 6 || k == 8 || k == 10 { out.append(UInt8(ascii: "-")) }
+            out.append(hex[Int(byte >> 4)])
+            out.append(hex[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// RFC 3339 timestamps in UTC with milliseconds, e.g. `2026-11-26T10:00:00.123Z`.
+public enum Timestamp {
+    public static func now() -> String { format(milliseconds: Sys.nowMilliseconds()) }
+
+    public static func format(milliseconds: Int64) -> String {
+        var t = time_t(milliseconds / 1000)
+        var tm = Glibc.tm()
+        gmtime_r(&t, &tm)
+        func pad(_ v: Int32, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
+            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(milliseconds % 1000), 3))Z"
+    }
+
+    /// Milliseconds since the epoch for an RFC 3339 date-time, or nil when it is not one.
+    public static func parse(_ s: String) -> Int64? {
+        let b = Array(s.utf8)
+        func num(_ from: Int, _ n: Int) -> Int? {
+            guard from + n <= b.count else { return nil }
+            var v = 0
+            for k in from..<(from + n) {
+                guard (0x30...0x39).contains(b[k]) else { return nil }
+                v = v * 10 + Int(b[k] - 0x30)
+            }
+            return v
+        }
+        guard b.count >= 20, let year = num(0, 4), b[4] == 0x2D, let month = num(5, 2), b[7] == 0x2D,
+              let day = num(8, 2), b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t") || b[10] == 0x20,
+              let hour = num(11, 2), b[13] == 0x3A, let minute = num(14, 2), b[16] == 0x3A, let second = num(17, 2),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60
+        else { return nil }
+        var i = 19
+        var millis = 0
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            var digits = 0
+            while i < b.count, (0x30...0x39).contains(b[i]) {
+                if digits < 3 { millis = millis * 10 + Int(b[i] - 0x30) }
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in digits..<3 where digits < 3 { millis *= 10 }
+        }
+        guard i < b.count else { return nil }
+        var offsetMinutes = 0
+        if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") {
+            i += 1
+        } else if b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            guard let oh = num(i + 1, 2), b.count > i + 3, b[i + 3] == 0x3A, let om = num(i + 4, 2) else { return nil }
+            offsetMinutes = (oh * 60 + om) * (b[i] == UInt8(ascii: "-") ? -1 : 1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146097 + doe - 719468
+        let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offsetMinutes * 60
+        return Int64(seconds) * 1000 + Int64(millis)
+    }
+}

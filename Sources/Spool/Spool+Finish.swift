@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+extension Spool {
+    /// Writes the result to `done/ID.json` (via `tmp/`, fsynced, no replace), fsyncs `done/`,
+    /// then retires the claimed file. A crash between the steps leaves both; recovery keeps the result.
+    public func finish(_ claim: Claim, answer: Answer) throws(SpoolError) {
+        let doc = Documents.result(id: claim.id, job: claim.job, answer: answer, claimedAt: claim.claimedAt)
+        try settle(claim, document: doc, into: .done)
+    }
+
+    /// Dead-letters a claimed job to `failed/ID.json` with the reason and every earlier attempt.
+    public func fail(_ claim: Claim, _ failure: Failure, attempts: [JSONValue] = []) throws(SpoolError) {
+        let history = claim.job.history + attempts + [Documents.event("failed", failure.message)]
+        var job = claim.job
+        job.history = []
+        let doc = Documents.deadLetter(id: claim.id, error: failure, history: history, job: job, original: nil)
+        try settle(claim, document: doc, into: .failed)
+    }
+
+    func settle(_ claim: Claim, document: JSONValue, into state: SpoolState) throws(SpoolError) {
+        precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
+        let target = dir(state), name = claim.id + ".json"
+        try wrap { () throws(SystemCallError) in
+            let (tmpName, fd) = try writeTemporary(document.serialized(), base: claim.id, suffix: state.rawValue, sync: true)
+            Sys.close(fd)
+            guard try Sys.renameNoReplace(tmpName, in: dir(.tmp), to: name, in: target) else {
+                try? Sys.unlink(tmpName, in: dir(.tmp))
+                throw SystemCallError(call: "renameat2", path: target.path(name), errno: .fileExists)
+            }
+            try Sys.fsync(target)
+            try retire(name)
+        }
+        claim.release()
+    }
+
+    /// Takes a settled job's file out of `cur/` by renaming it to `tmp/.spent.*`; recovery unlinks
+    /// those later. (A rename is an order of magnitude cheaper than an unlink on ext4 without a journal.)
+    func retire(_ curName: String) throws(SystemCallError) {
+        let spent = ".spent." + tmpName(Job.id(fromFileName: curName), "json")
+        do throws(SystemCallError) { try Sys.renameReplacing(curName, in: dir(.cur), to: spent, in: dir(.tmp)) } catch where error.errno == .noSuchFileOrDirectory {
+            return
+        }
+    }
+
+    /// Puts a claimed job back into `new/` for another try.
+    ///
+    /// The job is rewritten with `attempts` raised (when `countAttempt`) and an entry in its
+    /// `history`. The new file is locked while it passes through `cur/`, so no one can mistake
+    /// it for a dead claim. A job given back more than ``Limits/maxAbandonedClaims`` times is
+    /// dead-lettered instead (a job that kills its workers must not kill them forever).
+    public func giveBack(_ claim: Claim, reason: String, countAttempt: Bool = true) throws(SpoolError) {
+        precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
+        var job = claim.job
+        if countAttempt { job.attempts += 1 }
+        job.history.append(Documents.event(countAttempt ? "abandoned" : "returned", reason))
+        if job.attempts > limits.maxAbandonedClaims {
+            try fail(claim, Failure(kind: IntakeError.Kind.abandoned.rawValue,
+                                    message: "claimed \(job.attempts) times without an answer; last: \(reason)"))
+            return
+        }
+        try wrap { () throws(SystemCallError) in try putBack(id: claim.id, bytes: job.json().serialized()) }
+        claim.release()
+    }
+
+    /// Replaces `cur/ID.json` with `bytes` (locked) and renames it into `new/`.
+    func putBack(id: String, bytes: [UInt8]) throws(SystemCallError) {
+        let name = id + ".json"
+        let (tmpName, fd) = try writeTemporary(bytes, base: id, suffix: "back", sync: true)
+        defer { Sys.close(fd) }
+        _ = try Sys.tryLock(fd, path: dir(.tmp).path(tmpName))
+        try Sys.renameReplacing(tmpName, in: dir(.tmp), to: name, in: dir(.cur))
+        try moveBackToNew(name)
+    }
+
+    /// `cur/NAME` → `new/NAME`; if `new/NAME` exists (a same-named drop), under a fresh name instead.
+    func moveBackToNew(_ name: String) throws(SystemCallError) {
+        if try !Sys.renameNoReplace(name, in: dir(.cur), to: name, in: dir(.new)) {
+            _ = try Sys.renameNoReplace(name, in: dir(.cur), to: JobID.generate() + ".json", in: dir(.new))
+        }
+        try Sys.fsync(dir(.new))
+    }
+}

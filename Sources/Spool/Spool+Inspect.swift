@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// Counts per state and the age of the oldest waiting job.
+public struct SpoolStatus: Sendable, Equatable {
+    public var counts: [SpoolState: Int] = [:]
+    /// Milliseconds since the oldest file in `new/` was last modified, nil when `new/` is empty.
+    public var oldestWaitingMilliseconds: Int64?
+    /// `cur/` files whose claiming process is alive (lock held).
+    public var liveClaims = 0
+    /// `cur/` files whose claiming process died: `llmspool recover` gives them back.
+    public var deadClaims = 0
+
+    public init() {}
+}
+
+/// Where a job is, and its file's bytes.
+public struct JobLocation: Sendable {
+    public var id: String
+    public var state: SpoolState
+    /// The file's name in its directory (`ID.json`, or a hand-dropped name in `new/`).
+    public var name: String
+    public var bytes: [UInt8]
+    public var modifiedMilliseconds: Int64
+}
+
+/// One entry of ``Spool/list(_:)``.
+public struct JobEntry: Sendable, Equatable {
+    public var id: String
+    public var state: SpoolState
+    public var name: String
+    public var modifiedMilliseconds: Int64
+}
+
+extension Spool {
+    /// Counts of each state (dot names and `failed/*.original` are not counted), the oldest
+    /// waiting job's age, and how many claims are live or dead.
+    public func status() throws(SpoolError) -> SpoolStatus {
+        try wrap { () throws(SystemCallError) in
+            var s = SpoolStatus()
+            let now = Sys.nowMilliseconds()
+            for state in SpoolState.allCases {
+                let names = try Sys.list(dir(state)).filter { !$0.hasPrefix(".") && !$0.hasSuffix(".original") }
+                s.counts[state] = names.count
+                if state == .new {
+                    for name in names {
+                        guard let st = try Sys.stat(name, in: dir(.new)) else { continue }
+                        let age = now - st.modifiedMilliseconds
+                        s.oldestWaitingMilliseconds = max(s.oldestWaitingMilliseconds ?? age, age)
+                    }
+                }
+                if state == .cur {
+                    for name in names {
+                        guard let fd = try? Sys.openForReading(name, in: dir(.cur)) else { continue }
+                        defer { Sys.close(fd) }
+                        if try Sys.tryLock(fd, path: dir(.cur).path(name)) { s.deadClaims += 1 } else { s.liveClaims += 1 }
+                    }
+                }
+            }
+            return s
+        }
+    }
+
+    /// The jobs in the given states, oldest first within each state.
+    public func list(_ states: [SpoolState] = SpoolState.jobStates) throws(SpoolError) -> [JobEntry] {
+        try wrap { () throws(SystemCallError) in
+            var entries: [JobEntry] = []
+            for state in states {
+                var here: [JobEntry] = []
+                for name in try Sys.list(dir(state)) where !name.hasPrefix(".") && !name.hasSuffix(".original") {
+                    guard let st = try Sys.stat(name, in: dir(state)) else { continue }
+                    here.append(JobEntry(id: Job.id(fromFileName: name), state: state, name: name,
+                                         modifiedMilliseconds: st.modifiedMilliseconds))
+                }
+                entries += here.sorted { ($0.modifiedMilliseconds, $0.name) < ($1.modifiedMilliseconds, $1.name) }
+            }
+            return entries
+        }
+    }
+
+    /// Finds a job by id: `ID.json` in `new/ cur/ done/ failed/`, else a hand-dropped file in
+    /// `new/` whose `jobId` is `id`. Nil when there is none.
+    public func find(_ id: String) throws(SpoolError) -> JobLocation? {
+        guard JobID.isValid(id) else { return nil }
+        return try wrap { () throws(SystemCallError) -> JobLocation? in
+            for state in SpoolState.jobStates {
+                if let loc = try read(id + ".json", in: state, id: id) { return loc }
+            }
+            for name in try Sys.list(dir(.new)) where !name.hasPrefix(".") && name != id + ".json" {
+                guard let loc = try read(name, in: .new, id: id),
+                      let job = try? Job.decode(loc.bytes, limits: limits), job.jobId == id
+                else { continue }
+                return loc
+            }
+            return nil
+        }
+    }
+
+    private func read(_ name: String, in state: SpoolState, id: String) throws(SystemCallError) -> JobLocation? {
+        let d = dir(state)
+        let fd: FileDescriptor
+        do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch {
+            if error.errno == .noSuchFileOrDirectory || error.errno == .tooManySymbolicLinkLevels { return nil }
+            throw error
+        }
+        defer { Sys.close(fd) }
+        let st = try Sys.stat(fd, path: d.path(name))
+        guard st.isRegularFile else { return nil }
+        let bytes = try Sys.readAll(fd, limit: max(limits.maxFileBytes, 8 << 20), path: d.path(name))
+        return JobLocation(id: id, state: state, name: name, bytes: bytes, modifiedMilliseconds: st.modifiedMilliseconds)
+    }
+
+    /// Puts a dead-lettered job back into `new/` with its attempts reset; its history is kept.
+    /// Fails for a job that is not in `failed/` or whose original was not a valid job.
+    public func requeue(_ id: String) throws(SpoolError) {
+        guard let loc = try find(id) else { throw .notFound(id: id) }
+        guard loc.state == .failed else {
+            throw .cannotRequeue(id: id, reason: "it is in \(loc.state.rawValue)/, not failed/")
+        }
+        guard let doc = try? JSONParser.parse(loc.bytes), let jobJSON = doc["job"] else {
+            let file = path(of: id + ".original", in: .failed)
+            throw .cannotRequeue(id: id, reason: "its original was not a valid job; fix \(file) and submit it")
+        }
+        var job: Job
+        do { job = try Job(json: jobJSON, limits: limits) } catch {
+            throw .cannotRequeue(id: id, reason: "its stored job is not valid: \(error)")
+        }
+        job.jobId = id
+        job.attempts = 0
+        job.history = (doc["history"]?.arrayValue ?? job.history) + [Documents.event("requeued", "requeued from failed/")]
+        let bytes = job.json().serialized()
+        try wrap { () throws(SystemCallError) in
+            // Into new/ first (no replace), then out of failed/: a crash between leaves a
+            // duplicate dead letter, never a lost job.
+            let (tmpName, fd) = try writeTemporary(bytes, base: id, suffix: "requeue", sync: true)
+            Sys.close(fd)
+            guard try Sys.renameNoReplace(tmpName, in: dir(.tmp), to: id + ".json", in: dir(.new)) else {
+                try? Sys.unlink(tmpName, in: dir(.tmp))
+                throw SystemCallError(call: "renameat2", path: dir(.new).path(id + ".json"), errno: .fileExists)
+            }
+            try Sys.fsync(dir(.new))
+            try Sys.renameReplacing(id + ".json", in: dir(.failed), to: ".spent." + tmpName, in: dir(.tmp))
+            try Sys.fsync(dir(.failed))
+        }
+    }
+
+    /// Removes `done/` or `failed/` entries last modified more than `olderThanMilliseconds` ago
+    /// (with their `.original` files). Returns how many jobs were removed.
+    public func purge(_ state: SpoolState, olderThanMilliseconds age: Int64) throws(SpoolError) -> Int {
+        precondition(state == .done || state == .failed, "only done/ and failed/ can be purged")
+        return try wrap { () throws(SystemCallError) -> Int in
+            let d = dir(state)
+            let now = Sys.nowMilliseconds()
+            var removed = 0
+            for name in try Sys.list(d) where !name.hasPrefix(".") && !name.hasSuffix(".original") {
+                guard let st = try Sys.stat(name, in: d), now - st.modifiedMilliseconds > age else { continue }
+                let key = Job.id(fromFileName: name)
+                do throws(SystemCallError) { try Sys.unlink(key + ".original", in: d) } catch where error.errno == .noSuchFileOrDirectory {}
+                do throws(SystemCallError) { try Sys.unlink(name, in: d); removed += 1 } catch where error.errno == .noSuchFileOrDirectory {}
+            }
+            try Sys.fsync(d)
+            return removed
+        }
+    }
+}

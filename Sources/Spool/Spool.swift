@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// A spool directory: `tmp/ new/ cur/ done/ failed/`, where every state change is a rename.
+///
+/// A `Spool` holds one open descriptor per state directory and does every operation relative to
+/// them, so it keeps working on the same directories even if the path is renamed under it.
+/// It is safe to use from many threads and many processes at once.
+public final class Spool: Sendable {
+    public let path: String
+    public let limits: Limits
+    let dirs: [Directory]  // indexed by SpoolState's order
+
+    /// Mode of the spool's directories: owner and group may enqueue and work; setgid so that
+    /// files inherit the spool's group (see docs/spool-format.md).
+    static let directoryMode: mode_t = 0o2770
+    /// Mode of job and result files: the group may read them.
+    static let fileMode: mode_t = 0o640
+
+    /// Opens an existing spool; fails with ``SpoolError/notASpool(path:missing:)`` if a directory is missing.
+    public init(path: String, limits: Limits = .default) throws {
+        self.path = path
+        self.limits = limits
+        let root: Directory
+        do { root = try Sys.openDirectory(path) } catch {
+            if error.errno == .noSuchFileOrDirectory || error.errno == .notDirectory {
+                throw SpoolError.notASpool(path: path, missing: SpoolState.allCases.map { $0.rawValue + "/" })
+            }
+            throw SpoolError.system(error)
+        }
+        defer { Sys.close(root.fd) }
+        var opened: [Directory] = []
+        var missing: [String] = []
+        for state in SpoolState.allCases {
+            do { opened.append(try Sys.openDirectory(state.rawValue, in: root)) } catch {
+                if error.errno == .noSuchFileOrDirectory || error.errno == .notDirectory {
+                    missing.append(state.rawValue + "/")
+                } else {
+                    opened.forEach { Sys.close($0.fd) }
+                    throw SpoolError.system(error)
+                }
+            }
+        }
+        if !missing.isEmpty {
+            opened.forEach { Sys.close($0.fd) }
+            throw SpoolError.notASpool(path: path, missing: missing)
+        }
+        dirs = opened
+    }
+
+    deinit { dirs.forEach { Sys.close($0.fd) } }
+
+    /// Creates the spool's directories (those missing) and opens it. Existing directories are left as they are.
+    @discardableResult
+    public static func create(at path: String, limits: Limits = .default) throws -> Spool {
+        do {
+            for sub in [""] + SpoolState.allCases.map({ "/" + $0.rawValue }) {
+                let p = path + sub
+                do throws(SystemCallError) {
+                    try Sys.makeDirectory(p, mode: directoryMode)
+                    try Sys.chmod(p, mode: directoryMode)  // mkdir honours the umask; the mode is the contract
+                } catch where error.errno == .fileExists {
+                    continue
+                }
+            }
+        } catch {
+            throw SpoolError.system(error)
+        }
+        return try Spool(path: path, limits: limits)
+    }
+
+    func dir(_ state: SpoolState) -> Directory {
+        switch state {
+        case .tmp: dirs[0]
+        case .new: dirs[1]
+        case .cur: dirs[2]
+        case .done: dirs[3]
+        case .failed: dirs[4]
+        }
+    }
+
+    /// The path of a file in the spool, for messages.
+    public func path(of name: String, in state: SpoolState) -> String { dir(state).path(name) }
+
+    /// A name in `tmp/` that no other writer uses: `ID.PID.RANDOM.SUFFIX`.
+    func tmpName(_ base: String, _ suffix: String) -> String {
+        "\(base).\(Sys.processID()).\(UInt32.random(in: 0...UInt32.max)).\(suffix)"
+    }
+
+    /// Writes `bytes` to a fresh file in `tmp/`, optionally fsynced, and returns its name and open descriptor.
+    func writeTemporary(_ bytes: [UInt8], base: String, suffix: String, sync: Bool) throws(SystemCallError) -> (String, FileDescriptor) {
+        let tmp = dir(.tmp)
+        let name = tmpName(base, suffix)
+        let fd = try Sys.createExclusive(name, in: tmp, mode: Spool.fileMode)
+        do {
+            try Sys.writeAll(fd, bytes, path: tmp.path(name))
+            if sync { try Sys.fsync(fd, path: tmp.path(name)) }
+        } catch {
+            Sys.close(fd)
+            try? Sys.unlink(name, in: tmp)
+            throw error
+        }
+        return (name, fd)
+    }
+
+    /// The state a job id is in, looking only at canonical names (`ID.json`).
+    public func state(of id: String) throws -> SpoolState? {
+        guard JobID.isValid(id) else { return nil }
+        for state in SpoolState.jobStates {
+            if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) { return state }
+        }
+        return nil
+    }
+
+    /// Runs a system-call body, turning its error into ``SpoolError/system(_:)``.
+    @inline(__always)
+    func wrap<T>(_ body: () throws(SystemCallError) -> T) throws(SpoolError) -> T {
+        do { return try body() } catch { throw .system(error) }
+    }
+}

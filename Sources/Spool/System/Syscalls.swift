@@ -1,0 +1,215 @@
+// Every file-system call llmspool makes goes through this file: one place to read for crash
+// safety, EINTR handling and error reporting. Nothing else in the package calls Glibc for files.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSpoolShim
+public import SystemPackage
+
+/// An open directory of the spool: its descriptor plus the path used in error messages.
+public struct Directory: Sendable {
+    public let fd: FileDescriptor
+    public let path: String
+
+    func path(_ name: String) -> String { path + "/" + name }
+}
+
+enum Sys {
+    /// Runs `body` until it does not fail with EINTR; returns its result or throws the call's error.
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(
+        _ call: String, _ path: @autoclosure () -> String, _ body: () -> T
+    ) throws(SystemCallError) -> T {
+        while true {
+            let rc = body()
+            if rc >= 0 { return rc }
+            let err = Errno(rawValue: llmspool_errno())
+            if err == .interrupted { continue }
+            throw SystemCallError(call: call, path: path(), errno: err)
+        }
+    }
+
+    static func openDirectory(_ path: String) throws(SystemCallError) -> Directory {
+        let fd = try retrying("open", path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        return Directory(fd: FileDescriptor(rawValue: fd), path: path)
+    }
+
+    static func openDirectory(_ name: String, in dir: Directory) throws(SystemCallError) -> Directory {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+        return Directory(fd: FileDescriptor(rawValue: fd), path: dir.path(name))
+    }
+
+    /// Opens an existing entry for reading without following symlinks or blocking on FIFOs.
+    static func openForReading(_ name: String, in dir: Directory) throws(SystemCallError) -> FileDescriptor {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Creates a new file that must not exist yet (`O_EXCL`).
+    static func createExclusive(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) -> FileDescriptor {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    static func makeDirectory(_ path: String, mode: mode_t) throws(SystemCallError) {
+        _ = try retrying("mkdir", path) { mkdir(path, mode) }
+    }
+
+    static func chmod(_ path: String, mode: mode_t) throws(SystemCallError) {
+        _ = try retrying("chmod", path) { Glibc.chmod(path, mode) }
+    }
+
+    static func fsync(_ fd: FileDescriptor, path: @autoclosure () -> String) throws(SystemCallError) {
+        _ = try retrying("fsync", path()) { Glibc.fsync(fd.rawValue) }
+    }
+
+    static func fsync(_ dir: Directory) throws(SystemCallError) {
+        try fsync(dir.fd, path: dir.path)
+    }
+
+    static func close(_ fd: FileDescriptor) {
+        // close() must not be retried on EINTR on Linux: the descriptor is gone either way.
+        _ = Glibc.close(fd.rawValue)
+    }
+
+    /// `renameat2(..., RENAME_NOREPLACE)`. Returns false when the target exists (EEXIST).
+    static func renameNoReplace(
+        _ name: String, in from: Directory, to newName: String, in to: Directory
+    ) throws(SystemCallError) -> Bool {
+        while true {
+            if llmspool_rename_noreplace(from.fd.rawValue, name, to.fd.rawValue, newName) == 0 { return true }
+            let err = Errno(rawValue: llmspool_errno())
+            if err == .interrupted { continue }
+            if err == .fileExists { return false }
+            throw SystemCallError(call: "renameat2", path: from.path(name) + " -> " + to.path(newName), errno: err)
+        }
+    }
+
+    /// Plain `renameat`, which replaces the target. Used only where replacing is the intent.
+    static func renameReplacing(
+        _ name: String, in from: Directory, to newName: String, in to: Directory
+    ) throws(SystemCallError) {
+        _ = try retrying("renameat", from.path(name) + " -> " + to.path(newName)) {
+            renameat(from.fd.rawValue, name, to.fd.rawValue, newName)
+        }
+    }
+
+    static func unlink(_ name: String, in dir: Directory) throws(SystemCallError) {
+        _ = try retrying("unlinkat", dir.path(name)) { unlinkat(dir.fd.rawValue, name, 0) }
+    }
+
+    /// `flock(LOCK_EX | LOCK_NB)`. Returns false when another open file description holds the lock.
+    static func tryLock(_ fd: FileDescriptor, path: @autoclosure () -> String) throws(SystemCallError) -> Bool {
+        while true {
+            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { return true }
+            let err = Errno(rawValue: llmspool_errno())
+            if err == .interrupted { continue }
+            if err == .wouldBlock { return false }
+            throw SystemCallError(call: "flock", path: path(), errno: err)
+        }
+    }
+
+    static func stat(_ fd: FileDescriptor, path: @autoclosure () -> String) throws(SystemCallError) -> Glibc.stat {
+        var st = Glibc.stat()
+        _ = try retrying("fstat", path()) { fstat(fd.rawValue, &st) }
+        return st
+    }
+
+    /// `fstatat(..., AT_SYMLINK_NOFOLLOW)`; nil when the entry does not exist.
+    static func stat(_ name: String, in dir: Directory) throws(SystemCallError) -> Glibc.stat? {
+        var st = Glibc.stat()
+        while true {
+            if fstatat(dir.fd.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return st }
+            let err = Errno(rawValue: llmspool_errno())
+            if err == .interrupted { continue }
+            if err == .noSuchFileOrDirectory { return nil }
+            throw SystemCallError(call: "fstatat", path: dir.path(name), errno: err)
+        }
+    }
+
+    static func exists(_ name: String, in dir: Directory) throws(SystemCallError) -> Bool {
+        try stat(name, in: dir) != nil
+    }
+
+    /// The names in a directory, without `.` and `..`, in no particular order.
+    static func list(_ dir: Directory) throws(SystemCallError) -> [String] {
+        // fdopendir takes ownership of its descriptor, so give it a fresh one.
+        let fd = try retrying("openat", dir.path) { openat(dir.fd.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard let stream = fdopendir(fd) else {
+            let err = Errno(rawValue: llmspool_errno())
+            _ = Glibc.close(fd)
+            throw SystemCallError(call: "fdopendir", path: dir.path, errno: err)
+        }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(stream) else {
+                let err = llmspool_errno()
+                if err != 0 { throw SystemCallError(call: "readdir", path: dir.path, errno: Errno(rawValue: err)) }
+                return names
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+    }
+
+    /// Reads the whole file, or at most `limit + 1` bytes so the caller can tell it is over the limit.
+    static func readAll(_ fd: FileDescriptor, limit: Int, path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = 64 * 1024
+        while bytes.count <= limit {
+            let want = min(chunk, limit + 1 - bytes.count)
+            let start = bytes.count
+            bytes.append(contentsOf: repeatElement(0, count: want))
+            let n = try retrying("read", path()) {
+                bytes.withUnsafeMutableBytes { buf in read(fd.rawValue, buf.baseAddress! + start, want) }
+            }
+            bytes.removeLast(want - n)
+            if n == 0 { break }
+            chunk = min(chunk * 2, 1 << 20)
+        }
+        return bytes
+    }
+
+    static func writeAll(_ fd: FileDescriptor, _ bytes: [UInt8], path: @autoclosure () -> String) throws(SystemCallError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = try retrying("write", path()) {
+                bytes.withUnsafeBytes { buf in write(fd.rawValue, buf.baseAddress! + offset, buf.count - offset) }
+            }
+            offset += n
+        }
+    }
+
+    static func processID() -> Int32 { getpid() }
+
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    static func nowMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "localhost" }
+        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension Glibc.stat {
+    var isRegularFile: Bool { (st_mode & S_IFMT) == S_IFREG }
+    var modifiedMilliseconds: Int64 { Int64(st_mtim.tv_sec) * 1000 + Int64(st_mtim.tv_nsec) / 1_000_000 }
+    func sameFile(as other: Glibc.stat) -> Bool { st_dev == other.st_dev && st_ino == other.st_ino }
+}
