@@ -26,7 +26,7 @@ public final class Spool: Sendable {
         let root: Directory
         do { root = try Sys.openDirectory(path) } catch {
             if error.errno == .noSuchFileOrDirectory || error.errno == .notDirectory {
-                throw SpoolError.notASpool(path: path, missing: SpoolState.allCases.map { $0.rawValue + "/" })
+                throw SpoolError.notASpool(path: path, missing: ["the directory itself"])
             }
             throw SpoolError.system(error)
         }
@@ -56,6 +56,12 @@ public final class Spool: Sendable {
     @discardableResult
     public static func create(at path: String, limits: Limits = .default) throws -> Spool {
         do {
+            // Parents as `mkdir -p` makes them (mode 0777 less the umask).
+            var parent = path.hasPrefix("/") ? "" : "."
+            for component in path.split(separator: "/").dropLast() {
+                parent += "/" + component
+                do throws(SystemCallError) { try Sys.makeDirectory(parent, mode: 0o777) } catch where error.errno == .fileExists {}
+            }
             for sub in [""] + SpoolState.allCases.map({ "/" + $0.rawValue }) {
                 let p = path + sub
                 do throws(SystemCallError) {

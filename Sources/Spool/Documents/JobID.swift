@@ -67,6 +67,9 @@ public enum JobID {
 public enum Timestamp {
     public static func now() -> String { format(milliseconds: Sys.nowMilliseconds()) }
 
+    /// Wall-clock milliseconds since the Unix epoch.
+    public static func nowMilliseconds() -> Int64 { Sys.nowMilliseconds() }
+
     public static func format(milliseconds: Int64) -> String {
         var t = time_t(milliseconds / 1000)
         var tm = Glibc.tm()

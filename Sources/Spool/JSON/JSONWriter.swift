@@ -53,3 +53,20 @@ extension JSONValue {
         out.append(UInt8(ascii: "\""))
     }
 }
+
+extension JSONValue {
+    /// Indented JSON for people (two spaces), keys in document order.
+    public func prettyText(indent: Int = 0) -> String {
+        let pad = String(repeating: "  ", count: indent + 1), end = String(repeating: "  ", count: indent)
+        switch self {
+        case .array(let items) where !items.isEmpty:
+            return "[\n" + items.map { pad + $0.prettyText(indent: indent + 1) }.joined(separator: ",\n") + "\n\(end)]"
+        case .object(let o) where !o.isEmpty:
+            return "{\n" + o.members.map { m in
+                pad + JSONValue.string(m.key).text + ": " + m.value.prettyText(indent: indent + 1)
+            }.joined(separator: ",\n") + "\n\(end)}"
+        default:
+            return text
+        }
+    }
+}

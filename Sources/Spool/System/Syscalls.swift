@@ -13,7 +13,12 @@ public struct Directory: Sendable {
     public let fd: FileDescriptor
     public let path: String
 
-    func path(_ name: String) -> String { path + "/" + name }
+    func path(_ name: String) -> String {
+        name.hasPrefix("/") || path.isEmpty ? name : path + "/" + name
+    }
+
+    /// The current directory, for paths given by the user.
+    static let current = Directory(fd: FileDescriptor(rawValue: AT_FDCWD), path: "")
 }
 
 enum Sys {

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Spool
+
+struct Requeue: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put dead-lettered jobs from failed/ back into new/ (attempts reset, history kept).",
+        discussion: "Prints each requeued id. A dead letter whose original was not a valid job cannot be requeued: fix its failed/KEY.original and submit it.")
+
+    @OptionGroup var options: SpoolOptions
+
+    @Flag(help: "Requeue every job in failed/ that can be.")
+    var failed = false
+
+    @Argument(help: "Job ids to requeue.")
+    var ids: [String] = []
+
+    func validate() throws {
+        if failed == !ids.isEmpty { throw ValidationError("give job ids or --failed") }
+        for id in ids { if let p = JobID.problem(id) { throw ValidationError("job id \"\(id)\" \(p)") } }
+    }
+
+    func run() throws {
+        try reporting {
+            let spool = try options.open()
+            let targets = failed ? try spool.list([.failed]).map(\.id) : ids
+            var last: (any Error)?
+            for id in targets {
+                do {
+                    try spool.requeue(id)
+                    Output.line(id)
+                } catch SpoolError.cannotRequeue(let id, let reason) where failed {
+                    Output.warning("skipped \(id): \(reason)")
+                } catch {
+                    if let e = last { Output.error(Failed(e).message) }
+                    last = error
+                }
+            }
+            if let last { throw last }
+        }
+    }
+}
+
+struct Recover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "One pass of crash recovery: give back claims of dead workers, finish interrupted moves.",
+        discussion: """
+            A claim (a file in cur/) is dead when no process holds its lock: its worker exited or was \
+            killed. Dead claims go back to new/ with attempts raised, or are removed if their result \
+            is already in done/ or failed/. Live claims are never touched. Safe to run at any time, \
+            from any number of processes.
+            """)
+
+    @OptionGroup var options: SpoolOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        try reporting {
+            let r = try options.open().recover()
+            if json {
+                Output.line(JSONValue.object([
+                    "givenBack": .array(r.givenBack.map { .string($0) }),
+                    "alreadySettled": .array(r.alreadySettled.map { .string($0) }),
+                    "deadLettered": .array(r.deadLettered.map { .string($0) }),
+                    "live": .integer(r.live), "repairedRejections": .integer(r.repairedRejections),
+                    "removedTemporaries": .integer(r.removedTemporaries),
+                ]).text)
+            } else {
+                Output.line("gave back \(r.givenBack.count), already settled \(r.alreadySettled.count), dead-lettered \(r.deadLettered.count), live \(r.live), repaired \(r.repairedRejections), removed \(r.removedTemporaries) from tmp/")
+            }
+        }
+    }
+}
+
+struct Purge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete finished jobs from done/ and/or failed/ older than a duration.",
+        discussion: "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints how many were removed.")
+
+    @OptionGroup var options: SpoolOptions
+
+    @Flag(help: "Purge done/.")
+    var done = false
+
+    @Flag(help: "Purge failed/ (dead letters and their .original files).")
+    var failed = false
+
+    @Option(name: .customLong("older-than"), help: ArgumentHelp("Only jobs last changed longer ago than this.", valueName: "DURATION"))
+    var olderThan: String
+
+    func validate() throws {
+        if !done && !failed { throw ValidationError("give --done, --failed or both") }
+        if Duration.parseMilliseconds(olderThan) == nil {
+            throw ValidationError("--older-than \"\(olderThan)\" is not a duration like 90s, 15m, 12h or 7d")
+        }
+    }
+
+    func run() throws {
+        try reporting {
+            let spool = try options.open()
+            let age = Duration.parseMilliseconds(olderThan)!
+            var removed = 0
+            if done { removed += try spool.purge(.done, olderThanMilliseconds: age) }
+            if failed { removed += try spool.purge(.failed, olderThanMilliseconds: age) }
+            Output.line(String(removed))
+        }
+    }
+}
+
+/// Hidden: claims jobs like a worker would, for tests and shell experiments.
+struct DebugClaim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "debug-claim",
+        abstract: "Claim jobs as a worker would (for tests and debugging; not a worker).",
+        shouldDisplay: false)
+
+    @OptionGroup var options: SpoolOptions
+
+    @Option(help: "Most jobs to claim.")
+    var max = Int.max
+
+    @Option(help: "Answer each claimed job with its own prompt (marked as an echo), or hold the claims: echo | hold.")
+    var then = "echo"
+
+    @Option(help: "With --then hold: seconds to hold the claims before exiting without finishing them.")
+    var holdSeconds = 3600
+
+    func run() throws {
+        try reporting {
+            let spool = try options.open()
+            var held: [Claim] = []
+            var claimed = 0
+            for name in try spool.waiting() where claimed < max {
+                guard case .claimed(let claim) = try spool.claim(name) else { continue }
+                claimed += 1
+                if then == "hold" {
+                    held.append(claim)
+                } else {
+                    try spool.finish(claim, answer: Answer(response: "[echo] " + (claim.job.prompt ?? ""), model: "debug-echo"))
+                }
+                Output.line(claim.id)
+                fflushStdout()
+            }
+            if then == "hold" {
+                Output.line("holding")
+                fflushStdout()
+                sleepSeconds(holdSeconds)
+            }
+            _ = held
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Spool
+
+struct Submit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Enqueue jobs; print each new job id on its own line.",
+        discussion: """
+            Three ways to give jobs:
+              llmspool submit --prompt TEXT [--user U] [--tenant T] [--model M]
+              llmspool submit -            (one job document, JSON, on standard input)
+              llmspool submit FILE...      (one job document per file)
+            Files are all validated before any is enqueued; an invalid one stops the whole \
+            submission with exit 65 and nothing is enqueued. Several files are enqueued with one \
+            group commit (write all, fsync all, rename all, fsync new/ once). A job is accepted \
+            (its id printed) only once it is durable in new/, unless --volatile.
+            """)
+
+    @OptionGroup var options: SpoolOptions
+
+    @Option(help: "The prompt text (the job's `prompt`).")
+    var prompt: String?
+
+    @Option(name: .customLong("user"), help: "The submitting user (`userId`).")
+    var user: String?
+
+    @Option(name: .customLong("tenant"), help: "The tenant (`tenantId`), for rate limits and fairness.")
+    var tenant: String?
+
+    @Option(help: "The model to ask (`model`); default: the worker's.")
+    var model: String?
+
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate (`maxTokens`).")
+    var maxTokens: Int?
+
+    @Option(help: "Sampling temperature, 0 to 2 (`temperature`).")
+    var temperature: Double?
+
+    @Option(name: .customLong("id"), help: "Use this job id instead of a new UUIDv7 ([A-Za-z0-9][A-Za-z0-9._-]{0,127}).")
+    var jobId: String?
+
+    @Flag(help: "Skip fsync: faster bulk loads that a power loss may undo (never corrupts a job).")
+    var volatile = false
+
+    @Argument(help: ArgumentHelp("Job documents to enqueue; - reads one from standard input.", valueName: "FILE"))
+    var files: [String] = []
+
+    func validate() throws {
+        if prompt == nil && files.isEmpty {
+            throw ValidationError("give --prompt TEXT, - (a job document on stdin) or FILE...")
+        }
+        if prompt != nil && !files.isEmpty { throw ValidationError("give either --prompt or files, not both") }
+        if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be read only once") }
+        if let jobId, let p = JobID.problem(jobId) { throw ValidationError("--id \(jobId) \(p)") }
+        if jobId != nil && files.count > 1 { throw ValidationError("--id applies to a single job") }
+    }
+
+    func run() throws {
+        try reporting {
+            let spool = try options.open()
+            var jobs: [Job] = []
+            if let prompt {
+                jobs.append(Job(prompt: prompt))
+            } else {
+                var problems: [String] = []
+                for file in files {
+                    let name = file == "-" ? "standard input" : file
+                    do {
+                        jobs.append(try Job.decode(try Spool.readInput(file, limit: spool.limits.maxFileBytes), limits: spool.limits))
+                    } catch let e as IntakeError {
+                        problems.append("\(name): \(e.field.map { "field \($0): " } ?? "")\(e.message)")
+                    }
+                }
+                if !problems.isEmpty {
+                    for p in problems.dropLast() { Output.error(p) }
+                    throw Failed(problems.last! + (problems.count > 1 ? " (\(problems.count) invalid files; nothing enqueued)" : ""),
+                                 code: ExitStatus.dataError)
+                }
+            }
+            for k in jobs.indices {
+                if let user { jobs[k].userId = user }
+                if let tenant { jobs[k].tenantId = tenant }
+                if let model { jobs[k].model = model }
+                if let maxTokens { jobs[k].maxTokens = maxTokens }
+                if let temperature { jobs[k].temperature = temperature }
+                if let jobId { jobs[k].jobId = jobId }
+            }
+            let durability: Durability = volatile ? .volatile : .durable
+            if jobs.count == 1 {
+                Output.line(try spool.enqueue(jobs[0], durability: durability))
+            } else {
+                do throws(BatchEnqueueError) {
+                    for id in try spool.enqueue(batch: jobs, durability: durability) { Output.line(id) }
+                } catch {
+                    for id in error.accepted { Output.line(id) }
+                    throw error
+                }
+            }
+        }
+    }
+}

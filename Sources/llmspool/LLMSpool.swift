@@ -1,0 +1,89 @@
+import ArgumentParser
+import Spool
+
+@main
+struct LLMSpool: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "llmspool",
+        abstract: "A crash-safe job queue for slow LLM calls, whose broker is a directory.",
+        discussion: """
+            A spool is a directory with tmp/ new/ cur/ done/ failed/. A job is one JSON file; every \
+            state change is a rename. Select the spool with --spool DIR or LLMSPOOL_SPOOL (default ./spool).
+
+            Exit codes (sysexits.h):
+              0   success
+              64  usage error (bad flag or argument)
+              65  bad data (an invalid job document, an id that already exists)
+              66  no such job, or the directory is not a spool
+              74  I/O error (a system call failed; the message names the call and path)
+              75  temporary failure (disk full, out of descriptors): try again later
+            """,
+        subcommands: [
+            Init.self, Submit.self, Status.self, Show.self, List.self, Requeue.self, Recover.self, Purge.self,
+            DebugClaim.self,
+        ]
+    )
+}
+
+/// `--spool DIR`, shared by every command that works on a spool.
+struct SpoolOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The spool directory (env LLMSPOOL_SPOOL, default ./spool).", valueName: "DIR"))
+    var spool: String?
+
+    var path: String { spool ?? Environment.get("LLMSPOOL_SPOOL").flatMap { $0.isEmpty ? nil : $0 } ?? "./spool" }
+
+    func open() throws -> Spool {
+        do { return try Spool(path: path) } catch { throw Failed(error) }
+    }
+}
+
+/// An error reported as `llmspool: error: MESSAGE` with its sysexits code.
+struct Failed: Error, CustomStringConvertible {
+    var message: String
+    var code: Int32
+
+    init(_ message: String, code: Int32) {
+        self.message = message
+        self.code = code
+    }
+
+    init(_ error: any Error) {
+        switch error {
+        case let e as Failed: self = e
+        case let e as SpoolError: self.init(e.description, code: Failed.code(of: e))
+        case let e as BatchEnqueueError: self.init(e.description, code: Failed.code(of: e.error))
+        default: self.init(String(describing: error), code: ExitStatus.software)
+        }
+    }
+
+    static func code(of e: SpoolError) -> Int32 {
+        switch e {
+        case .notASpool, .notFound: ExitStatus.noInput
+        case .invalidJob, .idExists, .cannotRequeue: ExitStatus.dataError
+        case .system(let s):
+            s.isTemporary ? ExitStatus.temporary : s.errno == .noSuchFileOrDirectory ? ExitStatus.noInput : ExitStatus.ioError
+        }
+    }
+
+    var description: String { message }
+}
+
+enum ExitStatus {
+    static let usage: Int32 = 64
+    static let dataError: Int32 = 65
+    static let noInput: Int32 = 66
+    static let software: Int32 = 70
+    static let ioError: Int32 = 74
+    static let temporary: Int32 = 75
+}
+
+/// Runs a command body, turning a thrown error into a message on stderr and a sysexits code.
+func reporting(_ body: () throws -> Void) throws {
+    do { try body() } catch let code as ExitCode {
+        throw code
+    } catch {
+        let f = Failed(error)
+        Output.error(f.message)
+        throw ExitCode(f.code)
+    }
+}
