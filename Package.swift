@@ -39,6 +39,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
-        .testTarget(name: "CLITests", dependencies: ["Spool"], swiftSettings: strict),
+        // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
+        .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool"], swiftSettings: strict),
     ]
 )

@@ -48,15 +48,17 @@ extension Spool {
         let (id, bytes) = try prepare(job)
         let sync = durability == .durable
         let tmp = dir(.tmp), new = dir(.new)
-        try wrap { () throws(SystemCallError) in
+        let renamed = try wrap { () throws(SystemCallError) -> Bool in
             let (name, fd) = try writeTemporary(bytes, base: id, suffix: "job", sync: sync)
             Sys.close(fd)
             guard try Sys.renameNoReplace(name, in: tmp, to: id + ".json", in: new) else {
                 try? Sys.unlink(name, in: tmp)
-                throw SystemCallError(call: "renameat2", path: new.path(id + ".json"), errno: .fileExists)
+                return false
             }
             if sync { try Sys.fsync(new) }
+            return true
         }
+        if !renamed { throw .idExists(id: id, state: .new) }
         return id
     }
 

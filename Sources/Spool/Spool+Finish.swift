@@ -54,6 +54,7 @@ extension Spool {
     public func giveBack(_ claim: Claim, reason: String, countAttempt: Bool = true) throws(SpoolError) {
         precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
         var job = claim.job
+        job.jobId = claim.id  // a job named only by its file keeps its id if it must go back under another name
         if countAttempt { job.attempts += 1 }
         job.history.append(Documents.event(countAttempt ? "abandoned" : "returned", reason))
         if job.attempts > limits.maxAbandonedClaims {

@@ -76,6 +76,7 @@ extension Spool {
             report.givenBack.append(name)
             return
         }
+        job.jobId = id  // as in giveBack: the id must survive a move to another name in new/
         job.attempts += 1
         job.history.append(Documents.event("abandoned", "the claiming process died"))
         if job.attempts > limits.maxAbandonedClaims {

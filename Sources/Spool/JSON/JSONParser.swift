@@ -160,9 +160,9 @@ public struct JSONParser {
     }
 
     private mutating func hex4() throws(JSONParseError) -> UInt32 {
-        guard i + 4 <= b.count else { throw endError() }
         var v: UInt32 = 0
         for _ in 0..<4 {
+            guard i < b.count else { throw endError() }
             let c = b[i]
             let d: UInt32
             switch c {
@@ -225,10 +225,11 @@ public struct JSONParser {
             case UInt8(ascii: "u"):
                 var scalar = try hex4()
                 if (0xD800...0xDBFF).contains(scalar) {
-                    guard i + 2 <= b.count else { throw endError() }
-                    guard b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") else {
-                        throw error("unpaired surrogate in a \\u escape")
-                    }
+                    // Only the end of input is "truncated"; any other byte means the pair is broken.
+                    guard i < b.count else { throw endError() }
+                    guard b[i] == UInt8(ascii: "\\") else { throw error("unpaired surrogate in a \\u escape") }
+                    guard i + 1 < b.count else { throw endError() }
+                    guard b[i + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate in a \\u escape") }
                     i += 2
                     let low = try hex4()
                     guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate in a \\u escape") }

@@ -172,19 +172,16 @@ enum Sys {
     /// Reads the whole file, or at most `limit + 1` bytes so the caller can tell it is over the limit.
     static func readAll(_ fd: FileDescriptor, limit: Int, path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
         var bytes: [UInt8] = []
-        var chunk = 64 * 1024
-        while bytes.count <= limit {
-            let want = min(chunk, limit + 1 - bytes.count)
-            let start = bytes.count
-            bytes.append(contentsOf: repeatElement(0, count: want))
-            let n = try retrying("read", path()) {
-                bytes.withUnsafeMutableBytes { buf in read(fd.rawValue, buf.baseAddress! + start, want) }
+        let chunk = 64 * 1024
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { (buf) throws(SystemCallError) -> [UInt8] in
+            while bytes.count <= limit {
+                let want = min(chunk, limit + 1 - bytes.count)
+                let n = try retrying("read", path()) { read(fd.rawValue, buf.baseAddress!, want) }
+                if n == 0 { break }
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<n]))
             }
-            bytes.removeLast(want - n)
-            if n == 0 { break }
-            chunk = min(chunk * 2, 1 << 20)
+            return bytes
         }
-        return bytes
     }
 
     static func writeAll(_ fd: FileDescriptor, _ bytes: [UInt8], path: @autoclosure () -> String) throws(SystemCallError) {
