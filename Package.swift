@@ -20,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The few Linux calls Swift cannot reach directly (renameat2 is not exported by Glibc's module map).
@@ -33,15 +35,29 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The worker daemon: fair scheduling, rate limits, retries, graceful shutdown.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "Spool",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "llmspool",
             dependencies: [
                 "Spool",
+                "Worker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
         .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool"], swiftSettings: strict),
     ]

@@ -188,3 +188,16 @@ extension Spool {
         try Sys.fsync(failed)
     }
 }
+
+extension Spool {
+    /// Reads `new/NAME` without claiming it, to learn its tenant and size before scheduling.
+    /// Nil when the file is gone or ignored; a failure when it is not a valid job (yet).
+    public func peek(_ name: String) -> Result<Job, IntakeError>? {
+        if name.hasPrefix(".") { return nil }
+        let new = dir(.new)
+        guard let fd = try? Sys.openForReading(name, in: new) else { return nil }
+        defer { Sys.close(fd) }
+        guard let bytes = try? Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name)) else { return nil }
+        return Result { () throws(IntakeError) in try Job.decode(bytes, limits: limits) }
+    }
+}

@@ -12,8 +12,9 @@ import SystemPackage
 public final class SpoolWatcher: Sendable {
     /// Why ``wait(timeoutMilliseconds:)`` returned.
     public enum Wake: Sendable, Equatable {
-        /// Something changed in a watched directory.
-        case changed
+        /// Files arrived in (moved in, or written and closed) or left a watched directory.
+        /// `arrived` lists names that arrived, by state; `overflow` means events were lost: rescan.
+        case changed(arrived: [SpoolState: [String]], overflow: Bool)
         /// The timeout passed with no event: rescan.
         case timeout
         /// ``wake()`` was called.
@@ -22,6 +23,7 @@ public final class SpoolWatcher: Sendable {
 
     private let inotify: FileDescriptor
     private let event: FileDescriptor
+    private let states: [Int32: SpoolState]
 
     /// Watches `states` of `spool` for files created, moved in or out, written and closed, or deleted.
     public init(_ spool: Spool, states: [SpoolState] = [.new]) throws(SpoolError) {
@@ -36,13 +38,20 @@ public final class SpoolWatcher: Sendable {
         }
         inotify = FileDescriptor(rawValue: ifd)
         event = FileDescriptor(rawValue: efd)
-        let mask = UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE)
+        let mask = UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
+        var watches: [Int32: SpoolState] = [:]
         for state in states {
             let p = spool.dir(state).path
-            if inotify_add_watch(ifd, p, mask) < 0 {
-                throw .system(SystemCallError(call: "inotify_add_watch", path: p, errno: Errno(rawValue: llmspool_errno())))
+            let wd = inotify_add_watch(ifd, p, mask)
+            if wd < 0 {
+                let err = Errno(rawValue: llmspool_errno())
+                _ = close(ifd)
+                _ = close(efd)
+                throw .system(SystemCallError(call: "inotify_add_watch", path: p, errno: err))
             }
+            watches[wd] = state
         }
+        self.states = watches
     }
 
     deinit {
@@ -66,19 +75,57 @@ public final class SpoolWatcher: Sendable {
                 _ = read(event.rawValue, &v, 8)
                 return .woken
             }
-            drain()
-            return .changed
+            return drain()
         }
     }
 
-    private func drain() {
+    /// Reads every queued event; names of files that arrived are reported, once each.
+    private func drain() -> Wake {
+        var arrived: [SpoolState: [String]] = [:]
+        var overflow = false
         var buf = [UInt8](repeating: 0, count: 64 * 1024)
-        while read(inotify.rawValue, &buf, buf.count) > 0 {}
+        let header = MemoryLayout<inotify_event>.size
+        while true {
+            let n = read(inotify.rawValue, &buf, buf.count)
+            if n <= 0 { break }
+            var off = 0
+            while off + header <= n {
+                let (wd, mask, len) = buf.withUnsafeBytes { raw in
+                    let e = raw.loadUnaligned(fromByteOffset: off, as: inotify_event.self)
+                    return (e.wd, e.mask, Int(e.len))
+                }
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflow = true }
+                if len > 0, mask & UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) != 0, let state = states[wd] {
+                    let bytes = buf[(off + header)..<min(n, off + header + len)].prefix { $0 != 0 }
+                    let name = String(decoding: bytes, as: UTF8.self)
+                    if !name.hasPrefix(".") { arrived[state, default: []].append(name) }
+                }
+                off += header + len
+            }
+        }
+        return .changed(arrived: arrived, overflow: overflow)
     }
 
     /// Makes a current or the next ``wait(timeoutMilliseconds:)`` return ``Wake/woken``.
     public func wake() {
         var one: UInt64 = 1
         _ = write(event.rawValue, &one, 8)
+    }
+}
+
+extension Spool {
+    /// Blocks until job `id` is in `done/` or `failed/`, or the timeout passes (negative: forever).
+    /// Returns the final state, or nil on timeout. Sleeps on inotify; a 1 s rescan covers the rest.
+    public func waitForOutcome(of id: String, timeoutMilliseconds: Int64) throws(SpoolError) -> SpoolState? {
+        let watcher = try SpoolWatcher(self, states: [.done, .failed])
+        let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.nowMilliseconds() + timeoutMilliseconds
+        while true {
+            for state in [SpoolState.done, .failed] {
+                if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) { return state }
+            }
+            let left = deadline - Sys.nowMilliseconds()
+            if left <= 0 { return nil }
+            _ = watcher.wait(timeoutMilliseconds: Int32(min(left, 1000)))
+        }
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Spool
 
 @main
-struct LLMSpool: ParsableCommand {
+struct LLMSpool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llmspool",
         abstract: "A crash-safe job queue for slow LLM calls, whose broker is a directory.",
@@ -15,11 +15,12 @@ struct LLMSpool: ParsableCommand {
               64  usage error (bad flag or argument)
               65  bad data (an invalid job document, an id that already exists)
               66  no such job, or the directory is not a spool
+              69  submit --wait: the job failed (its dead letter's error is printed)
               74  I/O error (a system call failed; the message names the call and path)
-              75  temporary failure (disk full, out of descriptors): try again later
+              75  temporary failure (disk full, out of descriptors), or submit --wait timed out
             """,
         subcommands: [
-            Init.self, Submit.self, Status.self, Show.self, List.self, Requeue.self, Recover.self, Purge.self,
+            Init.self, Submit.self, WorkerCommand.self, Status.self, Show.self, List.self, Requeue.self, Recover.self, Purge.self,
             DebugClaim.self,
         ]
     )
@@ -72,6 +73,7 @@ enum ExitStatus {
     static let usage: Int32 = 64
     static let dataError: Int32 = 65
     static let noInput: Int32 = 66
+    static let unavailable: Int32 = 69
     static let software: Int32 = 70
     static let ioError: Int32 = 74
     static let temporary: Int32 = 75

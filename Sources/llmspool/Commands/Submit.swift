@@ -41,6 +41,12 @@ struct Submit: ParsableCommand {
     @Flag(help: "Skip fsync: faster bulk loads that a power loss may undo (never corrupts a job).")
     var volatile = false
 
+    @Flag(help: "Wait for the job's result and print its response after the id (exit 69 if the job fails).")
+    var wait = false
+
+    @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75); default: wait forever.", valueName: "DURATION"))
+    var timeout: String?
+
     @Argument(help: ArgumentHelp("Job documents to enqueue; - reads one from standard input.", valueName: "FILE"))
     var files: [String] = []
 
@@ -52,6 +58,10 @@ struct Submit: ParsableCommand {
         if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be read only once") }
         if let jobId, let p = JobID.problem(jobId) { throw ValidationError("--id \(jobId) \(p)") }
         if jobId != nil && files.count > 1 { throw ValidationError("--id applies to a single job") }
+        if wait && files.count > 1 { throw ValidationError("--wait applies to a single job") }
+        if let timeout, Duration.parseMilliseconds(timeout) == nil {
+            throw ValidationError("--timeout \"\(timeout)\" is not a duration like 90s, 15m or 2h")
+        }
     }
 
     func run() throws {
@@ -86,7 +96,9 @@ struct Submit: ParsableCommand {
             }
             let durability: Durability = volatile ? .volatile : .durable
             if jobs.count == 1 {
-                Output.line(try spool.enqueue(jobs[0], durability: durability))
+                let id = try spool.enqueue(jobs[0], durability: durability)
+                Output.line(id)
+                if wait { try awaitResult(id, spool: spool) }
             } else {
                 do throws(BatchEnqueueError) {
                     for id in try spool.enqueue(batch: jobs, durability: durability) { Output.line(id) }
@@ -95,6 +107,23 @@ struct Submit: ParsableCommand {
                     throw error
                 }
             }
+        }
+    }
+
+    /// Prints the response of job `id` once it is done; a failed job or a timeout is an error.
+    func awaitResult(_ id: String, spool: Spool) throws {
+        fflushStdout()
+        let ms = timeout.flatMap(Duration.parseMilliseconds) ?? -1
+        guard let state = try spool.waitForOutcome(of: id, timeoutMilliseconds: ms) else {
+            throw Failed("job \(id) is not finished after \(timeout ?? "")", code: ExitStatus.temporary)
+        }
+        guard let loc = try spool.find(id), let doc = try? JSONParser.parse(loc.bytes) else { throw SpoolError.notFound(id: id) }
+        if state == .done {
+            Output.line(doc["response"]?.stringValue ?? "")
+        } else {
+            let e = doc["error"]
+            throw Failed("job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
+                         code: ExitStatus.unavailable)
         }
     }
 }

@@ -1,0 +1,105 @@
+public import Spool
+
+/// What a call to the LLM produced.
+public enum CallOutcome: Sendable {
+    case answer(Answer)
+    case failure(CallFailure)
+}
+
+/// A failed call: what went wrong, whether trying again may help, and when the provider asked us to.
+public struct CallFailure: Error, Sendable, Equatable {
+    /// A short stable word: `http`, `timeout`, `connection`, `malformed-response`, `cancelled`, …
+    public var kind: String
+    public var message: String
+    public var httpStatus: Int?
+    public var transient: Bool
+    /// The provider's `retry-after-ms` / `retry-after`, in milliseconds.
+    public var retryAfterMs: Int64?
+
+    public init(kind: String, message: String, httpStatus: Int? = nil, transient: Bool, retryAfterMs: Int64? = nil) {
+        self.kind = kind
+        self.message = message
+        self.httpStatus = httpStatus
+        self.transient = transient
+        self.retryAfterMs = retryAfterMs
+    }
+
+    public var failure: Failure { Failure(kind: kind, message: message, httpStatus: httpStatus) }
+}
+
+/// Provider-wide pacing learned from `x-ratelimit-*` headers.
+public struct ProviderBudget: Sendable, Equatable {
+    public var remainingRequests: Int?
+    public var remainingTokens: Int?
+    /// Milliseconds until the request and token windows reset.
+    public var resetRequestsMs: Int64?
+    public var resetTokensMs: Int64?
+
+    public init(remainingRequests: Int? = nil, remainingTokens: Int? = nil, resetRequestsMs: Int64? = nil, resetTokensMs: Int64? = nil) {
+        self.remainingRequests = remainingRequests
+        self.remainingTokens = remainingTokens
+        self.resetRequestsMs = resetRequestsMs
+        self.resetTokensMs = resetTokensMs
+    }
+}
+
+/// Something that answers jobs: an OpenAI-compatible endpoint, or the built-in echo.
+public protocol Responder: Sendable {
+    /// A short description for logs (never contains a key).
+    var description: String { get }
+    /// Calls the model for one job. Must return (not throw) on every failure, and return
+    /// promptly with a `cancelled` failure when the task is cancelled.
+    func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?)
+    /// Releases connections and threads.
+    func shutdown() async
+}
+
+/// `builtin:echo` — answers every job with its own prompt, after an optional delay. It is not
+/// a model; it exists so the whole pipeline runs with no network and no key, and says so.
+public struct EchoResponder: Responder {
+    public static let label = "builtin:echo (not a model: repeats the prompt)"
+    public let delayMs: Int
+
+    public init(delayMs: Int = 0) { self.delayMs = delayMs }
+
+    public var description: String { "builtin:echo" + (delayMs > 0 ? "?delay=\(delayMs)ms" : "") }
+
+    public func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?) {
+        let started = Timestamp.now()
+        if delayMs > 0 {
+            do { try await Task.sleep(for: .milliseconds(delayMs)) } catch {
+                return (.failure(CallFailure(kind: "cancelled", message: "shutting down", transient: true)), nil)
+            }
+        }
+        let text = Prompt.flatten(job)
+        let promptTokens = Prompt.estimateTokens(text)
+        return (.answer(Answer(response: text, model: EchoResponder.label, finishReason: "stop",
+                               usage: Usage(promptTokens: promptTokens, completionTokens: promptTokens),
+                               startedAt: started)), nil)
+    }
+
+    public func shutdown() async {}
+}
+
+/// How a job becomes chat messages, and a cheap token estimate.
+public enum Prompt {
+    /// The job's messages, then its prompt as a last user message.
+    public static func messages(_ job: Job) -> [ChatMessage] {
+        var m = job.messages ?? []
+        if let p = job.prompt { m.append(ChatMessage(role: "user", content: p)) }
+        return m
+    }
+
+    /// The text of all messages, for the echo responder.
+    public static func flatten(_ job: Job) -> String {
+        messages(job).map(\.content).joined(separator: "\n")
+    }
+
+    /// About four bytes of English per token; never less than one token per message.
+    public static func estimateTokens(_ text: String) -> Int { max(1, (text.utf8.count + 3) / 4) }
+
+    /// Tokens to reserve before a call: the prompt's estimate plus the most it may generate.
+    public static func reservation(_ job: Job, defaultMaxTokens: Int) -> Int {
+        messages(job).reduce(0) { $0 + estimateTokens($1.content) + 4 } + (job.maxTokens ?? defaultMaxTokens)
+    }
+}

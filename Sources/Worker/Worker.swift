@@ -1,0 +1,442 @@
+import Dispatch
+public import Logging
+public import ServiceLifecycle
+import Spool
+
+/// The worker daemon: claims jobs from a spool, calls the LLM, writes results.
+///
+/// One event loop owns all scheduling state (no locks): it learns of jobs from the spool
+/// watcher, picks the next one fairly across tenants within their budgets, claims it, and starts
+/// a call task. Each call task talks to the LLM and then settles its job on a disk thread (so an
+/// fsync never blocks the cooperative pool). A job waiting for a retry stays claimed but holds
+/// no slot. On graceful shutdown the loop stops claiming, lets calls finish within the grace
+/// period, cancels the rest and gives every unfinished job back to `new/`.
+public final class Worker: Service {
+    public let configuration: WorkerConfiguration
+    let responder: any Responder
+    let logger: Logger
+    let backoff: Backoff
+
+    public init(configuration: WorkerConfiguration, responder: any Responder, logger: Logger, backoff: Backoff? = nil) {
+        self.configuration = configuration
+        self.responder = responder
+        self.logger = logger
+        self.backoff = backoff ?? Backoff(baseMs: configuration.backoffBaseMs, capMs: configuration.backoffCapMs,
+                                          maxRetryAfterMs: configuration.maxRetryAfterMs)
+    }
+
+    public func run() async throws {
+        let spool = try Spool(path: configuration.spoolPath)
+        let (events, sink) = AsyncStream<Event>.makeStream()
+        let watcher = try SpoolWatcher(spool, states: [.new])
+        let notifier = SystemdNotifier()
+        var loop = Loop(worker: self, spool: spool, sink: sink, notifier: notifier)
+
+        let stopWatching = Flag()
+        let tick = min(configuration.rescanIntervalMs, notifier?.watchdogIntervalMs ?? Int64.max)
+        DispatchQueue(label: "llmspool.watcher").async {
+            while !stopWatching.isSet {
+                let wake = watcher.wait(timeoutMilliseconds: Int32(clamping: tick))
+                if stopWatching.isSet { break }
+                sink.yield(.watch(wake))
+            }
+        }
+        defer {
+            stopWatching.set()
+            watcher.wake()
+        }
+
+        try await withGracefulShutdownHandler {
+            try await loop.run(events)
+        } onGracefulShutdown: {
+            sink.yield(.shutdown)
+        }
+        await responder.shutdown()
+    }
+
+    enum Event: Sendable {
+        case watch(SpoolWatcher.Wake)
+        case callEnded(CallReport)
+        case timer
+        case shutdown
+    }
+
+    /// What to schedule: a file still in `new/`, or a claimed job waiting to be retried.
+    enum Work: Sendable {
+        case waiting(name: String)
+        case retry(Retry)
+    }
+
+    struct Retry: Sendable {
+        var claim: Claim
+        var attempts: [JSONValue]
+        var dueMs: Int64
+    }
+
+    /// How a call ended, reported back to the loop by its task.
+    struct CallReport: Sendable {
+        enum Result: Sendable { case finished, failed, givenBack, retry(Retry), abandoned }
+        var callID: Int
+        var tenant: String
+        var reservedTokens: Int
+        var usedTokens: Int?
+        var budget: ProviderBudget?
+        var failure: CallFailure?
+        var result: Result
+    }
+}
+
+/// A flag set once, read from any thread.
+final class Flag: @unchecked Sendable {
+    private let lock = DispatchSemaphore(value: 1)
+    private var value = false
+    var isSet: Bool { lock.wait(); defer { lock.signal() }; return value }
+    func set() { lock.wait(); value = true; lock.signal() }
+}
+
+/// Runs blocking file-system work on Dispatch's threads, off the cooperative pool.
+enum Disk {
+    static let queue = DispatchQueue(label: "llmspool.disk", attributes: .concurrent)
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            queue.async { c.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+extension Worker {
+    /// The event loop's state. Only `run` touches it, one event at a time.
+    struct Loop {
+        let worker: Worker
+        let spool: Spool
+        let sink: AsyncStream<Event>.Continuation
+        let notifier: SystemdNotifier?
+        var config: WorkerConfiguration { worker.configuration }
+        var logger: Logger { worker.logger }
+
+        var scheduler: FairScheduler<Work>
+        var known: Set<String> = []
+        var retries: [Retry] = []
+        var calls: [Int: Task<Void, Never>] = [:]
+        var nextCallID = 0
+        var stopping = false
+        var graceDeadlineMs = Int64.max
+        var cancelled = false
+        var providerPausedUntilMs: Int64 = 0
+        var lastRescanMs: Int64 = 0
+        var lastWatchdogMs: Int64 = 0
+        var timer: Task<Void, Never>?
+        var timerDueMs = Int64.max
+        var finished = 0
+
+        init(worker: Worker, spool: Spool, sink: AsyncStream<Event>.Continuation, notifier: SystemdNotifier?) {
+            self.worker = worker
+            self.spool = spool
+            self.sink = sink
+            self.notifier = notifier
+            let config = worker.configuration
+            scheduler = FairScheduler(limits: { config.limits(for: $0) })
+        }
+
+        var now: Int64 { Timestamp.nowMilliseconds() }
+
+        mutating func run(_ events: AsyncStream<Event>) async throws {
+            recover()
+            rescan()
+            logger.info("worker ready", metadata: [
+                "spool": "\(spool.path)", "llm": "\(worker.responder.description)",
+                "max_in_flight": "\(config.maxInFlight)", "waiting": "\(scheduler.queued)",
+            ])
+            notifier?.notify("READY=1\nSTATUS=working")
+            dispatch()
+            for await event in events {
+                switch event {
+                case .watch(.changed(let arrived, let overflow)):
+                    if overflow { rescan() } else { for name in arrived[.new] ?? [] { index(name) } }
+                case .watch(.timeout), .watch(.woken):
+                    break
+                case .callEnded(let report):
+                    ended(report)
+                case .timer:
+                    timerDueMs = Int64.max
+                case .shutdown:
+                    beginShutdown()
+                }
+                if now - lastRescanMs >= config.rescanIntervalMs && !stopping {
+                    recover()
+                    rescan()
+                }
+                if let w = notifier?.watchdogIntervalMs, now - lastWatchdogMs >= w {
+                    notifier?.notify("WATCHDOG=1")
+                    lastWatchdogMs = now
+                }
+                if stopping {
+                    if calls.isEmpty { break }
+                    if !cancelled && now >= graceDeadlineMs {
+                        logger.warning("grace period over: cancelling calls in flight", metadata: ["in_flight": "\(calls.count)"])
+                        cancelled = true
+                        for task in calls.values { task.cancel() }
+                    }
+                    armTimer(graceDeadlineMs)
+                } else {
+                    dispatch()
+                }
+            }
+            timer?.cancel()
+            sink.finish()
+            logger.info("worker stopped", metadata: ["finished": "\(finished)"])
+        }
+
+        // MARK: Learning about jobs
+
+        /// Lists new/ and queues every name not yet known; forgets names that left.
+        mutating func rescan() {
+            lastRescanMs = now
+            guard let names = try? spool.waiting() else { return }
+            let present = Set(names)
+            let gone = known.subtracting(present)
+            if !gone.isEmpty {
+                known.subtract(gone)
+                scheduler.removeAll { if case .waiting(let n) = $0 { gone.contains(n) } else { false } }
+            }
+            for name in names where !known.contains(name) { index(name) }
+        }
+
+        /// Reads a waiting file's tenant and size, and queues it.
+        mutating func index(_ name: String) {
+            guard !known.contains(name), let peeked = spool.peek(name) else { return }
+            known.insert(name)
+            switch peeked {
+            case .success(let job):
+                scheduler.add(.waiting(name: name), tenant: job.tenantId ?? "default",
+                              tokens: Prompt.reservation(job, defaultMaxTokens: config.defaultMaxTokens), nowMs: now)
+            case .failure:
+                // Claiming it will dead-letter it (or leave it if it is still being written).
+                scheduler.add(.waiting(name: name), tenant: "default", tokens: 1, nowMs: now)
+            }
+        }
+
+        mutating func recover() {
+            do {
+                let r = try spool.recover()
+                for id in r.givenBack { logger.notice("gave back a dead claim", metadata: ["job.id": "\(id)"]) }
+                for id in r.deadLettered { logger.error("dead-lettered a job abandoned too often", metadata: ["job.id": "\(id)"]) }
+            } catch {
+                logger.error("recovery failed", metadata: ["error": "\(error)"])
+            }
+        }
+
+        // MARK: Dispatching
+
+        mutating func dispatch() {
+            let t = now
+            // Retries that are due go to the front of their tenant's queue.
+            if !retries.isEmpty {
+                var waiting: [Retry] = []
+                for r in retries {
+                    if r.dueMs <= t {
+                        scheduler.add(.retry(r), tenant: r.claim.job.tenantId ?? "default",
+                                      tokens: Prompt.reservation(r.claim.job, defaultMaxTokens: config.defaultMaxTokens),
+                                      nowMs: t, first: true)
+                    } else {
+                        waiting.append(r)
+                    }
+                }
+                retries = waiting
+            }
+            var wakeAt = retries.map(\.dueMs).min() ?? Int64.max
+            while calls.count < config.maxInFlight {
+                if providerPausedUntilMs > now {
+                    wakeAt = min(wakeAt, providerPausedUntilMs)
+                    break
+                }
+                switch scheduler.next(nowMs: now) {
+                case .idle:
+                    break
+                case .wait(let ms):
+                    wakeAt = min(wakeAt, now + ms)
+                case .run(let pick):
+                    start(pick)
+                    continue
+                }
+                break
+            }
+            armTimer(wakeAt)
+        }
+
+        mutating func start(_ pick: FairScheduler<Work>.Pick) {
+            let claim: Claim
+            var attempts: [JSONValue] = []
+            switch pick.item {
+            case .retry(let r):
+                claim = r.claim
+                attempts = r.attempts
+            case .waiting(let name):
+                known.remove(name)
+                let outcome: ClaimOutcome
+                do { outcome = try spool.claim(name) } catch {
+                    logger.error("claim failed", metadata: ["file": "\(spool.path(of: name, in: .new))", "error": "\(error)"])
+                    scheduler.finished(tenant: pick.tenant, reservedTokens: pick.reservedTokens, usedTokens: 0, nowMs: now)
+                    return
+                }
+                guard case .claimed(let c) = outcome else {
+                    if case .rejected(let key, let e) = outcome {
+                        logger.warning("rejected a bad job file", metadata: [
+                            "file": "\(name)", "dead_letter": "\(spool.path(of: key + ".json", in: .failed))", "reason": "\(e)",
+                        ])
+                    }
+                    scheduler.finished(tenant: pick.tenant, reservedTokens: pick.reservedTokens, usedTokens: 0, nowMs: now)
+                    return
+                }
+                claim = c
+            }
+            let id = nextCallID
+            nextCallID += 1
+            let worker = self.worker, spool = self.spool, sink = self.sink, config = self.config
+            let tenant = pick.tenant, reserved = pick.reservedTokens
+            calls[id] = Task {
+                let report = await worker.call(claim, attempts: attempts, spool: spool, config: config,
+                                               callID: id, tenant: tenant, reservedTokens: reserved)
+                sink.yield(.callEnded(report))
+            }
+        }
+
+        mutating func ended(_ r: CallReport) {
+            calls[r.callID] = nil
+            scheduler.finished(tenant: r.tenant, reservedTokens: r.reservedTokens, usedTokens: r.usedTokens, nowMs: now)
+            if let b = r.budget { pace(b) }
+            if let f = r.failure, f.httpStatus == 429 || f.httpStatus == 529, let after = f.retryAfterMs {
+                // The provider asked everyone to wait, not just this job.
+                providerPausedUntilMs = max(providerPausedUntilMs, now + min(after, config.maxRetryAfterMs))
+            }
+            switch r.result {
+            case .finished, .failed: finished += 1
+            case .givenBack, .abandoned: break
+            case .retry(let retry):
+                if stopping {
+                    giveBack(retry)
+                } else {
+                    retries.append(retry)
+                }
+            }
+        }
+
+        /// Slows down before the provider's budget runs out: with few requests or tokens left in
+        /// the window, calls are spread evenly over the time to its reset.
+        mutating func pace(_ b: ProviderBudget) {
+            var until = providerPausedUntilMs
+            if let left = b.remainingRequests, let reset = b.resetRequestsMs, left < max(1, config.maxInFlight / 4) {
+                until = max(until, now + (left <= 0 ? reset : reset / Int64(left + 1)))
+            }
+            if let left = b.remainingTokens, let reset = b.resetTokensMs, left < config.defaultMaxTokens * 2 {
+                until = max(until, now + (left <= 0 ? reset : reset / 2))
+            }
+            if until > providerPausedUntilMs {
+                providerPausedUntilMs = min(until, now + config.maxRetryAfterMs)
+                logger.info("pacing to the provider's rate limit", metadata: [
+                    "pause_ms": "\(providerPausedUntilMs - now)",
+                    "remaining_requests": "\(b.remainingRequests.map(String.init) ?? "?")",
+                    "remaining_tokens": "\(b.remainingTokens.map(String.init) ?? "?")",
+                ])
+            }
+        }
+
+        mutating func armTimer(_ dueMs: Int64) {
+            guard dueMs < Int64.max, dueMs < timerDueMs || timer == nil || timerDueMs == Int64.max else { return }
+            timer?.cancel()
+            timerDueMs = dueMs
+            let delay = max(0, dueMs - now)
+            let sink = self.sink
+            timer = Task {
+                do { try await Task.sleep(for: .milliseconds(delay)) } catch { return }
+                sink.yield(.timer)
+            }
+        }
+
+        // MARK: Shutdown
+
+        mutating func beginShutdown() {
+            guard !stopping else { return }
+            stopping = true
+            graceDeadlineMs = now + config.gracePeriodMs
+            notifier?.notify("STOPPING=1")
+            logger.info("stopping: no new claims", metadata: [
+                "in_flight": "\(calls.count)", "retries_waiting": "\(retries.count)", "grace_ms": "\(config.gracePeriodMs)",
+            ])
+            for r in retries { giveBack(r) }
+            retries = []
+        }
+
+        func giveBack(_ r: Retry) {
+            do {
+                try spool.giveBack(r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false)
+            } catch {
+                logger.error("could not give a job back; recovery will", metadata: ["job.id": "\(r.claim.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// One call for one claimed job, then its settlement on disk. Never throws: every ending is a report.
+    func call(_ claim: Claim, attempts prior: [JSONValue], spool: Spool, config: WorkerConfiguration,
+              callID: Int, tenant: String, reservedTokens: Int) async -> CallReport {
+        var log = logger
+        log[metadataKey: "job.id"] = "\(claim.id)"
+        log[metadataKey: "tenant.id"] = "\(tenant)"
+        let model = claim.job.model ?? config.defaultModel
+        if config.logPrompts { log.debug("prompt", metadata: ["prompt": "\(Prompt.flatten(claim.job))"]) }
+        let started = Timestamp.nowMilliseconds()
+        let (outcome, budget) = await responder.respond(to: claim.job, model: model, maxTokens: claim.job.maxTokens)
+        let elapsed = Timestamp.nowMilliseconds() - started
+        var report = CallReport(callID: callID, tenant: tenant, reservedTokens: reservedTokens, usedTokens: nil,
+                                budget: budget, failure: nil, result: .abandoned)
+        do {
+            switch outcome {
+            case .answer(let answer):
+                report.usedTokens = answer.usage?.totalTokens
+                try await Disk.run { try spool.finish(claim, answer: answer) }
+                report.result = .finished
+                log.info("job done", metadata: [
+                    "model": "\(answer.model ?? model)", "latency_ms": "\(elapsed)", "attempt": "\(prior.count + 1)",
+                    "tokens": "\(answer.usage?.totalTokens.description ?? "?")",
+                ])
+            case .failure(let f):
+                report.failure = f
+                report.usedTokens = 0
+                if f.kind == "cancelled" {
+                    try await Disk.run { try spool.giveBack(claim, reason: "worker stopped during the call", countAttempt: false) }
+                    report.result = .givenBack
+                    log.notice("job given back at shutdown")
+                    return report
+                }
+                let attempts = prior + [attemptRecord(f, number: prior.count + 1, elapsedMs: elapsed)]
+                if f.transient && attempts.count < config.maxAttempts {
+                    let delay = backoff.delayMs(afterAttempt: attempts.count, retryAfterMs: f.retryAfterMs)
+                    report.result = .retry(Retry(claim: claim, attempts: attempts, dueMs: Timestamp.nowMilliseconds() + delay))
+                    log.notice("call failed; will retry", metadata: [
+                        "error": "\(f.kind): \(f.message)", "attempt": "\(attempts.count)", "retry_in_ms": "\(delay)",
+                    ])
+                } else {
+                    try await Disk.run { try spool.fail(claim, f.failure, attempts: attempts) }
+                    report.result = .failed
+                    log.warning("job failed", metadata: [
+                        "error": "\(f.kind): \(f.message)", "attempts": "\(attempts.count)",
+                        "http_status": "\(f.httpStatus.map(String.init) ?? "-")",
+                    ])
+                }
+            }
+        } catch {
+            // The claim stays in cur/; once released, recovery gives it back. Nothing is lost.
+            log.error("could not write the job's outcome; it will be retried after recovery", metadata: ["error": "\(error)"])
+            report.result = .abandoned
+        }
+        return report
+    }
+
+    func attemptRecord(_ f: CallFailure, number: Int, elapsedMs: Int64) -> JSONValue {
+        var o: JSONObject = ["at": .string(Timestamp.now()), "kind": .string("attempt"), "attempt": .integer(number),
+                             "error": f.failure.json(), "elapsedMs": .integer(Int(elapsedMs))]
+        if let r = f.retryAfterMs { o["retryAfterMs"] = .integer(Int(r)) }
+        return .object(o)
+    }
+}

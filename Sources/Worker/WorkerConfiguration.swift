@@ -1,0 +1,82 @@
+public import Spool
+
+/// Everything the worker needs to know. Defaults are documented in docs/worker.md.
+public struct WorkerConfiguration: Sendable {
+    public var spoolPath: String = "./spool"
+    /// The model asked when a job names none.
+    public var defaultModel: String = "gpt-4o-mini"
+    /// Most LLM calls in flight at once, all tenants together (default 256).
+    public var maxInFlight: Int = 256
+    /// Calls per job before it is dead-lettered (default 3).
+    public var maxAttempts: Int = 3
+    /// Backoff: full jitter over min(base·2ⁿ, cap) (defaults 0.5 s and 8 s); a provider's
+    /// `retry-after` is honoured up to `maxRetryAfterMs` (120 s).
+    public var backoffBaseMs: Int64 = 500
+    public var backoffCapMs: Int64 = 8000
+    public var maxRetryAfterMs: Int64 = 120_000
+    /// `max_tokens` assumed when reserving a job's tokens if the job sets none (default 1024).
+    public var defaultMaxTokens: Int = 1024
+    /// On SIGTERM: how long in-flight calls may take to finish before they are given back (25 s).
+    public var gracePeriodMs: Int64 = 25_000
+    /// Full rescan of new/ and crash recovery, as a safety net for inotify (10 s).
+    public var rescanIntervalMs: Int64 = 10_000
+    /// Limits for tenants by name; `*` applies to tenants not listed. Jobs without a tenant are tenant `default`.
+    public var tenants: [String: TenantLimits] = [:]
+    /// Log prompt text at debug level (off by default: prompts may hold personal data).
+    public var logPrompts = false
+
+    public init() {}
+
+    public func limits(for tenant: String) -> TenantLimits {
+        tenants[tenant] ?? tenants["*"] ?? TenantLimits()
+    }
+
+    /// Reads the JSON configuration file's settings over these (see docs/worker.md).
+    public mutating func apply(json: JSONValue, source: String) throws(DocumentError) {
+        guard case .object(let o) = json else { throw DocumentError(field: "", "\(source): expected a JSON object") }
+        func int(_ key: String, _ v: JSONValue, _ range: ClosedRange<Int>) throws(DocumentError) -> Int {
+            guard let n = v.intValue, range.contains(n) else {
+                throw DocumentError(field: key, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return n
+        }
+        func ms(_ key: String, _ v: JSONValue) throws(DocumentError) -> Int64 {
+            guard let d = v.doubleValue, d >= 0, d <= 86_400 else { throw DocumentError(field: key, "must be a number of seconds from 0 to 86400") }
+            return Int64(d * 1000)
+        }
+        for m in o.members {
+            let k = m.key, v = m.value
+            switch k {
+            case "spool": guard let s = v.stringValue else { throw DocumentError(field: k, "must be a string") }; spoolPath = s
+            case "model": guard let s = v.stringValue, !s.isEmpty else { throw DocumentError(field: k, "must be a non-empty string") }; defaultModel = s
+            case "maxInFlight": maxInFlight = try int(k, v, 1...100_000)
+            case "maxAttempts": maxAttempts = try int(k, v, 1...100)
+            case "defaultMaxTokens": defaultMaxTokens = try int(k, v, 1...1_000_000)
+            case "backoffBaseSeconds": backoffBaseMs = try ms(k, v)
+            case "backoffCapSeconds": backoffCapMs = try ms(k, v)
+            case "maxRetryAfterSeconds": maxRetryAfterMs = try ms(k, v)
+            case "gracePeriodSeconds": gracePeriodMs = try ms(k, v)
+            case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
+            case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
+            case "tenants":
+                guard case .object(let ts) = v else { throw DocumentError(field: k, "must be an object of tenant name to limits") }
+                for t in ts.members {
+                    let at = "tenants.\(t.key)"
+                    guard case .object(let lo) = t.value else { throw DocumentError(field: at, "must be an object") }
+                    var l = TenantLimits()
+                    for f in lo.members {
+                        switch f.key {
+                        case "tokensPerMinute": l.tokensPerMinute = try int(at + "." + f.key, f.value, 1...1_000_000_000)
+                        case "requestsPerMinute": l.requestsPerMinute = try int(at + "." + f.key, f.value, 1...10_000_000)
+                        case "maxInFlight": l.maxInFlight = try int(at + "." + f.key, f.value, 1...100_000)
+                        default: throw DocumentError(field: at + "." + f.key, "unknown setting (tokensPerMinute, requestsPerMinute, maxInFlight)")
+                        }
+                    }
+                    tenants[t.key] = l
+                }
+            default:
+                throw DocumentError(field: k, "unknown setting")
+            }
+        }
+    }
+}

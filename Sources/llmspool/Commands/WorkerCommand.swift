@@ -1,0 +1,123 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import Spool
+import Worker
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run the worker daemon: claim jobs, call the LLM, write results.",
+        discussion: """
+            --llm-url is an OpenAI-compatible base URL (the worker POSTs to BASE_URL/chat/completions), \
+            or builtin:echo for the offline responder that repeats each prompt — not a model, for \
+            trying the pipeline with no network or key (builtin:echo?delay=200ms adds latency).
+
+            The API key comes from --api-key-file, else $CREDENTIALS_DIRECTORY/llm-api-key \
+            (systemd LoadCredential=), else the variable named by --api-key-env (default \
+            OPENAI_API_KEY). It is never logged.
+
+            SIGTERM or SIGINT: stop claiming, let calls in flight finish within the grace period, \
+            give the rest back to new/, exit 0. With $NOTIFY_SOCKET set it reports READY, STOPPING \
+            and WATCHDOG to systemd.
+            """)
+
+    @OptionGroup var options: SpoolOptions
+
+    @Option(name: .customLong("llm-url"), help: ArgumentHelp("OpenAI-compatible base URL, or builtin:echo.", valueName: "URL"))
+    var llmURL: String
+
+    @Option(help: "Model for jobs that name none (default gpt-4o-mini).")
+    var model: String?
+
+    @Option(help: "Most LLM calls in flight at once (default 256).")
+    var concurrency: Int?
+
+    @Option(name: .customLong("max-attempts"), help: "Calls per job before it is dead-lettered (default 3).")
+    var maxAttempts: Int?
+
+    @Option(name: .customLong("grace-period"), help: ArgumentHelp("On SIGTERM, how long calls in flight may finish (default 25s).", valueName: "DURATION"))
+    var gracePeriod: String?
+
+    @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
+    var apiKeyFile: String?
+
+    @Option(name: .customLong("api-key-env"), help: ArgumentHelp("Environment variable holding the API key.", valueName: "NAME"))
+    var apiKeyEnv = "OPENAI_API_KEY"
+
+    @Option(help: ArgumentHelp("JSON file with limits per tenant and other settings (see docs/worker.md).", valueName: "FILE"))
+    var config: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel: String = Environment.get("LLMSPOOL_LOG_LEVEL") ?? "info"
+
+    @Flag(name: .customLong("log-prompts"), help: "Log prompt text at debug level (off: prompts may hold personal data).")
+    var logPrompts = false
+
+    func validate() throws {
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
+        if let c = concurrency, !(1...100_000).contains(c) { throw ValidationError("--concurrency must be 1 to 100000") }
+        if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
+        if let g = gracePeriod, Duration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
+        _ = try ResponderFactory.parse(llmURL)
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "llmspool.worker")
+        do {
+            var conf = WorkerConfiguration()
+            if let config {
+                let bytes = try Spool.readInput(config, limit: 1 << 20)
+                let json: JSONValue
+                do { json = try JSONParser.parse(bytes) } catch { throw Failed("\(config): \(error)", code: ExitStatus.dataError) }
+                do { try conf.apply(json: json, source: config) } catch {
+                    throw Failed("\(config): \(error.field): \(error.message)", code: ExitStatus.dataError)
+                }
+            }
+            conf.spoolPath = options.path
+            if let model { conf.defaultModel = model }
+            if let concurrency { conf.maxInFlight = concurrency }
+            if let maxAttempts { conf.maxAttempts = maxAttempts }
+            if let g = gracePeriod.flatMap(Duration.parseMilliseconds) { conf.gracePeriodMs = g }
+            if logPrompts { conf.logPrompts = true }
+            _ = try Spool(path: conf.spoolPath)  // fail early, with the path, if it is not a spool
+            let responder = try ResponderFactory.make(llmURL, apiKeyFile: apiKeyFile, apiKeyEnv: apiKeyEnv, configuration: conf)
+            let worker = Worker(configuration: conf, responder: responder, logger: logger)
+            let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            try await group.run()
+        } catch {
+            let f = Failed(error)
+            Output.error(f.message)
+            throw ExitCode(f.code)
+        }
+    }
+}
+
+/// Turns `--llm-url` into a responder.
+enum ResponderFactory {
+    enum Kind { case echo(delayMs: Int), http(String) }
+
+    static func parse(_ url: String) throws -> Kind {
+        if url == "builtin:echo" { return .echo(delayMs: 0) }
+        if url.hasPrefix("builtin:echo?delay=") {
+            let d = String(url.dropFirst("builtin:echo?delay=".count))
+            guard let ms = Duration.parseMilliseconds(d) else { throw ValidationError("--llm-url: \"\(d)\" is not a duration") }
+            return .echo(delayMs: Int(ms))
+        }
+        if url.hasPrefix("http://") || url.hasPrefix("https://") { return .http(url) }
+        throw ValidationError("--llm-url must be an http(s):// base URL or builtin:echo, not \"\(url)\"")
+    }
+
+    static func make(_ url: String, apiKeyFile: String?, apiKeyEnv: String, configuration: WorkerConfiguration) throws -> any Responder {
+        switch try parse(url) {
+        case .echo(let ms): return EchoResponder(delayMs: ms)
+        case .http: throw Failed("HTTP endpoints are not wired yet", code: ExitStatus.software)
+        }
+    }
+}
