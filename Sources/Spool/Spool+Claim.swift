@@ -160,7 +160,8 @@ extension Spool {
         let named = Job.id(fromFileName: curName)
         var key = !idIsTaken && JobID.isValid(named) && !curName.hasSuffix(".clash") ? named : JobID.generate()
         while true {
-            if try !Sys.exists(key + ".json", in: failed),
+            // Not a key whose id is done: each id lives in one state (a bad file named like it gets a fresh key).
+            if try !Sys.exists(key + ".json", in: failed), try !Sys.exists(key + ".json", in: dir(.done)),
                try Sys.renameNoReplace(curName, in: cur, to: key + ".original", in: failed) { break }
             key = JobID.generate()
         }

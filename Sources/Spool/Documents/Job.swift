@@ -53,6 +53,14 @@ public struct Job: Sendable, Equatable {
         guard case .object(let object) = json else {
             throw DocumentError(field: "", "a job must be a JSON object, found \(json.typeName)")
         }
+        // A near miss of a known name (`max_tokens`, `Prompt`) is refused before anything else,
+        // so the message points at the typo rather than at the field it hid.
+        for key in object.keys where !Job.knownFields.contains(key) {
+            let folded = Job.fold(key)
+            if let near = Job.knownFields.first(where: { Job.fold($0) == folded }) {
+                throw DocumentError(field: key, "unknown field; did you mean \"\(near)\"?")
+            }
+        }
         var d = FieldReader(object)
         jobId = try d.string("jobId") { v throws(DocumentError) in
             if let p = JobID.problem(v) { throw DocumentError(field: "jobId", p) }
@@ -132,12 +140,6 @@ public struct Job: Sendable, Equatable {
                 throw DocumentError(field: "history", "expected an array, found \(raw.typeName)")
             }
             history = h
-        }
-        for member in d.remaining {
-            let folded = Job.fold(member.key)
-            if let near = Job.knownFields.first(where: { Job.fold($0) == folded }) {
-                throw DocumentError(field: member.key, "unknown field; did you mean \"\(near)\"?")
-            }
         }
         extra = d.remaining
     }
