@@ -178,7 +178,7 @@ extension Worker {
                         cancelled = true
                         for task in calls.values { task.cancel() }
                     }
-                    armTimer(graceDeadlineMs)
+                    if !cancelled { armTimer(graceDeadlineMs) }
                 } else {
                     dispatch()
                 }
