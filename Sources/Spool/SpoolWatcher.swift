@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpoolShim
 import SystemPackage
 
 /// Wakes a consumer when files arrive in (or leave) some of a spool's directories.
@@ -27,56 +26,40 @@ public final class SpoolWatcher: Sendable {
 
     /// Watches `states` of `spool` for files created, moved in or out, written and closed, or deleted.
     public init(_ spool: Spool, states: [SpoolState] = [.new]) throws(SpoolError) {
-        let ifd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard ifd >= 0 else {
-            throw .system(SystemCallError(call: "inotify_init1", path: spool.path, errno: Errno(rawValue: llmspool_errno())))
+        let ifd = try spool.wrap { () throws(SystemCallError) in try Sys.inotifyInit(path: spool.path) }
+        let efd: FileDescriptor
+        do { efd = try Sys.eventFD(path: spool.path) } catch {
+            Sys.close(ifd)
+            throw .system(error)
         }
-        let efd = llmspool_eventfd()
-        guard efd >= 0 else {
-            _ = close(ifd)
-            throw .system(SystemCallError(call: "eventfd", path: spool.path, errno: Errno(rawValue: llmspool_errno())))
-        }
-        inotify = FileDescriptor(rawValue: ifd)
-        event = FileDescriptor(rawValue: efd)
+        inotify = ifd
+        event = efd
         let mask = UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
         var watches: [Int32: SpoolState] = [:]
         for state in states {
-            let p = spool.dir(state).path
-            let wd = inotify_add_watch(ifd, p, mask)
-            if wd < 0 {
-                let err = Errno(rawValue: llmspool_errno())
-                _ = close(ifd)
-                _ = close(efd)
-                throw .system(SystemCallError(call: "inotify_add_watch", path: p, errno: err))
+            do { watches[try Sys.addWatch(ifd, spool.dir(state).path, mask: mask)] = state } catch {
+                Sys.close(ifd)
+                Sys.close(efd)
+                throw .system(error)
             }
-            watches[wd] = state
         }
         self.states = watches
     }
 
     deinit {
-        _ = close(inotify.rawValue)
-        _ = close(event.rawValue)
+        Sys.close(inotify)
+        Sys.close(event)
     }
 
     /// Blocks until a change, a ``wake()``, or the timeout (negative: wait forever).
     /// Events that arrived together are drained and reported once.
     public func wait(timeoutMilliseconds: Int32) -> Wake {
-        var fds = [pollfd(fd: inotify.rawValue, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: event.rawValue, events: Int16(POLLIN), revents: 0)]
-        let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.nowMilliseconds() + Int64(timeoutMilliseconds)
-        while true {
-            let left = deadline == Int64.max ? -1 : Int32(clamping: max(0, deadline - Sys.nowMilliseconds()))
-            let rc = poll(&fds, 2, left)
-            if rc < 0 && llmspool_errno() == EINTR { continue }
-            if rc <= 0 { return .timeout }
-            if fds[1].revents != 0 {
-                var v: UInt64 = 0
-                _ = read(event.rawValue, &v, 8)
-                return .woken
-            }
-            return drain()
+        guard let ready = Sys.pollReadable([inotify, event], timeoutMilliseconds: timeoutMilliseconds) else { return .timeout }
+        if ready[1] {
+            Sys.consume(event)
+            return .woken
         }
+        return drain()
     }
 
     /// Reads every queued event; names of files that arrived are reported, once each.
@@ -86,8 +69,8 @@ public final class SpoolWatcher: Sendable {
         var buf = [UInt8](repeating: 0, count: 64 * 1024)
         let header = MemoryLayout<inotify_event>.size
         while true {
-            let n = read(inotify.rawValue, &buf, buf.count)
-            if n <= 0 { break }
+            let n = Sys.readSome(inotify, into: &buf)
+            if n == 0 { break }
             var off = 0
             while off + header <= n {
                 let (wd, mask, len) = buf.withUnsafeBytes { raw in
@@ -107,10 +90,7 @@ public final class SpoolWatcher: Sendable {
     }
 
     /// Makes a current or the next ``wait(timeoutMilliseconds:)`` return ``Wake/woken``.
-    public func wake() {
-        var one: UInt64 = 1
-        _ = write(event.rawValue, &one, 8)
-    }
+    public func wake() { Sys.signal(event) }
 }
 
 extension Spool {

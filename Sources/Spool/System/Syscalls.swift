@@ -194,6 +194,48 @@ enum Sys {
         }
     }
 
+    // MARK: Waking up: inotify, eventfd, poll
+
+    static func inotifyInit(path: String) throws(SystemCallError) -> FileDescriptor {
+        FileDescriptor(rawValue: try retrying("inotify_init1", path) { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) })
+    }
+
+    static func addWatch(_ fd: FileDescriptor, _ path: String, mask: UInt32) throws(SystemCallError) -> Int32 {
+        try retrying("inotify_add_watch", path) { inotify_add_watch(fd.rawValue, path, mask) }
+    }
+
+    static func eventFD(path: String) throws(SystemCallError) -> FileDescriptor {
+        FileDescriptor(rawValue: try retrying("eventfd", path) { llmspool_eventfd() })
+    }
+
+    /// Adds one to an eventfd, waking whoever polls it.
+    static func signal(_ fd: FileDescriptor) {
+        var one: UInt64 = 1
+        _ = write(fd.rawValue, &one, 8)
+    }
+
+    /// Reads an eventfd's counter (resetting it).
+    static func consume(_ fd: FileDescriptor) {
+        var v: UInt64 = 0
+        _ = read(fd.rawValue, &v, 8)
+    }
+
+    /// Waits for any of `fds` to be readable; returns which, or nil on timeout (negative: forever).
+    static func pollReadable(_ fds: [FileDescriptor], timeoutMilliseconds: Int32) -> [Bool]? {
+        var p = fds.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        while true {
+            let rc = poll(&p, nfds_t(p.count), timeoutMilliseconds)
+            if rc < 0 && llmspool_errno() == EINTR { continue }
+            if rc <= 0 { return nil }
+            return p.map { $0.revents != 0 }
+        }
+    }
+
+    /// One `read` into `buffer`; 0 when nothing is available on a non-blocking descriptor.
+    static func readSome(_ fd: FileDescriptor, into buffer: inout [UInt8]) -> Int {
+        buffer.withUnsafeMutableBytes { max(0, read(fd.rawValue, $0.baseAddress!, $0.count)) }
+    }
+
     static func processID() -> Int32 { getpid() }
 
     /// Wall-clock time in milliseconds since the Unix epoch.

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// Small side records kept in a dot-named directory at the spool's root (such as
+/// `.idempotency/`), outside the job states: workers and recovery never look there.
+///
+/// A record is written like a job (`tmp/`, `fsync`, `renameat2(RENAME_NOREPLACE)`, `fsync` of the
+/// directory), so it is either absent or whole. See docs/spool-format.md.
+extension Spool {
+    /// The directory that holds `Idempotency-Key` records of the CGI endpoint.
+    public static let idempotencyArea = ".idempotency"
+
+    /// A record's bytes and when it was written; nil when there is none.
+    public func readRecord(_ name: String, in area: String) throws(SpoolError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? {
+        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
+        guard JobID.isValid(name) else { return nil }
+        return try wrap { () throws(SystemCallError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? in
+            let d: Directory
+            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: root()) } catch where error.errno == .noSuchFileOrDirectory {
+                return nil
+            }
+            defer { Sys.close(d.fd) }
+            let fd: FileDescriptor
+            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch where error.errno == .noSuchFileOrDirectory {
+                return nil
+            }
+            defer { Sys.close(fd) }
+            let st = try Sys.stat(fd, path: d.path(name))
+            guard st.isRegularFile else { return nil }
+            return (try Sys.readAll(fd, limit: 64 << 10, path: d.path(name)), st.modifiedMilliseconds)
+        }
+    }
+
+    /// Writes a record durably. Without `replacing`, an existing record is kept and false is
+    /// returned (the caller lost a race and should read the winner's record).
+    @discardableResult
+    public func writeRecord(_ name: String, in area: String, bytes: [UInt8], replacing: Bool = false) throws(SpoolError) -> Bool {
+        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
+        precondition(JobID.isValid(name), "record names follow the job id syntax")
+        return try wrap { () throws(SystemCallError) -> Bool in
+            let top = try root()
+            defer { Sys.close(top.fd) }
+            let d: Directory
+            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
+                do throws(SystemCallError) {
+                    _ = try Sys.retrying("mkdirat", top.path(area)) { mkdirat(top.fd.rawValue, area, Spool.directoryMode) }
+                    _ = try Sys.retrying("fchmodat", top.path(area)) { fchmodat(top.fd.rawValue, area, Spool.directoryMode, 0) }
+                    try Sys.fsync(top)
+                } catch where error.errno == .fileExists {}
+                d = try Sys.openDirectory(area, in: top)
+            }
+            defer { Sys.close(d.fd) }
+            let (tmpName, fd) = try writeTemporary(bytes, base: name, suffix: "record", sync: true)
+            Sys.close(fd)
+            if replacing {
+                try Sys.renameReplacing(tmpName, in: dir(.tmp), to: name, in: d)
+            } else if try !Sys.renameNoReplace(tmpName, in: dir(.tmp), to: name, in: d) {
+                try? Sys.unlink(tmpName, in: dir(.tmp))
+                return false
+            }
+            try Sys.fsync(d)
+            return true
+        }
+    }
+
+    /// The spool's own directory, opened afresh (the parent of `tmp/`).
+    private func root() throws(SystemCallError) -> Directory {
+        try Sys.openDirectory("..", in: dir(.tmp)).renamed(path)
+    }
+}
+
+extension Directory {
+    /// The same descriptor with another path for messages.
+    fileprivate func renamed(_ path: String) -> Directory { Directory(fd: fd, path: path) }
+}
