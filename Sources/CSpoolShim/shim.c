@@ -24,3 +24,5 @@ int llmspool_errno(void) { return errno; }
 
 #include <sys/eventfd.h>
 int llmspool_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int llmspool_syncfs(int fd) { return syncfs(fd); }

@@ -191,14 +191,16 @@ extension Spool {
 }
 
 extension Spool {
-    /// Reads `new/NAME` without claiming it, to learn its tenant and size before scheduling.
+    /// Reads `new/NAME` without claiming it, to learn its tenant, size and age before scheduling.
     /// Nil when the file is gone or ignored; a failure when it is not a valid job (yet).
-    public func peek(_ name: String) -> Result<Job, IntakeError>? {
+    public func peek(_ name: String) -> (job: Result<Job, IntakeError>, modifiedMilliseconds: Int64)? {
         if name.hasPrefix(".") { return nil }
         let new = dir(.new)
         guard let fd = try? Sys.openForReading(name, in: new) else { return nil }
         defer { Sys.close(fd) }
-        guard let bytes = try? Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name)) else { return nil }
-        return Result { () throws(IntakeError) in try Job.decode(bytes, limits: limits) }
+        guard let st = try? Sys.stat(fd, path: new.path(name)),
+              let bytes = try? Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name))
+        else { return nil }
+        return (Result { () throws(IntakeError) in try Job.decode(bytes, limits: limits) }, st.modifiedMilliseconds)
     }
 }

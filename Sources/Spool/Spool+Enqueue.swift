@@ -27,15 +27,25 @@ extension Spool {
     /// Gives a job an id and a submission time if it has none, and checks it as the spool will.
     public func prepare(_ job: Job) throws(SpoolError) -> (id: String, bytes: [UInt8]) {
         var job = job
-        if job.jobId == nil { job.jobId = JobID.generate() }
+        let generated = job.jobId == nil
+        if generated { job.jobId = JobID.generate() }
         if job.submittedAt == nil { job.submittedAt = Timestamp.now() }
         let id = job.jobId!
-        // Re-validate through the same path a hand-dropped file takes.
-        let bytes = job.json().serialized()
-        do { _ = try Job.decode(bytes, limits: limits) } catch { throw .invalidJob(error) }
-        for state in [SpoolState.cur, .done, .failed] {
-            if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) {
-                throw .idExists(id: id, state: state)
+        let json = job.json()
+        // Validate the document exactly as a hand-dropped file would be (fields, then size).
+        do { _ = try Job(json: json, limits: limits) } catch {
+            throw .invalidJob(IntakeError(kind: .invalidJob, message: error.description, field: error.field))
+        }
+        let bytes = json.serialized()
+        if bytes.count > limits.maxFileBytes {
+            throw .invalidJob(IntakeError(kind: .tooLarge, message: "the job is \(bytes.count) bytes; the limit is \(limits.maxFileBytes)"))
+        }
+        // A fresh UUIDv7 cannot exist yet; a chosen id may.
+        if !generated {
+            for state in [SpoolState.cur, .done, .failed] {
+                if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) {
+                    throw .idExists(id: id, state: state)
+                }
             }
         }
         return (id, bytes)
@@ -62,7 +72,8 @@ extension Spool {
         return id
     }
 
-    /// Enqueues many jobs with one group commit: write all, fsync all, rename all, fsync `new/` once.
+    /// Enqueues many jobs with one group commit: write every job to `tmp/`, make them all durable
+    /// with one `syncfs`, rename each into `new/`, then fsync `new/` once.
     /// On failure, the jobs renamed before it stay enqueued and are reported in ``BatchEnqueueError``.
     public func enqueue(batch jobs: [Job], durability: Durability = .durable) throws(BatchEnqueueError) -> [String] {
         let sync = durability == .durable
@@ -70,46 +81,49 @@ extension Spool {
         var prepared: [(id: String, name: String)] = []
         var accepted: [String] = []
         func cleanUp(from k: Int) { for p in prepared[k...] { try? Sys.unlink(p.name, in: tmp) } }
-        func fail(_ index: Int, _ error: SpoolError) -> BatchEnqueueError {
+        func failure(_ index: Int, _ error: SpoolError) -> BatchEnqueueError {
             if sync, !accepted.isEmpty { try? Sys.fsync(new) }
             return BatchEnqueueError(accepted: accepted, index: index, error: error)
         }
         var seen = Set<String>()
         for (k, job) in jobs.enumerated() {
-            do {
+            do throws(SpoolError) {
                 let (id, bytes) = try prepare(job)
                 guard seen.insert(id).inserted else { throw SpoolError.idExists(id: id, state: .new) }
                 let (name, fd) = try wrap { () throws(SystemCallError) in
                     try writeTemporary(bytes, base: id, suffix: "job", sync: false)
                 }
+                Sys.close(fd)
                 prepared.append((id, name))
-                defer { Sys.close(fd) }
-                if sync { try wrap { () throws(SystemCallError) in try Sys.fsync(fd, path: tmp.path(name)) } }
-            } catch let error as SpoolError {
-                cleanUp(from: 0)
-                throw fail(k, error)
             } catch {
-                fatalError("unreachable: \(error)")
+                cleanUp(from: 0)
+                throw failure(k, error)
+            }
+        }
+        if sync, !prepared.isEmpty {
+            do throws(SystemCallError) { try Sys.syncfs(tmp) } catch {
+                cleanUp(from: 0)
+                throw failure(0, .system(error))
             }
         }
         for (k, p) in prepared.enumerated() {
-            do {
-                guard try Sys.renameNoReplace(p.name, in: tmp, to: p.id + ".json", in: new) else {
-                    cleanUp(from: k)
-                    throw fail(k, .idExists(id: p.id, state: .new))
-                }
-                accepted.append(p.id)
-            } catch let error as SystemCallError {
-                cleanUp(from: k)
-                throw fail(k, .system(error))
-            } catch let error as BatchEnqueueError {
-                throw error
+            let renamed: Bool
+            do throws(SystemCallError) {
+                renamed = try Sys.renameNoReplace(p.name, in: tmp, to: p.id + ".json", in: new)
             } catch {
-                fatalError("unreachable: \(error)")
+                cleanUp(from: k)
+                throw failure(k, .system(error))
             }
+            guard renamed else {
+                cleanUp(from: k)
+                throw failure(k, .idExists(id: p.id, state: .new))
+            }
+            accepted.append(p.id)
         }
         if sync {
-            do { try Sys.fsync(new) } catch { throw BatchEnqueueError(accepted: [], index: 0, error: .system(error)) }
+            do throws(SystemCallError) { try Sys.fsync(new) } catch {
+                throw BatchEnqueueError(accepted: accepted, index: prepared.count - 1, error: .system(error))
+            }
         }
         return accepted
     }

@@ -20,6 +20,55 @@ extension Spool {
         try settle(claim, document: doc, into: .failed)
     }
 
+    /// Finishes many claims with one group commit: write every result to `tmp/`, one `syncfs`,
+    /// rename each into `done/`, one fsync of `done/`, then retire the claimed files.
+    ///
+    /// Returns the claims that could not be finished because `done/ID.json` already existed
+    /// (they are left claimed, for the caller to fail or release). A system error leaves every
+    /// claim not yet renamed as it was.
+    public func finish(batch: [(Claim, Answer)]) throws(SpoolError) -> [Claim] {
+        let tmp = dir(.tmp), done = dir(.done)
+        var written: [(Claim, String)] = []
+        var refused: [Claim] = []
+        do throws(SystemCallError) {
+            for (claim, answer) in batch {
+                precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
+                let doc = Documents.result(id: claim.id, job: claim.job, answer: answer, claimedAt: claim.claimedAt)
+                let (name, fd) = try writeTemporary(doc.serialized(), base: claim.id, suffix: "done", sync: false)
+                Sys.close(fd)
+                written.append((claim, name))
+            }
+            if !written.isEmpty { try Sys.syncfs(tmp) }
+        } catch {
+            for (_, name) in written { try? Sys.unlink(name, in: tmp) }
+            throw .system(error)
+        }
+        var renamed: [Claim] = []
+        do throws(SystemCallError) {
+            for (k, (claim, name)) in written.enumerated() {
+                do throws(SystemCallError) {
+                    if try Sys.renameNoReplace(name, in: tmp, to: claim.id + ".json", in: done) {
+                        renamed.append(claim)
+                    } else {
+                        try? Sys.unlink(name, in: tmp)
+                        refused.append(claim)
+                    }
+                } catch {
+                    for (_, rest) in written[k...] { try? Sys.unlink(rest, in: tmp) }
+                    throw error
+                }
+            }
+            if !renamed.isEmpty { try Sys.fsync(done) }
+            for claim in renamed {
+                try retire(claim.id + ".json")
+                claim.release()
+            }
+        } catch {
+            throw .system(error)
+        }
+        return refused
+    }
+
     func settle(_ claim: Claim, document: JSONValue, into state: SpoolState) throws(SpoolError) {
         precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
         let target = dir(state), name = claim.id + ".json"

@@ -190,7 +190,8 @@ extension Worker {
 
         // MARK: Learning about jobs
 
-        /// Lists new/ and queues every name not yet known; forgets names that left.
+        /// Lists new/ and queues every name not yet known, least recently written first (so a job
+        /// given back after a crash goes behind the others); forgets names that left.
         mutating func rescan() {
             lastRescanMs = now
             guard let names = try? spool.waiting() else { return }
@@ -200,12 +201,21 @@ extension Worker {
                 known.subtract(gone)
                 scheduler.removeAll { if case .waiting(let n) = $0 { gone.contains(n) } else { false } }
             }
-            for name in names where !known.contains(name) { index(name) }
+            var found: [(name: String, job: Result<Job, IntakeError>, modified: Int64)] = []
+            for name in names where !known.contains(name) {
+                if let p = spool.peek(name) { found.append((name, p.job, p.modifiedMilliseconds)) }
+            }
+            found.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
+            for f in found { queue(f.name, f.job) }
         }
 
         /// Reads a waiting file's tenant and size, and queues it.
         mutating func index(_ name: String) {
             guard !known.contains(name), let peeked = spool.peek(name) else { return }
+            queue(name, peeked.job)
+        }
+
+        mutating func queue(_ name: String, _ peeked: Result<Job, IntakeError>) {
             known.insert(name)
             switch peeked {
             case .success(let job):

@@ -47,6 +47,23 @@ struct FaultTests {
         #expect(s.names("new").isEmpty)
     }
 
+    @Test("a failed syncfs of a batch is reported (exit 74): no id printed, nothing in new/ or tmp/", .enabled(if: strace != nil))
+    func batchSyncfsFails() throws {
+        let s = try TestSpool()
+        defer { s.remove() }
+        var files: [String] = []
+        for k in 0..<3 {
+            let f = s.dir.file("b\(k).json")
+            try Data("{\"prompt\":\"batch \(k)\"}".utf8).write(to: URL(fileURLWithPath: f))
+            files.append(f)
+        }
+        let r = try traced("syncfs:error=EIO", ["submit"] + files, spool: s.path)
+        #expect(r.status == 74, "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.contains("syncfs"))
+        #expect(s.names("new").isEmpty && s.names("tmp").isEmpty)
+    }
+
     @Test("a failed fsync of done/ does not retire the claim: the job stays recoverable", .enabled(if: strace != nil))
     func finishFsyncFails() throws {
         let s = try TestSpool()

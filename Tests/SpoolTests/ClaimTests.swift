@@ -261,3 +261,31 @@ struct SpoolSettleTests {
         #expect(back.jobId == "foo")
     }
 }
+
+@Suite("Batched finish")
+struct BatchedFinishTests {
+    @Test("finish(batch:) writes every result once, retires the claims, and refuses a result that exists")
+    func batch() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        let ids = try t.spool.enqueue(batch: (0..<10).map { Job(prompt: "p\($0)") })
+        var claims: [Claim] = []
+        for id in ids {
+            if case .claimed(let c) = try t.spool.claim(id + ".json") { claims.append(c) }
+        }
+        #expect(claims.count == 10)
+        // One result already exists (a crash left it): that claim is refused, not overwritten.
+        let clash = claims[3]
+        t.drop(clash.id + ".json", "{\"jobId\":\"x\"}", into: .done)
+        let refused = try t.spool.finish(batch: claims.map { ($0, Answer(response: "r-" + $0.id)) })
+        #expect(refused.map(\.id) == [clash.id])
+        #expect(!clash.isReleased)
+        #expect(t.read(.done, clash.id + ".json") == Array("{\"jobId\":\"x\"}".utf8))
+        for c in claims where c !== clash {
+            #expect(c.isReleased)
+            #expect(try t.document(.done, c.id + ".json")["response"]?.stringValue == "r-" + c.id)
+        }
+        #expect(t.visible(.cur) == [clash.id + ".json"])
+        #expect(t.visible(.tmp).isEmpty)
+    }
+}

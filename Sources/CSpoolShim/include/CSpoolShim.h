@@ -9,6 +9,9 @@ int llmspool_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, c
 /// The calling thread's errno (Swift cannot read the macro directly in every configuration).
 int llmspool_errno(void);
 
+/// syncfs(2): flush every dirty file of the filesystem holding fd, and wait (errors reported since Linux 5.8).
+int llmspool_syncfs(int fd);
+
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a wake-up descriptor for poll().
 int llmspool_eventfd(void);
 

@@ -76,6 +76,11 @@ enum Sys {
         _ = try retrying("fsync", path()) { Glibc.fsync(fd.rawValue) }
     }
 
+    /// `syncfs(2)`: makes every file written so far on the directory's filesystem durable, in one call.
+    static func syncfs(_ dir: Directory) throws(SystemCallError) {
+        _ = try retrying("syncfs", dir.path) { llmspool_syncfs(dir.fd.rawValue) }
+    }
+
     static func fsync(_ dir: Directory) throws(SystemCallError) {
         try fsync(dir.fd, path: dir.path)
     }
