@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .library(name: "Spool", targets: ["Spool"]),
         .executable(name: "llmspool", targets: ["llmspool"]),
+        .executable(name: "llmspool-cgi", targets: ["llmspool-cgi"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,6 +32,26 @@ let package = Package(
             name: "Spool",
             dependencies: [
                 "CSpoolShim",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // libcurl, found through pkg-config (Debian: libcurl4-openssl-dev).
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // Non-variadic wrappers of curl_easy_setopt/curl_multi_setopt/curl_easy_getinfo, and the
+        // epoll/eventfd calls of the LLM module's transfer loop (not in Glibc's module map).
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
+        // The LLM client: HTTP over libcurl's multi interface, OpenAI-compatible chat completions,
+        // retry policy, rate-limit headers. No Foundation.
+        .target(
+            name: "LLM",
+            dependencies: [
+                "CCurl",
+                "CCurlShim",
+                "Spool",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -57,7 +78,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
+        // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
+        // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
         .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool"], swiftSettings: strict),
     ]

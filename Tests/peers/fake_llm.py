@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""A stand-in for an OpenAI-compatible LLM server, for llmspool's tests. Python stdlib only.
+
+Serves POST /v1/chat/completions (any path ending in /chat/completions) on 127.0.0.1 at an
+ephemeral port, printed as the first line on stdout. GET /stats returns
+{"connections": accepted connections, "requests": requests seen, "waiting": requests held
+at a gate}; GET /release/NAME opens gate NAME.
+
+The behaviour comes from the header `X-Fake` or, failing that, from a prompt (last message)
+starting with `fake:`; a comma-separated list of options:
+  (none)           200, the content is "echo: <last message>"
+  latency=MS       sleep MS milliseconds, then as above
+  status=N         answer N with an OpenAI-style error body; with retry-after=S and/or
+                   retry-after-ms=MS headers if given
+  fail=K,key=X     the first K requests with key X get 500, later ones succeed
+  drop             read the request, then close the connection without answering
+  hang             read the request and never answer
+  malformed        200 with a truncated JSON body
+  auth             200, the content is the Authorization header received (or "none")
+  big=N            200 with an N-byte content
+  gate=NAME        hold the request until GET /release/NAME (at most 60 s), then as above
+Options: --tls CERT KEY serves HTTPS.
+"""
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+stats = {"connections": 0, "requests": 0, "waiting": 0}
+fail_counts = {}
+gates = {}
+
+
+def gate(name):
+    with lock:
+        return gates.setdefault(name, threading.Event())
+
+
+def parse_behaviour(header, prompt):
+    text = header or (prompt[5:] if prompt.startswith("fake:") else "")
+    options = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        options[key.strip()] = value.strip()
+    return options
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-llm/1"
+    # Headers and body go out in two writes: without this, Nagle's algorithm holds the body back
+    # until the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
+
+    def setup(self):
+        super().setup()
+        with lock:
+            stats["connections"] += 1
+
+    def log_message(self, format, *args):
+        pass
+
+    def send_json(self, status, document, extra_headers=()):
+        body = json.dumps(document).encode()
+        self.send_bytes(status, body, extra_headers)
+
+    def send_bytes(self, status, body, extra_headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in extra_headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/stats":
+            with lock:
+                self.send_json(200, dict(stats))
+        elif self.path.startswith("/release/"):
+            gate(self.path[len("/release/"):]).set()
+            self.send_json(200, {})
+        else:
+            self.send_json(404, {"error": {"message": "no such path"}})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        with lock:
+            stats["requests"] += 1
+            n = stats["requests"]
+        if not self.path.endswith("/chat/completions"):
+            self.send_json(404, {"error": {"message": "no such path " + self.path}})
+            return
+        try:
+            request = json.loads(raw)
+            messages = request["messages"]
+            prompt = messages[-1]["content"]
+        except Exception as e:
+            self.send_json(400, {"error": {"message": "bad request body: %s" % e, "type": "invalid_request_error"}})
+            return
+        opts = parse_behaviour(self.headers.get("X-Fake"), prompt)
+        request_id = "req-%d" % n
+
+        if "gate" in opts:
+            with lock:
+                stats["waiting"] += 1
+            gate(opts["gate"]).wait(60)
+            with lock:
+                stats["waiting"] -= 1
+        if "latency" in opts:
+            time.sleep(int(opts["latency"]) / 1000.0)
+        if "hang" in opts:
+            time.sleep(3600)
+            return
+        if "drop" in opts:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if "fail" in opts:
+            key = opts.get("key", "")
+            with lock:
+                seen = fail_counts.get(key, 0)
+                fail_counts[key] = seen + 1
+            if seen < int(opts["fail"]):
+                self.send_json(500, {"error": {"message": "fake failure %d of %s" % (seen + 1, opts["fail"]),
+                                               "type": "server_error"}}, [("x-request-id", request_id)])
+                return
+        if "status" in opts:
+            status = int(opts["status"])
+            headers = [("x-request-id", request_id)]
+            if "retry-after" in opts:
+                headers.append(("Retry-After", opts["retry-after"]))
+            if "retry-after-ms" in opts:
+                headers.append(("retry-after-ms", opts["retry-after-ms"]))
+            self.send_json(status, {"error": {"message": "fake status %d" % status, "type": "fake_error",
+                                              "code": status}}, headers)
+            return
+        if "malformed" in opts:
+            self.send_bytes(200, b'{"id": "chatcmpl-x", "choices": [{"message": {"role": "assistant", "cont')
+            return
+
+        if "auth" in opts:
+            content = self.headers.get("Authorization") or "none"
+        elif "big" in opts:
+            content = "x" * int(opts["big"])
+        else:
+            content = "echo: " + prompt
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        completion_tokens = len(content.split())
+        self.send_json(200, {
+            "id": "chatcmpl-%d" % n,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }, [
+            ("x-request-id", request_id),
+            ("x-ratelimit-limit-requests", "10000"),
+            ("x-ratelimit-remaining-requests", "9999"),
+            ("x-ratelimit-reset-requests", "6m0s"),
+            ("x-ratelimit-limit-tokens", "1000000"),
+            ("x-ratelimit-remaining-tokens", "999000"),
+            ("x-ratelimit-reset-tokens", "12ms"),
+        ])
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 4096
+
+    def handle_error(self, request, client_address):
+        # Clients that give up (timeouts, cancellation, failed TLS handshakes) are expected here.
+        pass
+
+
+def exit_with_parent(parent):
+    """Exits when the test process that started this server is gone, however it ended."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def main():
+    # A parent's blocked or ignored signals are inherited (Swift's thread pool blocks SIGTERM):
+    # make `kill` work again.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    server = Server(("127.0.0.1", 0), Handler)
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    print(server.server_address[1], flush=True)
+    server.serve_forever(poll_interval=0.5)
+
+
+if __name__ == "__main__":
+    main()
