@@ -16,7 +16,6 @@ let package = Package(
     products: [
         .library(name: "Spool", targets: ["Spool"]),
         .executable(name: "llmspool", targets: ["llmspool"]),
-        .executable(name: "llmspool-cgi", targets: ["llmspool-cgi"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -81,7 +80,6 @@ let package = Package(
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
-        // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
         .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool"], swiftSettings: strict),
     ]
