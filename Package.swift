@@ -60,6 +60,7 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "Spool",
+                "LLM",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

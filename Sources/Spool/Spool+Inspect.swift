@@ -80,12 +80,14 @@ extension Spool {
         }
     }
 
-    /// Finds a job by id: `ID.json` in `new/ cur/ done/ failed/`, else a hand-dropped file in
+    /// Finds a job by id: `ID.json` in `done/ failed/ cur/ new/` (the first found), else a hand-dropped file in
     /// `new/` whose `jobId` is `id`. Nil when there is none.
     public func find(_ id: String) throws(SpoolError) -> JobLocation? {
         guard JobID.isValid(id) else { return nil }
         return try wrap { () throws(SystemCallError) -> JobLocation? in
-            for state in SpoolState.jobStates {
+            // Later states first: while a job is being settled it is briefly in both cur/ and
+            // done/ (or failed/), and the result is what counts.
+            for state in [SpoolState.done, .failed, .cur, .new] {
                 if let loc = try read(id + ".json", in: state, id: id) { return loc }
             }
             for name in try Sys.list(dir(.new)) where !name.hasPrefix(".") && name != id + ".json" {

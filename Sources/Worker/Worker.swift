@@ -1,4 +1,5 @@
 import Dispatch
+import LLM
 public import Logging
 public import ServiceLifecycle
 import Spool
@@ -15,14 +16,13 @@ public final class Worker: Service {
     public let configuration: WorkerConfiguration
     let responder: any Responder
     let logger: Logger
-    let backoff: Backoff
+    let retry: RetryPolicy
 
-    public init(configuration: WorkerConfiguration, responder: any Responder, logger: Logger, backoff: Backoff? = nil) {
+    public init(configuration: WorkerConfiguration, responder: any Responder, logger: Logger) {
         self.configuration = configuration
         self.responder = responder
         self.logger = logger
-        self.backoff = backoff ?? Backoff(baseMs: configuration.backoffBaseMs, capMs: configuration.backoffCapMs,
-                                          maxRetryAfterMs: configuration.maxRetryAfterMs)
+        retry = configuration.retryPolicy
     }
 
     public func run() async throws {
@@ -421,7 +421,9 @@ extension Worker {
                 }
                 let attempts = prior + [attemptRecord(f, number: prior.count + 1, elapsedMs: elapsed)]
                 if f.transient && attempts.count < config.maxAttempts {
-                    let delay = backoff.delayMs(afterAttempt: attempts.count, retryAfterMs: f.retryAfterMs)
+                    var random = SystemRandomNumberGenerator()
+                    let delay = ChatResponder.milliseconds(retry.delay(
+                        retry: attempts.count - 1, serverDelay: f.retryAfterMs.map { .milliseconds($0) }, using: &random))
                     report.result = .retry(Retry(claim: claim, attempts: attempts, dueMs: Timestamp.nowMilliseconds() + delay))
                     log.notice("call failed; will retry", metadata: [
                         "error": "\(f.kind): \(f.message)", "attempt": "\(attempts.count)", "retry_in_ms": "\(delay)",

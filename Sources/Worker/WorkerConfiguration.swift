@@ -1,3 +1,4 @@
+public import LLM
 public import Spool
 
 /// Everything the worker needs to know. Defaults are documented in docs/worker.md.
@@ -16,6 +17,10 @@ public struct WorkerConfiguration: Sendable {
     public var maxRetryAfterMs: Int64 = 120_000
     /// `max_tokens` assumed when reserving a job's tokens if the job sets none (default 1024).
     public var defaultMaxTokens: Int = 1024
+    /// Longest a single LLM call may take, connection included (default 600 s, as the OpenAI SDKs).
+    public var requestTimeoutMs: Int64 = 600_000
+    /// Longest the TCP and TLS handshakes may take (default 10 s).
+    public var connectTimeoutMs: Int64 = 10_000
     /// On SIGTERM: how long in-flight calls may take to finish before they are given back (25 s).
     public var gracePeriodMs: Int64 = 25_000
     /// Full rescan of new/ and crash recovery, as a safety net for inotify (10 s).
@@ -26,6 +31,12 @@ public struct WorkerConfiguration: Sendable {
     public var logPrompts = false
 
     public init() {}
+
+    /// The retry policy these settings describe.
+    public var retryPolicy: RetryPolicy {
+        RetryPolicy(maxAttempts: maxAttempts, baseDelay: .milliseconds(backoffBaseMs), maxDelay: .milliseconds(backoffCapMs),
+                    maxServerDelay: .milliseconds(maxRetryAfterMs))
+    }
 
     public func limits(for tenant: String) -> TenantLimits {
         tenants[tenant] ?? tenants["*"] ?? TenantLimits()
@@ -56,6 +67,8 @@ public struct WorkerConfiguration: Sendable {
             case "backoffCapSeconds": backoffCapMs = try ms(k, v)
             case "maxRetryAfterSeconds": maxRetryAfterMs = try ms(k, v)
             case "gracePeriodSeconds": gracePeriodMs = try ms(k, v)
+            case "requestTimeoutSeconds": requestTimeoutMs = max(1, try ms(k, v))
+            case "connectTimeoutSeconds": connectTimeoutMs = max(1, try ms(k, v))
             case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
             case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
             case "tenants":

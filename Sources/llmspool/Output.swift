@@ -29,7 +29,7 @@ enum Environment {
 }
 
 /// Durations such as `90s`, `15m`, `12h`, `7d` or `1h30m`; a bare number is seconds.
-enum Duration {
+enum HumanDuration {
     static func parseMilliseconds(_ text: String) -> Int64? {
         if let n = Int64(text), n >= 0 { return n * 1000 }
         var total: Int64 = 0, number: Int64 = 0, digits = 0

@@ -72,22 +72,6 @@ struct FairSchedulerTests {
         #expect(s.next(nowMs: 600_000).isRun)
     }
 
-    @Test("backoff: full jitter under the exponential cap; retry-after wins when longer, capped")
-    func backoff() {
-        let top = Backoff(baseMs: 500, capMs: 8000, maxRetryAfterMs: 120_000, random: { $0 })
-        #expect(top.delayMs(afterAttempt: 1, retryAfterMs: nil) == 500)
-        #expect(top.delayMs(afterAttempt: 3, retryAfterMs: nil) == 2000)
-        #expect(top.delayMs(afterAttempt: 10, retryAfterMs: nil) == 8000)
-        #expect(top.delayMs(afterAttempt: 1, retryAfterMs: 3000) == 3000)
-        #expect(top.delayMs(afterAttempt: 1, retryAfterMs: 999_000) == 120_000)
-        let bottom = Backoff(random: { _ in 0 })
-        #expect(bottom.delayMs(afterAttempt: 4, retryAfterMs: nil) == 0)
-        let real = Backoff()
-        let samples = (0..<200).map { _ in real.delayMs(afterAttempt: 2, retryAfterMs: nil) }
-        #expect(samples.allSatisfy { (0...1000).contains($0) })
-        #expect(Set(samples).count > 20, "no jitter")
-    }
-
     @Test("token reservation: prompt estimate plus max tokens")
     func reservation() {
         var job = Job(prompt: String(repeating: "x", count: 400))

@@ -4,7 +4,8 @@
 Serves POST /v1/chat/completions (any path ending in /chat/completions) on 127.0.0.1 at an
 ephemeral port, printed as the first line on stdout. GET /stats returns
 {"connections": accepted connections, "requests": requests seen, "waiting": requests held
-at a gate}; GET /release/NAME opens gate NAME.
+at a gate}; GET /release/NAME opens gate NAME. GET /prompts returns {prompt: requests seen} (to count
+how often each job was sent).
 
 The behaviour comes from the header `X-Fake` or, failing that, from a prompt (last message)
 starting with `fake:`; a comma-separated list of options:
@@ -34,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 lock = threading.Lock()
 stats = {"connections": 0, "requests": 0, "waiting": 0}
 fail_counts = {}
+prompt_counts = {}
 gates = {}
 
 
@@ -83,6 +85,11 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path == "/prompts":
+            with lock:
+                snapshot = dict(prompt_counts)
+            self.send_json(200, snapshot)
+            return
         if self.path == "/stats":
             with lock:
                 self.send_json(200, dict(stats))
@@ -108,6 +115,8 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:
             self.send_json(400, {"error": {"message": "bad request body: %s" % e, "type": "invalid_request_error"}})
             return
+        with lock:
+            prompt_counts[prompt] = prompt_counts.get(prompt, 0) + 1
         opts = parse_behaviour(self.headers.get("X-Fake"), prompt)
         request_id = "req-%d" % n
 

@@ -91,7 +91,7 @@ struct Purge: ParsableCommand {
 
     func validate() throws {
         if !done && !failed { throw ValidationError("give --done, --failed or both") }
-        if Duration.parseMilliseconds(olderThan) == nil {
+        if HumanDuration.parseMilliseconds(olderThan) == nil {
             throw ValidationError("--older-than \"\(olderThan)\" is not a duration like 90s, 15m, 12h or 7d")
         }
     }
@@ -99,7 +99,7 @@ struct Purge: ParsableCommand {
     func run() throws {
         try reporting {
             let spool = try options.open()
-            let age = Duration.parseMilliseconds(olderThan)!
+            let age = HumanDuration.parseMilliseconds(olderThan)!
             var removed = 0
             if done { removed += try spool.purge(.done, olderThanMilliseconds: age) }
             if failed { removed += try spool.purge(.failed, olderThanMilliseconds: age) }

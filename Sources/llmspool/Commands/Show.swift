@@ -43,7 +43,7 @@ struct Show: ParsableCommand {
             Output.line("job     \(id)")
             Output.line("state   \(loc.state.rawValue)")
             Output.line("file    \(file)")
-            Output.line("age     \(Duration.format(milliseconds: max(0, Timestamp.nowMilliseconds() - loc.modifiedMilliseconds)))")
+            Output.line("age     \(HumanDuration.format(milliseconds: max(0, Timestamp.nowMilliseconds() - loc.modifiedMilliseconds)))")
             if loc.state == .done, let r = document?["response"]?.stringValue { Output.line("response\n\(r)") }
             if loc.state == .failed, let e = document?["error"] {
                 Output.line("error   \(e["kind"]?.stringValue ?? "?"): \(e["message"]?.stringValue ?? "")")

@@ -32,7 +32,7 @@ struct Status: ParsableCommand {
             for state in [SpoolState.new, .cur, .done, .failed, .tmp] {
                 let n = s.counts[state] ?? 0
                 var note = ""
-                if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest waiting \(Duration.format(milliseconds: age))" }
+                if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest waiting \(HumanDuration.format(milliseconds: age))" }
                 if state == .cur, n > 0 { note = "  \(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "") }
                 Output.line(state.rawValue.padding(8) + String(n).leftPadding(7) + note)
             }

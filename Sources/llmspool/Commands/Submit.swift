@@ -59,7 +59,7 @@ struct Submit: ParsableCommand {
         if let jobId, let p = JobID.problem(jobId) { throw ValidationError("--id \(jobId) \(p)") }
         if jobId != nil && files.count > 1 { throw ValidationError("--id applies to a single job") }
         if wait && files.count > 1 { throw ValidationError("--wait applies to a single job") }
-        if let timeout, Duration.parseMilliseconds(timeout) == nil {
+        if let timeout, HumanDuration.parseMilliseconds(timeout) == nil {
             throw ValidationError("--timeout \"\(timeout)\" is not a duration like 90s, 15m or 2h")
         }
     }
@@ -113,7 +113,7 @@ struct Submit: ParsableCommand {
     /// Prints the response of job `id` once it is done; a failed job or a timeout is an error.
     func awaitResult(_ id: String, spool: Spool) throws {
         fflushStdout()
-        let ms = timeout.flatMap(Duration.parseMilliseconds) ?? -1
+        let ms = timeout.flatMap(HumanDuration.parseMilliseconds) ?? -1
         guard let state = try spool.waitForOutcome(of: id, timeoutMilliseconds: ms) else {
             throw Failed("job \(id) is not finished after \(timeout ?? "")", code: ExitStatus.temporary)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LLM
 import Logging
 import ServiceLifecycle
 import Spool
@@ -39,6 +40,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("grace-period"), help: ArgumentHelp("On SIGTERM, how long calls in flight may finish (default 25s).", valueName: "DURATION"))
     var gracePeriod: String?
 
+    @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Longest one LLM call may take (default 10m).", valueName: "DURATION"))
+    var requestTimeout: String?
+
     @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
     var apiKeyFile: String?
 
@@ -58,7 +62,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
         if let c = concurrency, !(1...100_000).contains(c) { throw ValidationError("--concurrency must be 1 to 100000") }
         if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
-        if let g = gracePeriod, Duration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
+        if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
+        if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
         _ = try ResponderFactory.parse(llmURL)
     }
 
@@ -84,7 +89,8 @@ struct WorkerCommand: AsyncParsableCommand {
             if let model { conf.defaultModel = model }
             if let concurrency { conf.maxInFlight = concurrency }
             if let maxAttempts { conf.maxAttempts = maxAttempts }
-            if let g = gracePeriod.flatMap(Duration.parseMilliseconds) { conf.gracePeriodMs = g }
+            if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
+            if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
             if logPrompts { conf.logPrompts = true }
             _ = try Spool(path: conf.spoolPath)  // fail early, with the path, if it is not a spool
             let responder = try ResponderFactory.make(llmURL, apiKeyFile: apiKeyFile, apiKeyEnv: apiKeyEnv, configuration: conf)
@@ -107,7 +113,7 @@ enum ResponderFactory {
         if url == "builtin:echo" { return .echo(delayMs: 0) }
         if url.hasPrefix("builtin:echo?delay=") {
             let d = String(url.dropFirst("builtin:echo?delay=".count))
-            guard let ms = Duration.parseMilliseconds(d) else { throw ValidationError("--llm-url: \"\(d)\" is not a duration") }
+            guard let ms = HumanDuration.parseMilliseconds(d) else { throw ValidationError("--llm-url: \"\(d)\" is not a duration") }
             return .echo(delayMs: Int(ms))
         }
         if url.hasPrefix("http://") || url.hasPrefix("https://") { return .http(url) }
@@ -117,7 +123,19 @@ enum ResponderFactory {
     static func make(_ url: String, apiKeyFile: String?, apiKeyEnv: String, configuration: WorkerConfiguration) throws -> any Responder {
         switch try parse(url) {
         case .echo(let ms): return EchoResponder(delayMs: ms)
-        case .http: throw Failed("HTTP endpoints are not wired yet", code: ExitStatus.software)
+        case .http(let base):
+            let key: APIKey?
+            do { key = try APIKey.load(file: apiKeyFile, credential: "llm-api-key", environmentVariable: apiKeyEnv) } catch {
+                throw Failed("API key: \(error)", code: ExitStatus.dataError)
+            }
+            let engine: CurlEngine
+            do { engine = try CurlEngine() } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
+            let client = ChatClient(
+                configuration: ChatClient.Configuration(
+                    baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
+                    timeout: .milliseconds(configuration.requestTimeoutMs)),
+                engine: engine)
+            return ChatResponder(client: client, engine: engine)
         }
     }
 }

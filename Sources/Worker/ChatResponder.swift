@@ -1,0 +1,51 @@
+public import LLM
+public import Spool
+
+/// Answers jobs through an OpenAI-compatible `POST {base}/chat/completions`.
+public struct ChatResponder: Responder {
+    let client: ChatClient
+    let engine: CurlEngine
+
+    public init(client: ChatClient, engine: CurlEngine) {
+        self.client = client
+        self.engine = engine
+    }
+
+    public var description: String { redactedURL(client.configuration.baseURL) }
+
+    public func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?) {
+        let started = Timestamp.now()
+        let request = ChatRequest(
+            model: model,
+            messages: Prompt.messages(job).map { LLM.ChatMessage(role: $0.role, content: $0.content) },
+            maxTokens: maxTokens, temperature: job.temperature)
+        do {
+            let c = try await client.complete(request)
+            guard let content = c.content else {
+                return (.failure(CallFailure(kind: "malformed-response", message: "the completion has no message content",
+                                             httpStatus: c.httpStatus, transient: false)), ChatResponder.budget(c.rateLimits))
+            }
+            let usage = c.usage.map { Usage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, totalTokens: $0.totalTokens) }
+            return (.answer(Answer(response: content, model: c.model ?? model, finishReason: c.finishReason, usage: usage,
+                                   startedAt: started)), ChatResponder.budget(c.rateLimits))
+        } catch let e as LLMError {
+            return (.failure(CallFailure(kind: e.kind.rawValue, message: e.message, httpStatus: e.httpStatus, transient: e.isTransient,
+                                         retryAfterMs: e.retryAfter.map(ChatResponder.milliseconds))), nil)
+        } catch {
+            return (.failure(CallFailure(kind: "cancelled", message: "the call was cancelled (worker stopping)", transient: true)), nil)
+        }
+    }
+
+    public func shutdown() async { engine.shutdown() }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return s * 1000 + atto / 1_000_000_000_000_000
+    }
+
+    static func budget(_ r: RateLimitSnapshot) -> ProviderBudget? {
+        if r.requests.isEmpty && r.tokens.isEmpty { return nil }
+        return ProviderBudget(remainingRequests: r.requests.remaining, remainingTokens: r.tokens.remaining,
+                              resetRequestsMs: r.requests.reset.map(milliseconds), resetTokensMs: r.tokens.reset.map(milliseconds))
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Spool
+import Testing
+
+/// `Tests/peers/fake_llm.py` as a process: a real HTTP server standing in for the LLM.
+final class LLMStandIn: Sendable {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("peers/fake_llm.py").path
+    let process: Process
+    let port: Int
+    var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+
+    init() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-u", Self.script]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        var line: [UInt8] = []
+        while let chunk = try out.fileHandleForReading.read(upToCount: 1), let b = chunk.first, b != 0x0A { line.append(b) }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            kill(p.processIdentifier, SIGKILL)
+            throw CocoaError(.fileReadCorruptFile)
+        }
+        process = p
+        self.port = port
+    }
+
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// GET a JSON document from the server (through a raw socket: no client library to trust).
+    func get(_ path: String) throws -> JSONValue {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard ok == 0 else { throw CocoaError(.fileReadUnknown) }
+        let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            response += buf[0..<n]
+        }
+        guard let split = response.indices.first(where: { response[$0...].starts(with: [13, 10, 13, 10]) }) else { throw CocoaError(.fileReadCorruptFile) }
+        return try JSONParser.parse(Array(response[(split + 4)...]))
+    }
+}
+
+@Suite("Worker against an HTTP stand-in for the LLM", .serialized)
+struct WorkerHTTPTests {
+    func withWorker(_ args: [String] = [], _ body: (TestSpool, LLMStandIn) throws -> Void) throws {
+        let s = try TestSpool()
+        let llm = try LLMStandIn()
+        defer { llm.stop(); s.remove() }
+        let (w, _) = try WorkerProcessTests.startWorker(
+            s.path, ["--llm-url", llm.baseURL, "--model", "stand-in", "--request-timeout", "2s"] + args)
+        defer { kill(w.processIdentifier, SIGKILL); w.waitUntilExit() }
+        try body(s, llm)
+    }
+
+    func submit(_ s: TestSpool, _ prompt: String, tenant: String = "t") throws -> (Run, JSONValue?) {
+        let r = try CLI.run(["submit", "--prompt", prompt, "--tenant", tenant, "--wait", "--timeout", "60s"], spool: s.path)
+        let id = r.lines.first ?? ""
+        let state = s.names("done").contains(id + ".json") ? "done" : "failed"
+        return (r, try? s.json(state, id + ".json"))
+    }
+
+    @Test("success: the answer, the model and the usage land in done/")
+    func success() throws {
+        try withWorker { s, _ in
+            let (r, doc) = try submit(s, "hello there")
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.lines.last == "echo: hello there")
+            #expect(doc?["model"]?.stringValue == "stand-in")
+            #expect((doc?["usage"]?["totalTokens"]?.intValue ?? 0) > 0)
+            #expect(doc?["finishReason"]?.stringValue == "stop")
+        }
+    }
+
+    @Test("500 twice, then success: retried with backoff, answered once")
+    func serverErrorThenSuccess() throws {
+        try withWorker { s, llm in
+            let prompt = "fake:fail=2,key=k1"
+            let (r, _) = try submit(s, prompt)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try llm.get("/prompts")[prompt]?.intValue == 3)
+        }
+    }
+
+    @Test("429 with Retry-After: waits as asked, and after 3 attempts dead-letters with every attempt's error")
+    func rateLimitedUntilGivingUp() throws {
+        try withWorker { s, llm in
+            let prompt = "fake:status=429,retry-after=1"
+            let (r, doc) = try submit(s, prompt)
+            #expect(r.status == 69)
+            #expect(doc?["error"]?["httpStatus"]?.intValue == 429)
+            let attempts = doc?["history"]?.arrayValue?.filter { $0["kind"]?.stringValue == "attempt" } ?? []
+            #expect(attempts.count == 3)
+            let times = attempts.compactMap { $0["at"]?.stringValue.flatMap(Timestamp.parse) }
+            if times.count == 3 { #expect(times[1] - times[0] >= 950 && times[2] - times[1] >= 950, "\(times)") }
+            #expect(try llm.get("/prompts")[prompt]?.intValue == 3)
+        }
+    }
+
+    @Test("permanent failures are not retried", arguments: [
+        ("fake:status=400", "http", 400), ("fake:malformed", "malformed-response", 200),
+    ])
+    func permanent(_ prompt: String, _ kind: String, _ status: Int) throws {
+        try withWorker { s, llm in
+            let (r, doc) = try submit(s, prompt)
+            #expect(r.status == 69)
+            #expect(doc?["error"]?["kind"]?.stringValue == kind)
+            #expect(try llm.get("/prompts")[prompt]?.intValue == 1)
+        }
+    }
+
+    @Test("a dropped connection and a hung server are transient: retried, then dead-lettered", arguments: [
+        ("fake:drop", "connection"), ("fake:hang", "timeout"),
+    ])
+    func transientFaults(_ prompt: String, _ kind: String) throws {
+        try withWorker(["--max-attempts", "2"]) { s, llm in
+            let (r, doc) = try submit(s, prompt)
+            #expect(r.status == 69)
+            #expect(doc?["error"]?["kind"]?.stringValue == kind)
+            #expect((try llm.get("/prompts")[prompt]?.intValue ?? 0) >= 2)
+        }
+    }
+
+    @Test("fairness: a tenant's 5 jobs are not starved behind another tenant's backlog of 300")
+    func fairness() throws {
+        let s = try TestSpool()
+        let llm = try LLMStandIn()
+        defer { llm.stop(); s.remove() }
+        let spool = try Spool(path: s.path)
+        var big = (0..<300).map { Job(prompt: "fake:latency=50,key=big\($0)") }
+        for k in big.indices { big[k].tenantId = "big" }
+        _ = try spool.enqueue(batch: big, durability: .volatile)
+        var small = (0..<5).map { Job(prompt: "fake:latency=50,key=small\($0)") }
+        for k in small.indices { small[k].tenantId = "small" }
+        let smallIds = try spool.enqueue(batch: small, durability: .volatile)
+        let (w, _) = try WorkerProcessTests.startWorker(s.path, ["--llm-url", llm.baseURL, "--concurrency", "4"])
+        defer { kill(w.processIdentifier, SIGKILL); w.waitUntilExit() }
+        #expect(WorkerProcessTests.waitUntil(60) { smallIds.allSatisfy { s.names("done").contains($0 + ".json") } })
+        // Round-robin: the small tenant's 5 jobs were done after at most ~5 of the big tenant's (plus those in flight).
+        let bigDone = s.names("done").count - 5
+        #expect(bigDone <= 5 + 4 + 4, "the small tenant waited behind \(bigDone) of the big tenant's jobs")
+    }
+
+    @Test("1,000 jobs, the worker SIGKILLed 20 times: done/ has one result each; extra calls ≤ calls in flight at the kills")
+    func chaos() throws {
+        let s = try TestSpool()
+        let llm = try LLMStandIn()
+        defer { llm.stop(); s.remove() }
+        let concurrency = 40
+        let prompts = (0..<1000).map { "fake:latency=100,key=job\($0)" }
+        let ids = try Spool(path: s.path).enqueue(batch: prompts.map { Job(prompt: $0) }, durability: .volatile)
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let (w, _) = try WorkerProcessTests.startWorker(s.path, ["--llm-url", llm.baseURL, "--concurrency", "\(concurrency)"])
+            usleep(UInt32.random(in: 100_000...400_000, using: &rng))
+            kill(w.processIdentifier, SIGKILL)
+            w.waitUntilExit()
+        }
+        #expect(s.names("done").count < 1000, "the kills did not land mid-stream")
+        let (w, _) = try WorkerProcessTests.startWorker(s.path, ["--llm-url", llm.baseURL, "--concurrency", "\(concurrency)"])
+        let finished = WorkerProcessTests.waitUntil(120) { s.names("done").count == 1000 }
+        kill(w.processIdentifier, SIGTERM)
+        w.waitUntilExit()
+        #expect(finished)
+        #expect(s.names("done") == ids.map { $0 + ".json" }.sorted())
+        #expect(s.names("new").isEmpty && s.names("cur").isEmpty && s.names("failed").isEmpty)
+        let counts = try llm.get("/prompts")
+        let calls = prompts.map { counts[$0]?.intValue ?? 0 }
+        #expect(calls.allSatisfy { $0 >= 1 })
+        let extra = calls.reduce(0) { $0 + $1 - 1 }
+        #expect(extra <= concurrency * 20, "\(extra) extra calls for 20 kills at \(concurrency) in flight")
+        for id in ids.prefix(50) {
+            let doc = try s.json("done", id + ".json")
+            #expect(doc["response"]?.stringValue == "echo: " + (doc["job"]?["prompt"]?.stringValue ?? ""))
+        }
+    }
+}
