@@ -30,7 +30,8 @@ public final class Worker: Service {
         let (events, sink) = AsyncStream<Event>.makeStream()
         let watcher = try SpoolWatcher(spool, states: [.new])
         let notifier = SystemdNotifier()
-        var loop = Loop(worker: self, spool: spool, sink: sink, notifier: notifier)
+        var loop = Loop(worker: self, spool: spool, sink: sink, notifier: notifier,
+                        committer: ResultCommitter(spool: spool))
 
         let stopWatching = Flag()
         let tick = min(configuration.rescanIntervalMs, notifier?.watchdogIntervalMs ?? Int64.max)
@@ -112,6 +113,7 @@ extension Worker {
         let spool: Spool
         let sink: AsyncStream<Event>.Continuation
         let notifier: SystemdNotifier?
+        let committer: ResultCommitter
         var config: WorkerConfiguration { worker.configuration }
         var logger: Logger { worker.logger }
 
@@ -130,11 +132,13 @@ extension Worker {
         var timerDueMs = Int64.max
         var finished = 0
 
-        init(worker: Worker, spool: Spool, sink: AsyncStream<Event>.Continuation, notifier: SystemdNotifier?) {
+        init(worker: Worker, spool: Spool, sink: AsyncStream<Event>.Continuation, notifier: SystemdNotifier?,
+             committer: ResultCommitter) {
             self.worker = worker
             self.spool = spool
             self.sink = sink
             self.notifier = notifier
+            self.committer = committer
             let config = worker.configuration
             scheduler = FairScheduler(limits: { config.limits(for: $0) })
         }
@@ -303,10 +307,10 @@ extension Worker {
             }
             let id = nextCallID
             nextCallID += 1
-            let worker = self.worker, spool = self.spool, sink = self.sink, config = self.config
+            let worker = self.worker, spool = self.spool, sink = self.sink, config = self.config, committer = self.committer
             let tenant = pick.tenant, reserved = pick.reservedTokens
             calls[id] = Task {
-                let report = await worker.call(claim, attempts: attempts, spool: spool, config: config,
+                let report = await worker.call(claim, attempts: attempts, spool: spool, committer: committer, config: config,
                                                callID: id, tenant: tenant, reservedTokens: reserved)
                 sink.yield(.callEnded(report))
             }
@@ -388,7 +392,7 @@ extension Worker {
     }
 
     /// One call for one claimed job, then its settlement on disk. Never throws: every ending is a report.
-    func call(_ claim: Claim, attempts prior: [JSONValue], spool: Spool, config: WorkerConfiguration,
+    func call(_ claim: Claim, attempts prior: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
               callID: Int, tenant: String, reservedTokens: Int) async -> CallReport {
         var log = logger
         log[metadataKey: "job.id"] = "\(claim.id)"
@@ -404,7 +408,7 @@ extension Worker {
             switch outcome {
             case .answer(let answer):
                 report.usedTokens = answer.usage?.totalTokens
-                try await Disk.run { try spool.finish(claim, answer: answer) }
+                try await committer.commit(claim, answer)
                 report.result = .finished
                 log.info("job done", metadata: [
                     "model": "\(answer.model ?? model)", "latency_ms": "\(elapsed)", "attempt": "\(prior.count + 1)",
