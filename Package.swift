@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .library(name: "Spool", targets: ["Spool"]),
         .executable(name: "llmspool", targets: ["llmspool"]),
+        .executable(name: "llmspool-cgi", targets: ["llmspool-cgi"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -70,6 +71,7 @@ let package = Package(
             name: "llmspool",
             dependencies: [
                 "Spool",
+                "Submit",
                 "Worker",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,10 +79,26 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The submit endpoint: request parsing, routing, identity, problem+json, and the CGI I/O. No Foundation.
+        .target(
+            name: "Submit",
+            dependencies: ["Spool", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        // The CGI program web servers run per request: Spool + Submit only, stdlib linked statically
+        // (start-up is its budget: see bench/cgi/README.md).
+        .executableTarget(
+            name: "llmspool-cgi",
+            dependencies: ["Submit"],
+            swiftSettings: strict,
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
+        // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
+        .testTarget(name: "SubmitTests", dependencies: ["Submit", "Spool", "llmspool"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
         .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool"], swiftSettings: strict),
     ]

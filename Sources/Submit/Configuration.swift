@@ -1,0 +1,62 @@
+/// Settings of the submit endpoint, from the environment the web server passes (and flags).
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `LLMSPOOL_SPOOL` (`--spool DIR`) | the spool | `./spool` |
+/// | `LLMSPOOL_TOKENS` (`--tokens FILE`) | bearer token file | none: only `REMOTE_USER` |
+/// | `LLMSPOOL_TENANT` | tenant of users named by `REMOTE_USER` | none |
+/// | `LLMSPOOL_MAX_BODY` | largest request body, bytes | 1048576 |
+/// | `LLMSPOOL_MAX_WAITING` | waiting jobs per tenant before 429 | 1000 |
+/// | `LLMSPOOL_HEARTBEAT` | seconds between event-stream heartbeats | 15 |
+/// | `LLMSPOOL_EVENTS_PAD` | bytes of padding comment after each event, to push it through a gateway that buffers (fcgiwrap: 8192) | 0 |
+/// | `LLMSPOOL_STREAM_MAX` | seconds an event stream stays open (the client then resumes) | 3600 |
+public struct Configuration: Sendable, Equatable {
+    public var spoolPath = "./spool"
+    public var tokensPath: String?
+    public var defaultTenant: String?
+    public var maxBodyBytes = 1 << 20
+    public var maxWaitingPerTenant = 1000
+    /// Seconds a client is told to wait after a 429 or 503.
+    public var retryAfterSeconds = 10
+    public var heartbeatMilliseconds: Int64 = 15_000
+    public var maxStreamMilliseconds: Int64 = 3_600_000
+    /// Padding after each event: fcgiwrap passes output on only in 8 KiB records.
+    public var eventPaddingBytes = 0
+    /// How long an `Idempotency-Key` keeps answering with the same job (24 h).
+    public var idempotencyMilliseconds: Int64 = 24 * 3600 * 1000
+    /// How many of the newest files `GET /jobs` looks through for the caller's jobs.
+    public var listScanLimit = 2000
+
+    public init() {}
+
+    /// Reads the settings from `env` and `arguments` (`--spool DIR`, `--tokens FILE`; others are
+    /// ignored, since servers may pass a query string as arguments).
+    public static func from(env: (String) -> String?, arguments: [String] = []) -> Configuration {
+        var c = Configuration()
+        func nonEmpty(_ name: String) -> String? { env(name).flatMap { $0.isEmpty ? nil : $0 } }
+        func number(_ name: String, _ range: ClosedRange<Int>) -> Int? {
+            nonEmpty(name).flatMap { Int($0) }.flatMap { range.contains($0) ? $0 : nil }
+        }
+        if let s = nonEmpty("LLMSPOOL_SPOOL") { c.spoolPath = s }
+        c.tokensPath = nonEmpty("LLMSPOOL_TOKENS")
+        c.defaultTenant = nonEmpty("LLMSPOOL_TENANT")
+        if let n = number("LLMSPOOL_MAX_BODY", 1...(64 << 20)) { c.maxBodyBytes = n }
+        if let n = number("LLMSPOOL_MAX_WAITING", 1...10_000_000) { c.maxWaitingPerTenant = n }
+        if let n = number("LLMSPOOL_HEARTBEAT", 1...3600) { c.heartbeatMilliseconds = Int64(n) * 1000 }
+        if let n = number("LLMSPOOL_EVENTS_PAD", 0...(1 << 20)) { c.eventPaddingBytes = n }
+        if let n = number("LLMSPOOL_STREAM_MAX", 1...86400) { c.maxStreamMilliseconds = Int64(n) * 1000 }
+        var k = 0
+        while k < arguments.count {
+            let a = arguments[k]
+            if (a == "--spool" || a == "--tokens"), k + 1 < arguments.count {
+                if a == "--spool" { c.spoolPath = arguments[k + 1] } else { c.tokensPath = arguments[k + 1] }
+                k += 2
+                continue
+            }
+            if a.hasPrefix("--spool=") { c.spoolPath = String(a.dropFirst(8)) }
+            if a.hasPrefix("--tokens=") { c.tokensPath = String(a.dropFirst(9)) }
+            k += 1
+        }
+        return c
+    }
+}

@@ -1,0 +1,47 @@
+import Spool
+
+/// What a request asks for. The API is mounted anywhere: routing looks at the path's last
+/// segments (`…/jobs`, `…/jobs/ID`, `…/jobs/ID/events`), and links keep the prefix before `jobs`.
+public enum Route: Sendable, Equatable {
+    case submit
+    case list
+    case show(id: String)
+    case events(id: String)
+    case cancel(id: String)
+
+    /// Routes a method and path, or says why not (404 for an unknown path or an impossible id,
+    /// 405 with `Allow` for a wrong method).
+    public static func resolve(method: String, path: String) throws(Problem) -> (route: Route, base: String) {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let n = segments.count
+        func base(_ jobsIndex: Int) -> String { "/" + segments[0...jobsIndex].joined(separator: "/") }
+        func checkID(_ id: String) throws(Problem) -> String {
+            guard JobID.isValid(id) else { throw Problem.notFound(id.count > 140 ? String(id.prefix(140)) + "…" : id) }
+            return id
+        }
+        func allow(_ methods: String) -> Problem {
+            Problem(.methodNotAllowed, "method-not-allowed", "Method not allowed.",
+                    detail: "\(method) is not allowed here; use \(methods)", headers: ["Allow": methods])
+        }
+        if n >= 3, segments[n - 3] == "jobs", segments[n - 1] == "events" {
+            guard method == "GET" else { throw allow("GET") }
+            return (.events(id: try checkID(segments[n - 2])), base(n - 3))
+        }
+        if n >= 2, segments[n - 2] == "jobs" {
+            let id = try checkID(segments[n - 1])
+            switch method {
+            case "GET": return (.show(id: id), base(n - 2))
+            case "DELETE": return (.cancel(id: id), base(n - 2))
+            default: throw allow("GET, DELETE")
+            }
+        }
+        if n >= 1, segments[n - 1] == "jobs" {
+            switch method {
+            case "POST": return (.submit, base(n - 1))
+            case "GET": return (.list, base(n - 1))
+            default: throw allow("GET, POST")
+            }
+        }
+        throw Problem(.notFound, "not-found", "No such resource.", detail: "the API is POST/GET …/jobs, GET/DELETE …/jobs/ID, GET …/jobs/ID/events")
+    }
+}

@@ -1,0 +1,349 @@
+import Spool
+
+/// What came of reading the request body.
+public enum Body: Sendable, Equatable {
+    case bytes([UInt8])
+    /// Over the limit: nothing was kept.
+    case tooLarge(declared: Int?)
+    /// The input ended before `CONTENT_LENGTH` bytes: the client went away mid-body.
+    case truncated(received: Int, expected: Int)
+}
+
+/// Answers requests against one spool. Everything but the event stream is request in,
+/// response out; the stream writes through a closure so it can be tested without a server.
+public struct Handler: Sendable {
+    public let configuration: Configuration
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    /// Answers one request (all routes except `…/events`, see ``streamEvents(_:id:base:write:)``).
+    public func respond(_ request: Request, body: Body) -> Response {
+        do {
+            let (route, base) = try Route.resolve(method: request.method, path: request.path)
+            let identity = try identify(request)
+            let spool = try openSpool()
+            switch route {
+            case .submit: return try submit(request, body: body, identity: identity, spool: spool, base: base)
+            case .show(let id): return try show(id, identity: identity, spool: spool, base: base)
+            case .cancel(let id): return try cancel(id, identity: identity, spool: spool, base: base)
+            case .list: return try list(request, identity: identity, spool: spool, base: base)
+            case .events: return Problem(.internalError, "internal", "Internal error.", detail: "events are streamed").response
+            }
+        } catch {
+            return error.response
+        }
+    }
+
+    func identify(_ request: Request) throws(Problem) -> Identity {
+        try Authenticator.identify(request, defaultTenant: configuration.defaultTenant) { () throws(Problem) -> TokenFile? in
+            guard let path = configuration.tokensPath else { return nil }
+            do {
+                let bytes = try Spool.readInput(path, limit: 4 << 20)
+                return try TokenFile.parse(String(decoding: bytes, as: UTF8.self))
+            } catch let e as SpoolError {
+                throw Handler.serverProblem("cannot read the token file: \(e)")
+            } catch {
+                throw Handler.serverProblem("\(path): \(error)")
+            }
+        }
+    }
+
+    func openSpool() throws(Problem) -> Spool {
+        do { return try Spool(path: configuration.spoolPath) } catch {
+            throw Problem(.unavailable, "spool-unavailable", "The job spool is unavailable.",
+                          detail: "the server cannot open its spool; try again later",
+                          headers: ["Retry-After": String(configuration.retryAfterSeconds)]).logged("\(error)")
+        }
+    }
+
+    static func serverProblem(_ log: String) -> Problem {
+        Problem(.internalError, "internal", "Internal error.", detail: "the server is misconfigured; see its error log").logged(log)
+    }
+
+    func unavailable(_ error: SpoolError) -> Problem {
+        Problem(.unavailable, "spool-unwritable", "The job could not be stored.",
+                detail: "the spool cannot take the job now (disk full or not writable); nothing was stored; try again later",
+                headers: ["Retry-After": String(configuration.retryAfterSeconds)]).logged("\(error)")
+    }
+
+    // MARK: POST …/jobs
+
+    func submit(_ request: Request, body: Body, identity: Identity, spool: Spool, base: String) throws(Problem) -> Response {
+        let bytes: [UInt8]
+        switch body {
+        case .tooLarge(let declared):
+            throw Problem(.contentTooLarge, "body-too-large", "The request body is too large.",
+                          detail: "the body is \(declared.map { "\($0) bytes" } ?? "larger than the limit"); the limit is \(configuration.maxBodyBytes) bytes")
+        case .truncated(let got, let expected):
+            throw Problem(.badRequest, "incomplete-body", "The request body ended early.",
+                          detail: "received \(got) of \(expected) bytes; nothing was stored")
+        case .bytes(let b): bytes = b
+        }
+        var job = try Submission.job(body: bytes, contentType: request.contentType, identity: identity, limits: spool.limits)
+
+        var replayKey: (record: String, fingerprint: String)?
+        if let key = request.idempotencyKey {
+            guard key.utf8.count <= 255, key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+                throw Problem(.badRequest, "invalid-idempotency-key", "The Idempotency-Key is not valid.",
+                              detail: "use 1 to 255 visible ASCII characters, such as a UUID", field: "Idempotency-Key")
+            }
+            let record = SHA256.hex(Array("llmspool-idempotency-v1\u{0}\(identity.userId)\u{0}\(identity.tenantId ?? "")\u{0}\(key)".utf8))
+            let essence = MediaType(request.contentType ?? "")?.essence ?? ""
+            let fingerprint = SHA256.hex(Array(essence.utf8) + [0] + bytes)
+            replayKey = (record, fingerprint)
+            if let earlier = try idempotentJob(record: record, fingerprint: fingerprint, spool: spool) {
+                if let loc = try find(earlier, spool: spool) {
+                    return accepted(id: earlier, state: loc.state, document: try? JSONParser.parse(loc.bytes), base: base, replayed: true)
+                }
+                job.jobId = earlier  // recorded, but the job never made it to new/: enqueue it now
+            }
+        }
+        try checkQuota(identity, spool: spool)
+        let id: String
+        if let assigned = job.jobId {
+            id = assigned
+        } else {
+            id = JobID.generate()
+            job.jobId = id
+            if let (record, fingerprint) = replayKey {
+                let doc: JSONValue = .object(["jobId": .string(id), "request": .string(fingerprint),
+                                              "userId": .string(identity.userId), "createdAt": .string(Timestamp.now())])
+                let won: Bool
+                do {
+                    // A stale record (older than the window) is replaced; a fresh one written meanwhile wins.
+                    let stale = try spool.readRecord(record, in: Spool.idempotencyArea) != nil
+                    won = try spool.writeRecord(record, in: Spool.idempotencyArea, bytes: doc.serialized(), replacing: stale)
+                } catch {
+                    throw unavailable(error)
+                }
+                if !won { return try submit(request, body: body, identity: identity, spool: spool, base: base) }  // lost a race: replay the winner
+            }
+        }
+        do {
+            try spool.enqueue(job)
+        } catch {
+            switch error {
+            case .idExists where replayKey != nil:
+                // A concurrent retry with the same key enqueued it first: the same job.
+                if let loc = try find(id, spool: spool) {
+                    return accepted(id: id, state: loc.state, document: try? JSONParser.parse(loc.bytes), base: base, replayed: true)
+                }
+                throw Handler.serverProblem("\(error)")
+            case .invalidJob(let e):
+                throw Problem(.badRequest, "invalid-job", "The job is not valid.", detail: e.message, field: e.field)
+            default:
+                throw unavailable(error)
+            }
+        }
+        var view = job.json()
+        if case .object(var o) = view { o["jobId"] = .string(id); view = .object(o) }
+        return accepted(id: id, state: .new, document: view, base: base, replayed: false)
+    }
+
+    func accepted(id: String, state: SpoolState, document: JSONValue?, base: String, replayed: Bool) -> Response {
+        var o: JSONObject = ["jobId": .string(id), "status": .string(JobView.status(state: state, document: document))]
+        if let at = document?["submittedAt"] ?? document?["job"]?["submittedAt"] { o["submittedAt"] = at }
+        o["links"] = .object(["self": .string(base + "/" + id), "events": .string(base + "/" + id + "/events")])
+        var headers = [("Location", base + "/" + id)]
+        if replayed { headers.append(("Idempotent-Replayed", "true")) }
+        return .json(202, .object(o), headers: headers)
+    }
+
+    /// The job an `Idempotency-Key` record names, if the record is fresh; 422 if it was made for another body.
+    func idempotentJob(record: String, fingerprint: String, spool: Spool) throws(Problem) -> String? {
+        let found: (bytes: [UInt8], modifiedMilliseconds: Int64)?
+        do { found = try spool.readRecord(record, in: Spool.idempotencyArea) } catch { throw unavailable(error) }
+        guard let found, Timestamp.nowMilliseconds() - found.modifiedMilliseconds < configuration.idempotencyMilliseconds,
+              let doc = try? JSONParser.parse(found.bytes), let id = doc["jobId"]?.stringValue, JobID.isValid(id)
+        else { return nil }
+        guard doc["request"]?.stringValue == fingerprint else {
+            throw Problem(.unprocessable, "idempotency-key-reused", "The Idempotency-Key was used for another request.",
+                          detail: "this key already submitted job \(id) with a different body; use a new key", field: "Idempotency-Key")
+        }
+        return id
+    }
+
+    /// 429 when the caller's tenant already has `maxWaitingPerTenant` jobs in `new/`. Files are
+    /// read only when `new/` as a whole holds that many.
+    func checkQuota(_ identity: Identity, spool: Spool) throws(Problem) {
+        let limit = configuration.maxWaitingPerTenant
+        let names: [String]
+        do { names = try spool.waiting() } catch { throw unavailable(error) }
+        guard names.count >= limit else { return }
+        var mine = 0
+        for name in names {
+            guard case .success(let job)? = spool.peek(name)?.job, let user = job.userId else { continue }
+            if Identity(userId: user, tenantId: job.tenantId).quotaKey == identity.quotaKey { mine += 1 }
+            if mine >= limit {
+                throw Problem(.tooManyRequests, "too-many-waiting-jobs", "Too many jobs are waiting.",
+                              detail: "\(identity.tenantId.map { "tenant \($0)" } ?? "you") already have \(limit) jobs waiting; retry later",
+                              headers: ["Retry-After": String(configuration.retryAfterSeconds)])
+            }
+        }
+    }
+
+    // MARK: GET …/jobs/ID
+
+    func find(_ id: String, spool: Spool) throws(Problem) -> JobLocation? {
+        do { return try spool.find(id) } catch { throw unavailable(error) }
+    }
+
+    /// The job, its state and its document, if `identity` owns it; else 404 (an id of someone
+    /// else's job and an unknown id look the same).
+    func owned(_ id: String, identity: Identity, spool: Spool) throws(Problem) -> (JobLocation, JSONValue) {
+        guard let loc = try find(id, spool: spool), let doc = try? JSONParser.parse(loc.bytes), identity.owns(doc) else {
+            throw Problem.notFound(id)
+        }
+        return (loc, doc)
+    }
+
+    func show(_ id: String, identity: Identity, spool: Spool, base: String) throws(Problem) -> Response {
+        let (loc, doc) = try owned(id, identity: identity, spool: spool)
+        return .json(200, JobView.json(id: id, state: loc.state, document: doc, base: base))
+    }
+
+    // MARK: DELETE …/jobs/ID
+
+    func cancel(_ id: String, identity: Identity, spool: Spool, base: String) throws(Problem) -> Response {
+        for _ in 0..<3 {
+            let (loc, doc) = try owned(id, identity: identity, spool: spool)
+            switch loc.state {
+            case .new, .tmp:
+                let outcome: ClaimOutcome
+                do { outcome = try spool.claim(loc.name) } catch { throw unavailable(error) }
+                guard case .claimed(let claim) = outcome else { continue }  // taken meanwhile: look again
+                do {
+                    try spool.fail(claim, Failure(kind: "cancelled", message: "cancelled by \(identity.userId) with DELETE"))
+                } catch {
+                    throw unavailable(error)
+                }
+                let (after, afterDoc) = try owned(id, identity: identity, spool: spool)
+                return .json(200, JobView.json(id: id, state: after.state, document: afterDoc, base: base))
+            case .cur:
+                throw Problem(.conflict, "job-running", "The job is already running.",
+                              detail: "job \(id) was claimed by a worker; only waiting jobs can be cancelled")
+            case .done, .failed:
+                if JobView.status(state: loc.state, document: doc) == "cancelled" {
+                    return .json(200, JobView.json(id: id, state: loc.state, document: doc, base: base))
+                }
+                throw Problem(.conflict, "job-finished", "The job has already finished.",
+                              detail: "job \(id) is \(JobView.status(state: loc.state, document: doc))")
+            }
+        }
+        throw Problem(.conflict, "job-running", "The job is already running.", detail: "job \(id) was claimed while cancelling it")
+    }
+
+    // MARK: GET …/jobs
+
+    func list(_ request: Request, identity: Identity, spool: Spool, base: String) throws(Problem) -> Response {
+        var limit = 20
+        if let raw = request.queryValue("limit") {
+            guard let n = Int(raw), (1...100).contains(n) else {
+                throw Problem(.badRequest, "invalid-query", "The query is not valid.", detail: "limit must be 1 to 100", field: "limit")
+            }
+            limit = n
+        }
+        let entries: [JobEntry]
+        do { entries = try spool.list() } catch { throw unavailable(error) }
+        var jobs: [JSONValue] = []
+        let newest = entries.sorted { ($0.modifiedMilliseconds, $0.id) > ($1.modifiedMilliseconds, $1.id) }
+        for entry in newest.prefix(configuration.listScanLimit) where jobs.count < limit {
+            guard let loc = try? spool.find(entry.id), let doc = try? JSONParser.parse(loc.bytes), identity.owns(doc) else { continue }
+            var o: JSONObject = ["jobId": .string(entry.id), "status": .string(JobView.status(state: loc.state, document: doc))]
+            if let at = doc["submittedAt"] ?? doc["job"]?["submittedAt"] { o["submittedAt"] = at }
+            o["updatedAt"] = .string(Timestamp.format(milliseconds: loc.modifiedMilliseconds))
+            o["links"] = .object(["self": .string(base + "/" + entry.id)])
+            jobs.append(.object(o))
+        }
+        return .json(200, .object(["jobs": .array(jobs)]))
+    }
+
+    // MARK: GET …/jobs/ID/events
+
+    /// Streams a job's state changes as Server-Sent Events until it finishes, the client goes
+    /// away (`write` returns false) or `maxStreamMilliseconds` pass. Sleeps on inotify between
+    /// changes; sends a heartbeat comment when nothing was written for `heartbeatMilliseconds`.
+    /// Returns a response instead when the stream cannot start (401, 404, 204 after the end).
+    public func streamEvents(_ request: Request, write: ([UInt8]) -> Bool) -> Response? {
+        let id: String, base: String, identity: Identity, spool: Spool
+        do {
+            let (route, b) = try Route.resolve(method: request.method, path: request.path)
+            guard case .events(let i) = route else { return respond(request, body: .bytes([])) }
+            id = i
+            base = b
+            identity = try identify(request)
+            spool = try openSpool()
+        } catch {
+            return error.response
+        }
+        var sent = EventStream.resumeStage(request.lastEventID)
+        let watcher: SpoolWatcher
+        do {
+            // Watch before the first look, so no change between the two is missed.
+            watcher = try SpoolWatcher(spool, states: [.new, .cur, .done, .failed])
+            let (loc, _) = try owned(id, identity: identity, spool: spool)
+            if sent >= EventStream.finalStage, EventStream.stage(of: loc.state) == EventStream.finalStage {
+                return Response(status: 204)
+            }
+        } catch let p as Problem {
+            return p.response
+        } catch {
+            return unavailable(error as? SpoolError ?? .notFound(id: id)).response
+        }
+        let pad = configuration.eventPaddingBytes > 0
+            ? Array((": " + String(repeating: " ", count: configuration.eventPaddingBytes) + "\n\n").utf8) : []
+        guard write(EventStream.headers + EventStream.preamble + pad) else { return nil }
+        let name = id + ".json"
+        let start = Timestamp.nowMilliseconds()
+        var lastWrite = start
+        var missing = 0
+        var look = true
+        var running = false
+        func send(_ bytes: [UInt8]) -> Bool { write(bytes + pad) }
+        while true {
+            if look {
+                if let loc = try? spool.find(id), let doc = try? JSONParser.parse(loc.bytes) {
+                    missing = 0
+                    // A finishing worker writes done/ID.json before it retires cur/ID.json, and find()
+                    // looks in cur/ first: while running, any change (the retire) means look again.
+                    running = loc.state == .cur
+                    let stage = EventStream.stage(of: loc.state)
+                    if stage > sent {
+                        let view = JobView.json(id: id, state: loc.state, document: doc, base: base)
+                        let status = JobView.status(state: loc.state, document: doc)
+                        guard send(EventStream.event(stage: stage, name: status, data: view)) else { return nil }
+                        sent = stage
+                        lastWrite = Timestamp.nowMilliseconds()
+                    }
+                    if stage == EventStream.finalStage { return nil }
+                } else {
+                    missing += 1
+                    if missing > 3 { return nil }  // purged meanwhile
+                }
+            }
+            let now = Timestamp.nowMilliseconds()
+            if now - start >= configuration.maxStreamMilliseconds { return nil }
+            if now - lastWrite >= configuration.heartbeatMilliseconds {
+                guard send(EventStream.heartbeat) else { return nil }
+                lastWrite = now
+            }
+            let wait = min(configuration.heartbeatMilliseconds - (now - lastWrite), configuration.maxStreamMilliseconds - (now - start))
+            switch watcher.wait(timeoutMilliseconds: Int32(clamping: max(1, missing > 0 ? min(wait, 200) : wait))) {
+            case .changed(let arrived, let overflow):
+                look = overflow || missing > 0 || running || arrived.values.contains { $0.contains(name) }
+            case .timeout, .woken:
+                look = true
+            }
+        }
+    }
+}
+
+extension Problem {
+    /// Writes `message` to standard error (the web server's error log) and returns self.
+    func logged(_ message: String) -> Problem {
+        StandardIO.log("llmspool-cgi: \(status) \(slug): \(message)")
+        return self
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Submit
+
+/// `llmspool cgi`: the submit endpoint as a CGI program, for servers pointed at `llmspool`
+/// itself (through a one-line wrapper). `llmspool-cgi` runs the same code and starts faster.
+struct CGICommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cgi",
+        abstract: "Answer one HTTP request as a CGI program (RFC 3875): POST/GET /jobs, GET/DELETE /jobs/ID, GET /jobs/ID/events.",
+        discussion: """
+            Run by a web server, once per request. Settings come from the environment the server \
+            passes: LLMSPOOL_SPOOL, LLMSPOOL_TOKENS, LLMSPOOL_TENANT, LLMSPOOL_MAX_BODY, \
+            LLMSPOOL_MAX_WAITING, LLMSPOOL_HEARTBEAT, LLMSPOOL_STREAM_MAX (see docs/cgi.md). \
+            The llmspool-cgi executable is the same program without this command's start-up cost.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The spool directory (env LLMSPOOL_SPOOL, default ./spool).", valueName: "DIR"))
+    var spool: String?
+
+    @Option(name: .long, help: ArgumentHelp("The bearer token file (env LLMSPOOL_TOKENS).", valueName: "FILE"))
+    var tokens: String?
+
+    /// Servers may pass an ISINDEX-style query string as arguments (RFC 3875 4.4); they are ignored.
+    @Argument(help: .hidden)
+    var ignored: [String] = []
+
+    func run() throws {
+        var args: [String] = []
+        if let spool { args += ["--spool", spool] }
+        if let tokens { args += ["--tokens", tokens] }
+        let status = CGI.main(arguments: args)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
