@@ -27,10 +27,22 @@ public final class Worker: Service {
 
     public func run() async throws {
         let spool = try Spool(path: configuration.spoolPath)
+        var configuration = self.configuration
+        let fds = DescriptorLimit.raise()
+        if fds.after != fds.before {
+            logger.info("raised the open-file limit", metadata: ["from": "\(fds.before)", "to": "\(fds.after)"])
+        }
+        let allowed = DescriptorLimit.maxInFlight(forLimit: fds.after)
+        if configuration.maxInFlight > allowed {
+            logger.warning("fewer calls in flight than asked: each holds a claim lock and a connection", metadata: [
+                "asked": "\(configuration.maxInFlight)", "allowed": "\(allowed)", "open_file_limit": "\(fds.after)",
+            ])
+            configuration.maxInFlight = allowed
+        }
         let (events, sink) = AsyncStream<Event>.makeStream()
         let watcher = try SpoolWatcher(spool, states: [.new])
         let notifier = SystemdNotifier()
-        var loop = Loop(worker: self, spool: spool, sink: sink, notifier: notifier,
+        var loop = Loop(worker: self, configuration: configuration, spool: spool, sink: sink, notifier: notifier,
                         committer: ResultCommitter(spool: spool))
 
         let stopWatching = Flag()
@@ -114,7 +126,7 @@ extension Worker {
         let sink: AsyncStream<Event>.Continuation
         let notifier: SystemdNotifier?
         let committer: ResultCommitter
-        var config: WorkerConfiguration { worker.configuration }
+        let config: WorkerConfiguration
         var logger: Logger { worker.logger }
 
         var scheduler: FairScheduler<Work>
@@ -132,15 +144,15 @@ extension Worker {
         var timerDueMs = Int64.max
         var finished = 0
 
-        init(worker: Worker, spool: Spool, sink: AsyncStream<Event>.Continuation, notifier: SystemdNotifier?,
-             committer: ResultCommitter) {
+        init(worker: Worker, configuration: WorkerConfiguration, spool: Spool, sink: AsyncStream<Event>.Continuation,
+             notifier: SystemdNotifier?, committer: ResultCommitter) {
             self.worker = worker
+            config = configuration
             self.spool = spool
             self.sink = sink
             self.notifier = notifier
             self.committer = committer
-            let config = worker.configuration
-            scheduler = FairScheduler(limits: { config.limits(for: $0) })
+            scheduler = FairScheduler(limits: { configuration.limits(for: $0) })
         }
 
         var now: Int64 { Timestamp.nowMilliseconds() }

@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Each call in flight holds two descriptors: its claim's lock and its connection. The worker
+/// raises its soft `RLIMIT_NOFILE` to the hard limit at start-up, and keeps `maxInFlight` within
+/// what that allows (running out would make any open — including the runtime's own — fail).
+enum DescriptorLimit {
+    /// Descriptors kept for everything else: directories, the watcher, logs, libcurl's own.
+    static let reserve = 256
+
+    /// Raises the soft limit to the hard one; returns (before, after).
+    static func raise() -> (before: Int, after: Int) {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return (1024, 1024) }
+        let before = Int(clamping: rl.rlim_cur)
+        if rl.rlim_cur < rl.rlim_max {
+            var raised = rl
+            raised.rlim_cur = rl.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { rl = raised }
+        }
+        return (before, Int(clamping: rl.rlim_cur))
+    }
+
+    /// The most calls in flight that `limit` descriptors allow.
+    static func maxInFlight(forLimit limit: Int) -> Int { max(1, (limit - reserve) / 2) }
+}
