@@ -3,10 +3,15 @@
 # stand-in LLM (nginx returning a canned completion), beside the spool's C claim+finish loop
 # (bench/c/ref.c) measured in the same run on the same disk.
 #
-# Usage: bench/worker/run.sh   (env: N=20000 jobs, CONCURRENCY=256, BENCH_DIR=bench/out)
+# The peer is a Celery worker on kombu's filesystem broker running no-op tasks (no HTTP, no fsync),
+# when `celery` is installed (pip install celery); it lists its whole queue per message, so its
+# rate falls as the queue grows: N_CELERY (default 3000) is stated in the table.
+#
+# Usage: bench/worker/run.sh   (env: N=20000 jobs, CONCURRENCY=256, N_CELERY=3000, BENCH_DIR=bench/out)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 N=${N:-20000}
+N_CELERY=${N_CELERY:-3000}
 CONCURRENCY=${CONCURRENCY:-256}
 BASE=${BENCH_DIR:-$ROOT/bench/out}/worker-$(date +%s)
 mkdir -p "$BASE"
@@ -49,10 +54,19 @@ worker_rate=$(python3 -c "print(round($N/($end-$start)))")
 c_rate=$("$BASE/ref" claim-finish "$BASE/c-finish" 3000 | sed -n 's/.*jobs\/s=\([0-9]*\).*/\1/p')
 c_batch=$("$BASE/ref" finish-syncfs "$BASE/c-fsyncfs" 10000 64 | sed -n 's/.*jobs\/s=\([0-9]*\).*/\1/p')
 
+celery_rate=""
+if command -v celery >/dev/null; then
+    celery_rate=$(python3 "$ROOT/bench/worker/celery_bench.py" "$BASE/celery" "$N_CELERY" | sed -n 's/.*tasks\/s=\([0-9]*\).*/\1/p')
+fi
+
 echo "| measure | jobs/s |"
 echo "|---|--:|"
 echo "| llmspool worker, end to end (N=$N, concurrency $CONCURRENCY) | $worker_rate |"
 echo "| C claim + finish, one fsync per result | $c_rate |"
 echo "| C claim + finish, batches of 64, one syncfs | $c_batch |"
 python3 -c "print('| worker / C claim+finish | %.2f× |' % ($worker_rate/$c_rate)); print('| worker / C batched | %.2f× |' % ($worker_rate/$c_batch))"
+if [ -n "$celery_rate" ]; then
+    echo "| Celery worker, filesystem broker, no-op tasks (N=$N_CELERY) | $celery_rate |"
+    python3 -c "print('| worker / Celery | %.1f× |' % ($worker_rate/$celery_rate))"
+fi
 (rm -rf "$BASE" &)
