@@ -31,6 +31,7 @@ def noop():
         f.write(b".")
 ''')
 sys.path.insert(0, d)
+os.chdir(d)  # kombu's filesystem transport keeps its control exchange under the working directory
 from benchapp import noop  # noqa: E402
 
 for _ in range(n):
