@@ -54,14 +54,19 @@ public struct APIKey: Sendable, Equatable, CustomStringConvertible, CustomDebugS
 
     /// The key from the first source given: `file`, then the systemd credential `credential` if
     /// `$CREDENTIALS_DIRECTORY` holds it, then environment variable `environmentVariable` if set.
-    /// Nil when none applies (a keyless local server). A source that applies but fails throws.
+    /// Nil when none applies (a keyless local server), or the credential is empty. A source that
+    /// applies but fails throws.
     public static func load(file: String? = nil, credential: String? = nil, environmentVariable: String? = nil) throws(LLMError) -> APIKey? {
         if let file { return try fromFile(file) }
         if let credential, let dir = getenv("CREDENTIALS_DIRECTORY").map({ String(cString: $0) }), !dir.isEmpty {
             let path = dir + "/" + credential
             do {
                 let bytes = try readSmallFile(path)
-                return try APIKey(String(decoding: bytes, as: UTF8.self), source: "the credential file \(path)")
+                // An empty credential means "no key" (the unit always passes one; a keyless
+                // local server leaves it empty).
+                if !bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+                    return try APIKey(String(decoding: bytes, as: UTF8.self), source: "the credential file \(path)")
+                }
             } catch Errno.noSuchFileOrDirectory {
                 // Not passed to this service: try the next source.
             } catch let error as LLMError {
