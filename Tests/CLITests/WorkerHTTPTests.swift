@@ -157,6 +157,24 @@ struct WorkerHTTPTests {
         #expect(bigDone <= 5 + 4 + 4, "the small tenant waited behind \(bigDone) of the big tenant's jobs")
     }
 
+    @Test("pacing: with no requests left in the provider's window, the worker waits for its reset instead of meeting a 429")
+    func pacesToRateLimitHeaders() throws {
+        func spread(_ remaining: Int) throws -> Int64 {
+            let s = try TestSpool()
+            let llm = try LLMStandIn()
+            defer { llm.stop(); s.remove() }
+            let ids = try Spool(path: s.path).enqueue(batch: (0..<12).map { Job(prompt: "fake:remaining=\(remaining),key=p\($0)") })
+            let (w, _) = try WorkerProcessTests.startWorker(s.path, ["--llm-url", llm.baseURL, "--concurrency", "4"])
+            defer { kill(w.processIdentifier, SIGKILL); w.waitUntilExit() }
+            #expect(WorkerProcessTests.waitUntil(30) { s.names("done").count == 12 })
+            let times = try ids.compactMap { try s.json("done", $0 + ".json")["startedAt"]?.stringValue.flatMap(Timestamp.parse) }
+            return (times.max() ?? 0) - (times.min() ?? 0)
+        }
+        // Plenty left: all 12 calls start at once. None left (reset in 1 s): three waves, a second apart.
+        #expect(try spread(5000) < 900)
+        #expect(try spread(0) >= 1800)
+    }
+
     @Test("1,000 jobs, the worker SIGKILLed 20 times: done/ has one result each; extra calls ≤ calls in flight at the kills")
     func chaos() throws {
         let s = try TestSpool()

@@ -20,6 +20,7 @@ starting with `fake:`; a comma-separated list of options:
   auth             200, the content is the Authorization header received (or "none")
   big=N            200 with an N-byte content
   gate=NAME        hold the request until GET /release/NAME (at most 60 s), then as above
+  remaining=R      answer with x-ratelimit-remaining-requests: R and x-ratelimit-reset-requests: 1s
 Options: --tls CERT KEY serves HTTPS.
 """
 import json
@@ -181,8 +182,8 @@ class Handler(BaseHTTPRequestHandler):
         }, [
             ("x-request-id", request_id),
             ("x-ratelimit-limit-requests", "10000"),
-            ("x-ratelimit-remaining-requests", "9999"),
-            ("x-ratelimit-reset-requests", "6m0s"),
+            ("x-ratelimit-remaining-requests", opts.get("remaining", "9999")),
+            ("x-ratelimit-reset-requests", "1s" if "remaining" in opts else "6m0s"),
             ("x-ratelimit-limit-tokens", "1000000"),
             ("x-ratelimit-remaining-tokens", "999000"),
             ("x-ratelimit-reset-tokens", "12ms"),
