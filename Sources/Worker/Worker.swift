@@ -17,6 +17,7 @@ public final class Worker: Service {
     let responder: any Responder
     let logger: Logger
     let retry: RetryPolicy
+    let metrics = WorkerMetrics()
 
     public init(configuration: WorkerConfiguration, responder: any Responder, logger: Logger) {
         self.configuration = configuration
@@ -210,6 +211,7 @@ extension Worker {
         /// given back after a crash goes behind the others); forgets names that left.
         mutating func rescan() {
             lastRescanMs = now
+            worker.metrics.refreshJobs(spool)
             guard let names = try? spool.waiting() else { return }
             let present = Set(names)
             let gone = known.subtracting(present)
@@ -247,7 +249,10 @@ extension Worker {
             do {
                 let r = try spool.recover()
                 for id in r.givenBack { logger.notice("gave back a dead claim", metadata: ["job.id": "\(id)"]) }
-                for id in r.deadLettered { logger.error("dead-lettered a job abandoned too often", metadata: ["job.id": "\(id)"]) }
+                for id in r.deadLettered {
+                    logger.error("dead-lettered a job abandoned too often", metadata: ["job.id": "\(id)"])
+                    worker.metrics.failed(kind: "abandoned")
+                }
             } catch {
                 logger.error("recovery failed", metadata: ["error": "\(error)"])
             }
@@ -308,6 +313,7 @@ extension Worker {
                 }
                 guard case .claimed(let c) = outcome else {
                     if case .rejected(let key, let e) = outcome {
+                        worker.metrics.failed(kind: "rejected")
                         logger.warning("rejected a bad job file", metadata: [
                             "file": "\(name)", "dead_letter": "\(spool.path(of: key + ".json", in: .failed))", "reason": "\(e)",
                         ])
@@ -316,6 +322,7 @@ extension Worker {
                     return
                 }
                 claim = c
+                worker.metrics.claimed.increment()
             }
             let id = nextCallID
             nextCallID += 1
@@ -326,10 +333,13 @@ extension Worker {
                                                callID: id, tenant: tenant, reservedTokens: reserved)
                 sink.yield(.callEnded(report))
             }
+            worker.metrics.inFlight.record(calls.count)
         }
 
         mutating func ended(_ r: CallReport) {
             calls[r.callID] = nil
+            worker.metrics.inFlight.record(calls.count)
+            worker.metrics.ended(r)
             scheduler.finished(tenant: r.tenant, reservedTokens: r.reservedTokens, usedTokens: r.usedTokens, nowMs: now)
             if let b = r.budget { pace(b) }
             if let f = r.failure, f.httpStatus == 429 || f.httpStatus == 529, let after = f.retryAfterMs {
@@ -414,6 +424,7 @@ extension Worker {
         let started = Timestamp.nowMilliseconds()
         let (outcome, budget) = await responder.respond(to: claim.job, model: model, maxTokens: claim.job.maxTokens)
         let elapsed = Timestamp.nowMilliseconds() - started
+        metrics.latency.recordMilliseconds(elapsed)
         var report = CallReport(callID: callID, tenant: tenant, reservedTokens: reservedTokens, usedTokens: nil,
                                 budget: budget, failure: nil, result: .abandoned)
         do {

@@ -8,6 +8,12 @@ struct Status: ParsableCommand {
             --json prints one object: {"spool":DIR,"tmp":N,"new":N,"cur":N,"done":N,"failed":N, \
             "oldestWaitingSeconds":S|null,"liveClaims":N,"deadClaims":N}. Dead claims are jobs in cur/ \
             whose worker died; `llmspool recover` (or any running worker) gives them back.
+
+            --watch refreshes every --interval (default 1s) until SIGINT or SIGTERM (exit 0): on a \
+            terminal, a view redrawn in place with throughput (jobs/s into done/ and failed/) and the \
+            backlog per tenant (read from the first 10,000 files of new/); otherwise one plain line per \
+            refresh, e.g. `2026-11-26T13:00:00Z new=3 cur=1 done=10 failed=0 tmp=0 live=1 dead=0 \
+            oldest=12s done/s=2.0 failed/s=0.0 tenants=acme:2,(none):1`.
             """)
 
     @OptionGroup var options: SpoolOptions
@@ -15,9 +21,30 @@ struct Status: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "Refresh until interrupted: a live view on a terminal, one plain line per refresh otherwise.")
+    var watch = false
+
+    @Option(help: ArgumentHelp("With --watch, the time between refreshes (default 1s).", valueName: "DURATION"))
+    var interval: String?
+
+    func validate() throws {
+        if let interval {
+            guard watch else { throw ValidationError("--interval needs --watch") }
+            guard let ms = HumanDuration.parseMilliseconds(interval), ms > 0 else {
+                throw ValidationError("--interval: not a positive duration: \(interval) (e.g. 1s, 500ms, 1m)")
+            }
+        }
+        if watch && json { throw ValidationError("--watch and --json cannot be combined") }
+    }
+
     func run() throws {
         try reporting {
             let spool = try options.open()
+            if watch {
+                let ms = interval.flatMap(HumanDuration.parseMilliseconds) ?? 1000
+                try StatusWatch(spool: spool, intervalMilliseconds: ms, terminal: Output.stdoutIsTerminal).run()
+                return
+            }
             let s = try spool.status()
             if json {
                 var o: JSONObject = ["spool": .string(spool.path)]

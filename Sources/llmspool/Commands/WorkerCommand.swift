@@ -1,6 +1,8 @@
 import ArgumentParser
 import LLM
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import Spool
 import Worker
@@ -21,6 +23,9 @@ struct WorkerCommand: AsyncParsableCommand {
             SIGTERM or SIGINT: stop claiming, let calls in flight finish within the grace period, \
             give the rest back to new/, exit 0. With $NOTIFY_SOCKET set it reports READY, STOPPING \
             and WATCHDOG to systemd.
+
+            --metrics-address HOST:PORT (e.g. 127.0.0.1:9464) serves Prometheus metrics at \
+            GET /metrics; off by default. The metrics are listed in docs/worker.md.
             """)
 
     @OptionGroup var options: SpoolOptions
@@ -55,6 +60,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String = Environment.get("LLMSPOOL_LOG_LEVEL") ?? "info"
 
+    @Option(name: .customLong("metrics-address"),
+            help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9464; default off).",
+                               valueName: "HOST:PORT"))
+    var metricsAddress: String?
+
     @Flag(name: .customLong("log-prompts"), help: "Log prompt text at debug level (off: prompts may hold personal data).")
     var logPrompts = false
 
@@ -65,6 +75,9 @@ struct WorkerCommand: AsyncParsableCommand {
         if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
         if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
         _ = try ResponderFactory.parse(llmURL)
+        if let a = metricsAddress, MetricsServer.parse(a) == nil {
+            throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9464)")
+        }
     }
 
     func run() async throws {
@@ -94,6 +107,9 @@ struct WorkerCommand: AsyncParsableCommand {
             if logPrompts { conf.logPrompts = true }
             _ = try Spool(path: conf.spoolPath)  // fail early, with the path, if it is not a spool
             let responder = try ResponderFactory.make(llmURL, apiKeyFile: apiKeyFile, apiKeyEnv: apiKeyEnv, configuration: conf)
+            let server = try metricsAddress.map(Self.startMetrics)
+            defer { server?.stop() }
+            if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
             let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
@@ -102,6 +118,23 @@ struct WorkerCommand: AsyncParsableCommand {
             Output.error(f.message)
             throw ExitCode(f.code)
         }
+    }
+}
+
+extension WorkerCommand {
+    /// Bootstraps swift-metrics with a Prometheus registry and serves it on `address`.
+    static func startMetrics(_ address: String) throws -> MetricsServer {
+        let registry = PrometheusCollectorRegistry()
+        let server: MetricsServer
+        do { server = try MetricsServer(address: address, body: { registry.emitToBuffer() }) } catch {
+            throw Failed(error.description, code: ExitStatus.ioError)
+        }
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[WorkerMetrics.latencyLabel] =
+            [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300].map { Duration.milliseconds(Int64($0 * 1000)) }
+        MetricsSystem.bootstrap(factory)
+        server.start()
+        return server
     }
 }
 
