@@ -58,6 +58,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // librdkafka, found through pkg-config (Debian: librdkafka-dev), with the mock cluster header.
+        .systemLibrary(
+            name: "CKafka", path: "Sources/CKafka", pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // rd_kafka_producev is variadic: one non-variadic wrapper.
+        .target(name: "CKafkaShim", dependencies: ["CKafka"]),
+        // The Kafka bridge: jobs from a topic into new/, results in done/ out to a topic.
+        .target(
+            name: "Bridge",
+            dependencies: [
+                "CKafka",
+                "CKafkaShim",
+                "Spool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The worker daemon: fair scheduling, rate limits, retries, graceful shutdown.
         .target(
             name: "Worker",
@@ -76,6 +94,7 @@ let package = Package(
                 "Spool",
                 "Submit",
                 "Worker",
+                "Bridge",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
