@@ -60,13 +60,7 @@ struct BridgeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        let logger = Logger(label: "llmspool.bridge")
+        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel)
         let pairs = properties.map { p in
             let i = p.firstIndex(of: "=")!
             return (String(p[..<i]), String(p[p.index(after: i)...]))

@@ -81,13 +81,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        let logger = Logger(label: "llmspool.worker")
+        let logger = DaemonLogging.bootstrap(label: "llmspool.worker", level: logLevel)
         do {
             var conf = WorkerConfiguration()
             if let config {
