@@ -117,13 +117,15 @@ let package = Package(
             swiftSettings: strict,
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
+        // Helpers shared by the test targets: a free loopback port, a seeded random generator.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
-        .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool"], swiftSettings: strict),
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
         // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
-        .testTarget(name: "SubmitTests", dependencies: ["Submit", "Spool", "llmspool"], exclude: ["Corpus"], swiftSettings: strict),
+        .testTarget(name: "SubmitTests", dependencies: ["Submit", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
-        .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool"], swiftSettings: strict),
+        .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool", "TestSupport"], swiftSettings: strict),
     ]
 )

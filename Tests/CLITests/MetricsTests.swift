@@ -1,5 +1,6 @@
 import Foundation
 import Spool
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,7 +14,7 @@ struct MetricsTests {
     func scrape() throws {
         let s = try TestSpool()
         defer { s.remove() }
-        let port = try Self.freePort()
+        let port = UInt16(try freeLoopbackPort())
         let (w, err) = try WorkerProcessTests.startWorker(
             s.path, ["--llm-url", "builtin:echo", "--metrics-address", "127.0.0.1:\(port)"])
         defer {
@@ -252,13 +253,6 @@ struct MetricsTests {
         }
         guard ok else { close(fd); throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         return (fd, UInt16(bigEndian: addr.sin_port))
-    }
-
-    /// A port that was free a moment ago.
-    static func freePort() throws -> UInt16 {
-        let (fd, port) = try listen()
-        close(fd)
-        return port
     }
 
     static func which(_ tool: String) -> String? {

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import LLM
 
@@ -45,7 +46,7 @@ struct RetryPolicyTests {
         var low = ZeroRandom()
         #expect(p.delay(retry: 2, serverDelay: nil, using: &high) == .seconds(2))
         #expect(p.delay(retry: 2, serverDelay: nil, using: &low) == .zero)
-        var seeded = SeededRandom(state: 42)
+        var seeded = SplitMix(seed: 42)
         let samples = (0..<2000).map { _ in p.delay(retry: 3, serverDelay: nil, using: &seeded) }
         #expect(samples.allSatisfy { $0 >= .zero && $0 <= .seconds(4) })
         let mean = samples.map(\.seconds).reduce(0, +) / Double(samples.count)

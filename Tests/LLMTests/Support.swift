@@ -88,18 +88,6 @@ struct ZeroRandom: RandomNumberGenerator {
     mutating func next() -> UInt64 { 0 }
 }
 
-/// SplitMix64, for reproducible spreads.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// User plus system CPU time of one thread of this process, in clock ticks (1/100 s).
 func threadCPUTicks(_ tid: Int32) -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import LLM
 
@@ -96,7 +97,7 @@ struct Nginx {
 
     init(certificate: SelfSignedCertificate, plain: Bool = false) throws {
         let dir = certificate.directory
-        port = try freePort()
+        port = try freeLoopbackPort()
         let canned = #"{"choices":[{"message":{"role":"assistant","content":"canned"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
         let config = """
         daemon off;
@@ -142,24 +143,6 @@ struct Nginx {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &addr) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
-        }
-    }
-    guard ok else { throw LLMError(.configuration, "cannot find a free port") }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 func canConnect(_ port: Int) -> Bool {

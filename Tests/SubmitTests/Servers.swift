@@ -1,6 +1,7 @@
 import Foundation
 import Spool
 import Submit
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -48,7 +49,7 @@ final class Server: @unchecked Sendable {
         try ("# test tokens\n" + tokens + "\n").write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
         var lastError: (any Error)?
         for _ in 0..<3 {  // a free port can be taken between the probe and the bind: try another
-            port = freePort()
+            port = try freeLoopbackPort()
             do {
                 try start()
                 return

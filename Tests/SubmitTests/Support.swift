@@ -85,20 +85,6 @@ func run(_ path: String, _ args: [String] = [], env: [String: String] = [:], std
     return Output(status: p.terminationStatus, stdout: [UInt8](data), stderr: String(decoding: errData, as: UTF8.self))
 }
 
-/// A TCP port nobody listens on right now (bind to port 0, read it, close).
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
-
 /// Waits until `body` is true or `seconds` pass.
 @discardableResult
 func eventually(_ seconds: Double = 10, _ body: () -> Bool) -> Bool {
