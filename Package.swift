@@ -65,7 +65,7 @@ let package = Package(
         ),
         // rd_kafka_producev is variadic: one non-variadic wrapper.
         .target(name: "CKafkaShim", dependencies: ["CKafka"]),
-        // The Kafka bridge: jobs from a topic into new/, results in done/ out to a topic.
+        // The Kafka bridge: jobs and results between the spool and Kafka topics, both ways.
         .target(
             name: "Bridge",
             dependencies: [
@@ -73,6 +73,7 @@ let package = Package(
                 "CKafkaShim",
                 "Spool",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),

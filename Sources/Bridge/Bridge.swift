@@ -1,61 +1,135 @@
 import CKafka
 public import Logging
 import Spool
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Which results `--results-out` publishes.
+public enum ResultScope: String, Sendable, CaseIterable {
+    /// Every result and dead letter of the spool.
+    case all
+    /// Only those of jobs that came in from Kafka (`--jobs-in`, marked with `origin.kafka`).
+    case kafka
+}
 
 /// What a bridge does: which topics it consumes and produces, and how it reaches Kafka.
 public struct BridgeConfiguration: Sendable {
     public var spoolPath: String
     public var brokers: String
+    /// Consumer group of `jobsIn` (default `llmspool-bridge`).
     public var group: String?
     /// Consume jobs from this topic into `new/`.
     public var jobsIn: String?
-    /// Publish results in `done/` to this topic.
+    /// Publish the jobs arriving in `new/` to this topic; they wait in `forwarded/` for their results.
+    public var jobsOut: String?
+    /// Consume results from this topic; those of jobs in `forwarded/` settle them.
+    public var resultsIn: String?
+    /// Consumer group of `resultsIn` (default `llmspool-results.HOSTNAME`: every host reads every result).
+    public var resultsGroup: String?
+    /// Publish the results in `done/` and dead letters in `failed/` to this topic.
     public var resultsOut: String?
+    public var resultScope: ResultScope
     /// Where invalid messages from `jobsIn` go (default Spring's `error.<topic>.<group>`); "" turns it off.
     public var deadLetterTopic: String?
     /// librdkafka properties (`-X key=value`), applied after the bridge's defaults.
     public var properties: [(String, String)]
+    /// Most jobs claimed for `jobsOut` and awaiting their delivery reports (each holds a descriptor).
+    public var maxForwarding: Int
 
-    public init(spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil,
-                resultsOut: String? = nil, deadLetterTopic: String? = nil, properties: [(String, String)] = []) {
+    public init(spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil, jobsOut: String? = nil,
+                resultsIn: String? = nil, resultsGroup: String? = nil, resultsOut: String? = nil,
+                resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
+                properties: [(String, String)] = [], maxForwarding: Int = 1000) {
         self.spoolPath = spoolPath
         self.brokers = brokers
         self.group = group
         self.jobsIn = jobsIn
+        self.jobsOut = jobsOut
+        self.resultsIn = resultsIn
+        self.resultsGroup = resultsGroup
         self.resultsOut = resultsOut
+        self.resultScope = resultScope
         self.deadLetterTopic = deadLetterTopic
         self.properties = properties
+        self.maxForwarding = maxForwarding
     }
 }
 
-/// Mirrors a spool to and from Kafka. Runs on the calling thread until `shouldStop` returns true.
+/// Ends a bridge's ``Bridge/run()`` from any thread (a signal handler's queue, a test).
+public final class BridgeStopper: Sendable {
+    private let flag = Atomic<Bool>(false)
+    private let watcher: SpoolWatcher
+
+    init(watcher: SpoolWatcher) { self.watcher = watcher }
+
+    public func stop() {
+        flag.store(true, ordering: .releasing)
+        watcher.wake()
+    }
+
+    public var isStopping: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// Mirrors a spool to and from Kafka. ``run()`` runs on the calling thread until ``stopper`` is told to stop.
 ///
-/// * jobs in: each message is decoded as a job and enqueued durably in `new/`; a job id already
-///   in the spool counts as done. Only then is offset+1 stored (`enable.auto.offset.store=false`),
-///   so a crash re-delivers rather than loses (at-least-once).
-/// * results out: each `done/ID.json` is produced with key = jobId by an idempotent producer;
-///   when its delivery report confirms it, `SPOOL/.published/ID` is created so it is not sent again.
+/// One thread, one `poll(2)`: librdkafka's queues write to the spool watcher's eventfd when they
+/// turn non-empty, and inotify reports files arriving in `new/`, `done/` and `failed/`, so an idle
+/// bridge sleeps (a rescan every few seconds is the safety net). Directions, each optional:
+///
+/// * jobs in: a message becomes a durable job in `new/` (a known id counts as done), and only then
+///   is offset+1 stored (`enable.auto.offset.store=false`): a crash re-delivers, never loses.
+/// * jobs out: a job in `new/` is claimed (so no local worker takes it), produced, and moved to
+///   `forwarded/` once its delivery report confirms it.
+/// * results in: a result whose job is in `forwarded/` settles it into `done/` or `failed/`.
+/// * results out: each `done/ID.json` and `failed/ID.json` is produced, and recorded in
+///   `SPOOL/.published/` once confirmed.
 public final class Bridge {
     let configuration: BridgeConfiguration
     let logger: Logger
     let spool: Spool
-    private var consumer: OpaquePointer?
-    private var producer: OpaquePointer?
-    private let deliveries = Deliveries()
-    private var inFlight: [Int: String] = [:]
-    private var sending: Set<String> = []
-    private var published: Set<String> = []
-    private var nextSeq = 1
-    private var retryScanAt: Int64 = 0
-    public private(set) var enqueued = 0
-    public private(set) var duplicates = 0
-    public private(set) var skipped = 0
-    public private(set) var delivered = 0
+    let watcher: SpoolWatcher
+    /// Stops ``run()`` from another thread.
+    public let stopper: BridgeStopper
+
+    var producer: OpaquePointer?
+    var jobsConsumer: OpaquePointer?
+    var resultsConsumer: OpaquePointer?
+    private var queues: [OpaquePointer] = []
+    var contexts: [ClientContext] = []
+    var producerContext: ClientContext?
+
+    /// Produced messages awaiting their delivery reports, by sequence number.
+    var pending: [Int: Pending] = [:]
+    var nextSeq = 1
+    /// Results (by id) being sent or already sent.
+    var sendingResults: Set<String> = []
+    var publishedResults: Set<String> = []
+    /// Results not to publish (they came in from Kafka, or are out of `resultScope`).
+    var ignoredResults: Set<String> = []
+    /// Jobs claimed for `jobsOut` whose produce call must be retried.
+    var unsent: [Claim] = []
+    /// Jobs whose delivery reports confirmed them, to move to `forwarded/` together.
+    var confirmed: [Claim] = []
+    /// When a failed produce or delivery may be tried again (monotonic ms).
+    var retryAt: Int64 = 0
+    /// Counts for the stop line and the tests.
+    public internal(set) var counts = Counts()
+
+    public struct Counts: Sendable {
+        public var enqueued = 0, duplicates = 0, skipped = 0, published = 0
+        public var forwarded = 0, resultsSettled = 0, resultsIgnored = 0
+    }
+
+    enum Pending {
+        case result(id: String, state: SpoolState)
+        case job(Claim)
+        case deadLetter
+    }
 
     var group: String { configuration.group ?? "llmspool-bridge" }
+    var resultsGroup: String { configuration.resultsGroup ?? "llmspool-results.\(Self.hostName())" }
 
     /// The DLQ topic of `jobsIn`, or nil when there is none.
     var dlqTopic: String? {
@@ -67,313 +141,244 @@ public final class Bridge {
     public init(configuration: BridgeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        self.spool = try Spool(path: configuration.spoolPath)
+        if configuration.jobsOut != nil || configuration.resultsIn != nil {
+            try Spool.makeForwardedDirectory(at: configuration.spoolPath)
+        }
+        spool = try Spool(path: configuration.spoolPath)
+        var watched: [SpoolState] = []
+        if configuration.jobsOut != nil { watched.append(.new) }
+        if configuration.resultsOut != nil { watched += [.done, .failed] }
+        watcher = try SpoolWatcher(spool, states: watched)
+        stopper = BridgeStopper(watcher: watcher)
     }
 
     var publishedDir: String { spool.path + "/.published" }
 
-    public func run(shouldStop: () -> Bool) throws {
+    /// How often the spool is rescanned when nothing woke the bridge (inotify's safety net).
+    static let rescanMilliseconds: Int64 = 5_000
+    /// How often `jobsOut` runs crash recovery (dead claims go back to `new/`).
+    static let recoveryMilliseconds: Int64 = 60_000
+    static let lagMilliseconds: Int64 = 5_000
+
+    public func run() throws {
         defer { shutdown() }
         try start()
-        let watcher = configuration.resultsOut != nil ? try SpoolWatcher(spool, states: [.done]) : nil
         var scanDue = true
-        var lastScan: Int64 = 0
-        while !shouldStop() {
-            if let c = consumer {
-                if let m = rd_kafka_consumer_poll(c, producer == nil ? 500 : 100) {
-                    handle(m, shouldStop: shouldStop)
-                    rd_kafka_message_destroy(m)
-                }
-            }
-            if let p = producer, watcher == nil {
+        var lastScan: Int64 = 0, lastRecovery: Int64 = 0, lastLag: Int64 = 0
+        while !stopper.isStopping {
+            var busy = false
+            if let c = jobsConsumer { busy = drain(c, handle: handleJob) || busy }
+            if let c = resultsConsumer { busy = drain(c, handle: handleResult) || busy }
+            if let p = producer {
                 _ = rd_kafka_poll(p, 0)
                 settleDeliveries()
             }
-            guard let p = producer, let watcher else { continue }
-            _ = rd_kafka_poll(p, 0)
-            settleDeliveries()
-            let wait: Int32 = consumer != nil ? 0 : (inFlight.isEmpty ? 500 : 20)
-            if case .changed = watcher.wait(timeoutMilliseconds: wait) { scanDue = true }
-            let now = Self.nowMs()
-            if now - lastScan > 5_000 { scanDue = true }
-            if scanDue, now >= retryScanAt {
-                scanDue = !scanResults(p)
-                lastScan = now
+            if let dead = contexts.first(where: { $0.fatal.load(ordering: .acquiring) }) {
+                throw KafkaError("the Kafka \(dead.role) client hit a fatal error (see the log); exiting so that it restarts clean")
             }
+            let now = Self.nowMs()
+            if now - lastScan >= Self.rescanMilliseconds { scanDue = true }
+            if configuration.jobsOut != nil, now - lastRecovery >= Self.recoveryMilliseconds {
+                lastRecovery = now
+                recoverDeadClaims()
+            }
+            if scanDue, now >= retryAt {
+                lastScan = now
+                scanDue = false
+                if configuration.jobsOut != nil, !forwardWaiting() { scanDue = true }
+                if configuration.resultsOut != nil, !publishResults() { scanDue = true }
+            }
+            if now - lastLag >= Self.lagMilliseconds {
+                lastLag = now
+                recordLag()
+            }
+            var timeout = Int32(Self.rescanMilliseconds)
+            if busy { timeout = 0 } else if scanDue { timeout = Int32(clamping: max(10, min(1_000, retryAt - now))) }
+            if !pending.isEmpty { timeout = min(timeout, 1_000) }
+            if case .changed = watcher.wait(timeoutMilliseconds: timeout) { scanDue = true }
         }
-        logger.notice("stopping", metadata: ["inFlight": "\(inFlight.count)"])
+        logger.notice("stopping", metadata: ["awaitingDelivery": "\(pending.count)"])
     }
 
     // MARK: start and stop
 
     private func start() throws {
         let base: [(String, String)] = [("bootstrap.servers", configuration.brokers), ("client.id", "llmspool-bridge")]
-        if configuration.resultsOut != nil || dlqTopic != nil {
+        if configuration.resultsOut != nil || configuration.jobsOut != nil || dlqTopic != nil {
             if configuration.resultsOut != nil {
                 try Self.makeDirectory(publishedDir)
-                published = Set(Self.list(publishedDir))
+                publishedResults = Set(Self.list(publishedDir))
             }
-            let conf = try Kafka.configuration(base + [("enable.idempotence", "true"), ("acks", "all")] + configuration.properties)
-            rd_kafka_conf_set_dr_msg_cb(conf, Deliveries.callback)
-            rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(deliveries).toOpaque())
-            producer = try Kafka.client(RD_KAFKA_PRODUCER, conf)
-            if let t = configuration.resultsOut { logger.info("producing results", metadata: ["topic": "\(t)", "published": "\(published.count)"]) }
+            let ctx = ClientContext(role: "producer", logger: logger)
+            let conf = try Kafka.configuration(base + [("enable.idempotence", "true"), ("acks", "all")] + configuration.properties, context: ctx)
+            rd_kafka_conf_set_dr_msg_cb(conf, ClientContext.deliveryCallback)
+            let p = try Kafka.client(RD_KAFKA_PRODUCER, conf)
+            producer = p
+            producerContext = ctx
+            contexts.append(ctx)
+            listen(rd_kafka_queue_get_main(p))
+            if let t = configuration.resultsOut {
+                logger.info("producing results", metadata: ["topic": "\(t)", "of": "\(configuration.resultScope.rawValue)",
+                                                            "published": "\(publishedResults.count)"])
+            }
+            if let t = configuration.jobsOut { logger.info("forwarding jobs", metadata: ["topic": "\(t)"]) }
         }
         if let topic = configuration.jobsIn {
-            let conf = try Kafka.configuration(base + [
-                ("group.id", group), ("enable.auto.offset.store", "false"), ("enable.auto.commit", "true"),
-                ("auto.offset.reset", "earliest"),
-            ] + configuration.properties)
-            let c = try Kafka.client(RD_KAFKA_CONSUMER, conf)
-            consumer = c
-            rd_kafka_poll_set_consumer(c)
-            let list = rd_kafka_topic_partition_list_new(1)
-            defer { rd_kafka_topic_partition_list_destroy(list) }
-            rd_kafka_topic_partition_list_add(list, topic, RD_KAFKA_PARTITION_UA)
-            let err = rd_kafka_subscribe(c, list)
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("subscribe to \(topic): \(Kafka.errorString(err))") }
+            jobsConsumer = try consumer(base, role: "jobs-consumer", group: group, topic: topic)
             logger.info("consuming jobs", metadata: ["topic": "\(topic)", "group": "\(group)", "dlq": "\(dlqTopic ?? "none")"])
         }
+        if let topic = configuration.resultsIn {
+            resultsConsumer = try consumer(base, role: "results-consumer", group: resultsGroup, topic: topic)
+            logger.info("consuming results", metadata: ["topic": "\(topic)", "group": "\(resultsGroup)"])
+        }
+        if configuration.jobsOut != nil { recoverDeadClaims() }
+    }
+
+    private func consumer(_ base: [(String, String)], role: String, group: String, topic: String) throws -> OpaquePointer {
+        let ctx = ClientContext(role: role, logger: logger)
+        let conf = try Kafka.configuration(base + [
+            ("group.id", group), ("enable.auto.offset.store", "false"), ("enable.auto.commit", "true"),
+            ("auto.offset.reset", "earliest"),
+        ] + configuration.properties, context: ctx)
+        rd_kafka_conf_set_rebalance_cb(conf, ClientContext.rebalanceCallback)
+        let c = try Kafka.client(RD_KAFKA_CONSUMER, conf)
+        contexts.append(ctx)
+        rd_kafka_poll_set_consumer(c)
+        listen(rd_kafka_queue_get_consumer(c))
+        try Kafka.subscribe(c, topic: topic)
+        return c
+    }
+
+    private func listen(_ queue: OpaquePointer?) {
+        guard let queue else { return }
+        Kafka.wake(queue, eventFD: watcher.wakeDescriptor)
+        queues.append(queue)
     }
 
     private func shutdown() {
-        if let c = consumer {
+        for q in queues { rd_kafka_queue_destroy(q) }
+        queues.removeAll()
+        for c in [jobsConsumer, resultsConsumer].compactMap({ $0 }) {
             // Commits the stored offsets and leaves the group.
             let err = rd_kafka_consumer_close(c)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { logger.warning("consumer close: \(Kafka.errorString(err))") }
             rd_kafka_destroy(c)
-            consumer = nil
         }
+        jobsConsumer = nil
+        resultsConsumer = nil
         if let p = producer {
             let err = rd_kafka_flush(p, 10_000)
             settleDeliveries()
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                logger.warning("flush: \(Kafka.errorString(err)); \(inFlight.count) results will be sent again on restart")
+                logger.warning("flush: \(Kafka.errorString(err)); \(pending.count) messages unconfirmed (results are sent again on restart, jobs go back to new/)")
             }
             rd_kafka_destroy(p)
             producer = nil
         }
-        logger.notice("stopped", metadata: ["enqueued": "\(enqueued)", "duplicates": "\(duplicates)",
-                                            "skipped": "\(skipped)", "published": "\(delivered)"])
+        // Jobs never confirmed go back to new/ (they may reach Kafka twice: at-least-once).
+        for case .job(let claim) in pending.values { giveBack(claim, "the bridge stopped before Kafka confirmed it") }
+        for claim in unsent { giveBack(claim, "the bridge stopped before sending it") }
+        pending.removeAll()
+        unsent.removeAll()
+        let c = counts
+        logger.notice("stopped", metadata: ["enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
+                                            "skipped": "\(c.skipped)", "published": "\(c.published)",
+                                            "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)"])
     }
 
-    // MARK: jobs in
+    // MARK: the event loop's pieces
 
-    private func handle(_ m: UnsafeMutablePointer<rd_kafka_message_t>, shouldStop: () -> Bool) {
-        let msg = m.pointee
-        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            if msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                logger.warning("consumer: \(String(cString: rd_kafka_message_errstr(m)))")
-            }
-            return
-        }
-        let topic = String(cString: rd_kafka_topic_name(msg.rkt))
-        let position: Logger.Metadata = ["topic": "\(topic)", "partition": "\(msg.partition)", "offset": "\(msg.offset)"]
-        let value = msg.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.len)) } ?? []
-        let key = msg.key.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: msg.key_len), as: UTF8.self) }
-        var headers: OpaquePointer?
-        if rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR { headers = nil }
-        let header = { (name: String) in Kafka.header(headers, name).map { String(decoding: $0, as: UTF8.self) } }
-
-        switch Self.decodeJob(value, key: key, contentType: header("contentType"),
-                              userId: header("userId"), tenantId: header("tenantId"), limits: spool.limits) {
-        case .failure(let why):
-            skipped += 1
-            logger.error("skipping an invalid message: \(why)", metadata: position)
-            if !deadLetter(m, topic: topic, reason: why.message, shouldStop: shouldStop) { return }
-        case .success(let job):
-            while true {
-                do {
-                    let id = try spool.enqueue(job)
-                    enqueued += 1
-                    logger.info("enqueued", metadata: position.merging(["jobId": "\(id)"]) { a, _ in a })
-                } catch .idExists(let id, let state) {
-                    duplicates += 1
-                    logger.info("already in the spool", metadata: position.merging(["jobId": "\(id)", "state": "\(state.rawValue)"]) { a, _ in a })
-                } catch .invalidJob(let e) {
-                    skipped += 1
-                    logger.error("skipping an invalid job: \(e.message)", metadata: position)
-                    if !deadLetter(m, topic: topic, reason: e.message, shouldStop: shouldStop) { return }
-                } catch {
-                    // The spool cannot take it now (disk full, I/O error): keep the offset, retry.
-                    logger.error("enqueue failed, retrying in 1 s: \(error)", metadata: position)
-                    if shouldStop() { return }
-                    usleep(1_000_000)
-                    if shouldStop() { return }
-                    continue
+    /// Serves a consumer's queue until it is empty (its eventfd wake fires only on empty → non-empty),
+    /// at most 500 messages; returns true if more may be waiting. The offsets stored meanwhile are
+    /// committed (asynchronously) at the end of the batch, not only by the 5-second auto-commit: a
+    /// member joining the group starts right after them, even when the commit a revocation
+    /// attempts is refused because the rebalance has begun.
+    private func drain(_ c: OpaquePointer, handle: (UnsafeMutablePointer<rd_kafka_message_t>) -> Void) -> Bool {
+        var handled = 0
+        defer { if handled > 0 { _ = rd_kafka_commit(c, nil, 1) } }
+        for _ in 0..<500 {
+            if stopper.isStopping { return false }
+            guard let m = rd_kafka_consumer_poll(c, 0) else { return false }
+            handled += 1
+            defer { rd_kafka_message_destroy(m) }
+            if m.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if m.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    logger.warning("consumer: \(String(cString: rd_kafka_message_errstr(m)))")
                 }
-                break
-            }
-        }
-        storeOffset(topic: topic, partition: msg.partition, next: msg.offset + 1)
-    }
-
-    /// Turns a message into a job: JSON value (Spring's `JobEvent {jobId, prompt, userId}` or a
-    /// full llmspool job), `contentType` possibly JSON-quoted, jobId from the key and
-    /// userId/tenantId from headers when the payload has none.
-    static func decodeJob(_ value: [UInt8], key: String?, contentType: String?, userId: String?, tenantId: String?,
-                          limits: Limits) -> Result<Job, DecodeFailure> {
-        if var ct = contentType {
-            if ct.count >= 2, ct.hasPrefix("\""), ct.hasSuffix("\"") { ct = String(ct.dropFirst().dropLast()) }
-            if !ct.lowercased().hasPrefix("application/json") {
-                return .failure(DecodeFailure(message: "contentType \(ct) is not application/json"))
-            }
-        }
-        var job: Job
-        do { job = try Job.decode(value, limits: limits) } catch { return .failure(DecodeFailure(message: error.description)) }
-        if job.jobId == nil, let key, !key.isEmpty { job.jobId = key }
-        if job.userId == nil, let userId, !userId.isEmpty { job.userId = userId }
-        if job.tenantId == nil, let tenantId, !tenantId.isEmpty { job.tenantId = tenantId }
-        return .success(job)
-    }
-
-    struct DecodeFailure: Error, CustomStringConvertible {
-        var message: String
-        var description: String { message }
-    }
-
-    /// Sends an invalid message to the DLQ with the original key, value and headers plus Spring's
-    /// `x-original-*` and `x-exception-message` headers, and waits for its delivery report (so the
-    /// offset is stored only once the dead letter is safe). Returns false if stopped before that.
-    private func deadLetter(_ m: UnsafeMutablePointer<rd_kafka_message_t>, topic: String, reason: String,
-                            shouldStop: () -> Bool) -> Bool {
-        guard let dlq = dlqTopic, let p = producer else { return true }
-        let msg = m.pointee
-        let value = msg.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.len)) } ?? []
-        let key = msg.key.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.key_len)) } ?? []
-        var headers: [(String, [UInt8])] = []
-        var hdrs: OpaquePointer?
-        if rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
-            var i = 0
-            var name: UnsafePointer<CChar>?
-            var v: UnsafeRawPointer?
-            var size = 0
-            while rd_kafka_header_get_all(hdrs, i, &name, &v, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                if let name { headers.append((String(cString: name), v.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? [])) }
-                i += 1
-            }
-        }
-        headers += [
-            ("x-original-topic", Array(topic.utf8)),
-            ("x-original-partition", withUnsafeBytes(of: msg.partition.bigEndian) { Array($0) }),
-            ("x-original-offset", withUnsafeBytes(of: msg.offset.bigEndian) { Array($0) }),
-            ("x-exception-fqcn", Array("llmspool.InvalidJob".utf8)),
-            ("x-exception-message", Array(reason.utf8)),
-        ]
-        while true {
-            let seq = nextSeq
-            nextSeq += 1
-            let err = Kafka.produce(p, topic: dlq, key: key, value: value, headers: headers, opaque: seq)
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                deadLetters[seq] = nil
-                waitingDeadLetter = seq
-                while waitingDeadLetter == seq {
-                    _ = rd_kafka_poll(p, 100)
-                    settleDeliveries()
-                    if shouldStop(), waitingDeadLetter == seq { return false }
-                }
-                if deadLetters.removeValue(forKey: seq) == true {
-                    logger.notice("sent to the DLQ", metadata: ["dlq": "\(dlq)", "topic": "\(topic)",
-                                                            "partition": "\(msg.partition)", "offset": "\(msg.offset)"])
-                    return true
-                }
-            } else {
-                logger.error("DLQ produce failed: \(Kafka.errorString(err))", metadata: ["dlq": "\(dlq)"])
-            }
-            if shouldStop() { return false }
-            usleep(1_000_000)
-        }
-    }
-
-    private var waitingDeadLetter = 0
-    private var deadLetters: [Int: Bool] = [:]
-
-    private func storeOffset(topic: String, partition: Int32, next: Int64) {
-        guard let c = consumer else { return }
-        let list = rd_kafka_topic_partition_list_new(1)
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        rd_kafka_topic_partition_list_add(list, topic, partition).pointee.offset = next
-        let err = rd_kafka_offsets_store(c, list)
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            // E.g. the partition was revoked by a rebalance: its new owner re-delivers the message.
-            logger.warning("offset store: \(Kafka.errorString(err))", metadata: ["topic": "\(topic)", "partition": "\(partition)"])
-        }
-    }
-
-    // MARK: results out
-
-    /// Produces every result in `done/` not yet published or in flight. Returns false if it
-    /// stopped early (the producer queue is full) and should run again soon.
-    private func scanResults(_ p: OpaquePointer) -> Bool {
-        guard let topic = configuration.resultsOut else { return true }
-        let doneDir = spool.path + "/done"
-        for name in Self.list(doneDir) where name.hasSuffix(".json") {
-            let id = String(name.dropLast(5))
-            if published.contains(id) || sending.contains(id) { continue }
-            let bytes: [UInt8]
-            do { bytes = try Spool.readInput(doneDir + "/" + name, limit: 8 << 20) } catch {
-                logger.warning("cannot read result: \(error)", metadata: ["jobId": "\(id)"])
                 continue
             }
-            let doc = try? JSONParser.parse(bytes)
-            let jobId = doc?["jobId"]?.stringValue ?? id
-            var headers: [(String, [UInt8])] = [("contentType", Array("application/json".utf8)), ("jobId", Array(jobId.utf8))]
-            if let u = doc?["userId"]?.stringValue { headers.append(("userId", Array(u.utf8))) }
-            if let t = doc?["tenantId"]?.stringValue { headers.append(("tenantId", Array(t.utf8))) }
-            let seq = nextSeq
-            let err = Kafka.produce(p, topic: topic, key: Array(jobId.utf8), value: bytes, headers: headers, opaque: seq)
-            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                _ = rd_kafka_poll(p, 100)
-                settleDeliveries()
-                return false
-            }
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                logger.error("produce failed: \(Kafka.errorString(err))", metadata: ["jobId": "\(id)"])
-                retryScanAt = Self.nowMs() + 1_000
-                return false
-            }
-            nextSeq += 1
-            inFlight[seq] = id
-            sending.insert(id)
+            handle(m)
         }
         return true
     }
 
-    /// Records the results whose delivery reports arrived: a marker in `.published/` for each success.
-    private func settleDeliveries() {
-        let reports = deliveries.reports
-        deliveries.reports.removeAll()
-        for (seq, err) in reports {
-            if seq == waitingDeadLetter {
-                if err != RD_KAFKA_RESP_ERR_NO_ERROR { logger.error("DLQ delivery failed, retrying: \(Kafka.errorString(err))") }
-                deadLetters[seq] = err == RD_KAFKA_RESP_ERR_NO_ERROR
-                waitingDeadLetter = 0
-                continue
+    /// Reads the delivery reports served by the last `rd_kafka_poll` and acts on each.
+    func settleDeliveries() {
+        guard let ctx = producerContext else { return }
+        for (seq, err) in ctx.takeReports() {
+            guard let what = pending.removeValue(forKey: seq) else { continue }
+            switch what {
+            case .deadLetter:
+                deadLetterReports[seq] = err
+            case .result(let id, let state):
+                sendingResults.remove(id)
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    markPublished(id)
+                    counts.published += 1
+                    BridgeMetrics.delivered(topic: configuration.resultsOut ?? "", kind: "result")
+                    logger.info("published", metadata: ["jobId": "\(id)", "state": "\(state.rawValue)"])
+                } else {
+                    BridgeMetrics.deliveryError(topic: configuration.resultsOut ?? "", kind: "result")
+                    logger.error("result delivery failed, will retry: \(Kafka.errorString(err))", metadata: ["jobId": "\(id)"])
+                    retryAt = Self.nowMs() + 1_000
+                }
+            case .job(let claim):
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    confirmed.append(claim)
+                    BridgeMetrics.delivered(topic: configuration.jobsOut ?? "", kind: "job")
+                } else {
+                    BridgeMetrics.deliveryError(topic: configuration.jobsOut ?? "", kind: "job")
+                    logger.error("job delivery failed; back to new/: \(Kafka.errorString(err))", metadata: ["jobId": "\(claim.id)"])
+                    giveBack(claim, "Kafka delivery failed: \(Kafka.errorString(err))")
+                    retryAt = Self.nowMs() + 1_000
+                }
             }
-            guard let id = inFlight.removeValue(forKey: seq) else { continue }
-            sending.remove(id)
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                markPublished(id)
-                delivered += 1
-                logger.info("published", metadata: ["jobId": "\(id)"])
-            } else {
-                logger.error("delivery failed, will retry: \(Kafka.errorString(err))", metadata: ["jobId": "\(id)"])
-                retryScanAt = Self.nowMs() + 1_000
+        }
+        moveConfirmed()
+        var jobs = 0, results = 0
+        for p in pending.values {
+            switch p {
+            case .job: jobs += 1
+            case .result: results += 1
+            case .deadLetter: break
             }
+        }
+        BridgeMetrics.awaitingDelivery(kind: "job", jobs + unsent.count)
+        BridgeMetrics.awaitingDelivery(kind: "result", results)
+    }
+
+    /// Consumer lag over the assigned partitions: high watermark (cached) minus position.
+    private func recordLag() {
+        for (c, topic) in [(jobsConsumer, configuration.jobsIn), (resultsConsumer, configuration.resultsIn)] {
+            guard let c, let topic else { continue }
+            var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+            guard rd_kafka_assignment(c, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { continue }
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            _ = rd_kafka_position(c, list)
+            var lag: Int64 = 0
+            for i in 0..<Int(list.pointee.cnt) {
+                let e = list.pointee.elems[i]
+                var low: Int64 = 0, high: Int64 = 0
+                guard rd_kafka_get_watermark_offsets(c, e.topic, e.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                      high >= 0 else { continue }
+                let position = e.offset >= 0 ? e.offset : low
+                lag += max(0, high - position)
+            }
+            BridgeMetrics.lag(topic: topic, lag)
         }
     }
 
-    private func markPublished(_ id: String) {
-        published.insert(id)
-        // An empty file: creating it is atomic, so no tmp/ step is needed. Not fsynced: losing a
-        // marker in a power loss only re-sends the result (at-least-once).
-        let fd = open(publishedDir + "/" + id, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
-        if fd < 0 {
-            logger.warning("cannot record \(id) as published: \(String(cString: strerror(errno))); it will be sent again after a restart")
-        } else {
-            close(fd)
-        }
-    }
+    var deadLetterReports: [Int: rd_kafka_resp_err_t] = [:]
 
     // MARK: helpers
 
@@ -381,6 +386,12 @@ public final class Bridge {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "localhost" }
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     static func makeDirectory(_ path: String) throws {
@@ -401,5 +412,16 @@ public final class Bridge {
             if !name.hasPrefix(".") { names.append(name) }
         }
         return names
+    }
+
+    /// Topic, partition and offset of a message, for log metadata.
+    static func position(_ m: UnsafeMutablePointer<rd_kafka_message_t>) -> (topic: String, metadata: Logger.Metadata) {
+        let msg = m.pointee
+        let topic = String(cString: rd_kafka_topic_name(msg.rkt))
+        return (topic, ["topic": "\(topic)", "partition": "\(msg.partition)", "offset": "\(msg.offset)"])
+    }
+
+    static func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8] {
+        pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: count)) } ?? []
     }
 }

@@ -85,11 +85,11 @@ extension Spool {
         claim.release()
     }
 
-    /// Takes a settled job's file out of `cur/` by renaming it to `tmp/.spent.*`; recovery unlinks
+    /// Takes a settled job's file out of `cur/` (or another state) by renaming it to `tmp/.spent.*`; recovery unlinks
     /// those later. (A rename is an order of magnitude cheaper than an unlink on ext4 without a journal.)
-    func retire(_ curName: String) throws(SystemCallError) {
-        let spent = ".spent." + tmpName(Job.id(fromFileName: curName), "json")
-        do throws(SystemCallError) { try Sys.renameReplacing(curName, in: dir(.cur), to: spent, in: dir(.tmp)) } catch where error.errno == .noSuchFileOrDirectory {
+    func retire(_ name: String, from state: SpoolState = .cur) throws(SystemCallError) {
+        let spent = ".spent." + tmpName(Job.id(fromFileName: name), "json")
+        do throws(SystemCallError) { try Sys.renameReplacing(name, in: dir(state), to: spent, in: dir(.tmp)) } catch where error.errno == .noSuchFileOrDirectory {
             return
         }
     }

@@ -41,7 +41,7 @@ extension Spool {
         try wrap { () throws(SystemCallError) in
             var s = SpoolStatus()
             let now = Sys.nowMilliseconds()
-            for state in SpoolState.allCases {
+            for state in SpoolState.allCases where state != .forwarded || hasForwarded {
                 let names = try Sys.list(dir(state)).filter { !$0.hasPrefix(".") && !$0.hasSuffix(".original") }
                 s.counts[state] = names.count
                 if state == .new {
@@ -67,7 +67,7 @@ extension Spool {
     public func list(_ states: [SpoolState] = SpoolState.jobStates) throws(SpoolError) -> [JobEntry] {
         try wrap { () throws(SystemCallError) in
             var entries: [JobEntry] = []
-            for state in states {
+            for state in states where state != .forwarded || hasForwarded {
                 var here: [JobEntry] = []
                 for name in try Sys.list(dir(state)) where !name.hasPrefix(".") && !name.hasSuffix(".original") {
                     guard let st = try Sys.stat(name, in: dir(state)) else { continue }
@@ -80,14 +80,14 @@ extension Spool {
         }
     }
 
-    /// Finds a job by id: `ID.json` in `done/ failed/ cur/ new/` (the first found), else a hand-dropped file in
+    /// Finds a job by id: `ID.json` in `done/ failed/ forwarded/ cur/ new/` (the first found), else a hand-dropped file in
     /// `new/` whose `jobId` is `id`. Nil when there is none.
     public func find(_ id: String) throws(SpoolError) -> JobLocation? {
         guard JobID.isValid(id) else { return nil }
         return try wrap { () throws(SystemCallError) -> JobLocation? in
             // Later states first: while a job is being settled it is briefly in both cur/ and
             // done/ (or failed/), and the result is what counts.
-            for state in [SpoolState.done, .failed, .cur, .new] {
+            for state in [SpoolState.done, .failed, .forwarded, .cur, .new] where state != .forwarded || hasForwarded {
                 if let loc = try read(id + ".json", in: state, id: id) { return loc }
             }
             for name in try Sys.list(dir(.new)) where !name.hasPrefix(".") && name != id + ".json" {
@@ -115,11 +115,23 @@ extension Spool {
     }
 
     /// Puts a dead-lettered job back into `new/` with its attempts reset; its history is kept.
-    /// Fails for a job that is not in `failed/` or whose original was not a valid job.
+    /// A job in `forwarded/` (handed to Kafka, no result back) is moved back to `new/` as it is.
+    /// Fails for a job that is in neither, or whose original was not a valid job.
     public func requeue(_ id: String) throws(SpoolError) {
         guard let loc = try find(id) else { throw .notFound(id: id) }
+        if loc.state == .forwarded {
+            try wrap { () throws(SystemCallError) in
+                let name = id + ".json"
+                guard try Sys.renameNoReplace(name, in: dir(.forwarded), to: name, in: dir(.new)) else {
+                    throw SystemCallError(call: "renameat2", path: dir(.new).path(name), errno: .fileExists)
+                }
+                try Sys.fsync(dir(.new))
+                try Sys.fsync(dir(.forwarded))
+            }
+            return
+        }
         guard loc.state == .failed else {
-            throw .cannotRequeue(id: id, reason: "it is in \(loc.state.rawValue)/, not failed/")
+            throw .cannotRequeue(id: id, reason: "it is in \(loc.state.rawValue)/, not failed/ or forwarded/")
         }
         guard let doc = try? JSONParser.parse(loc.bytes), let jobJSON = doc["job"] else {
             let file = path(of: id + ".original", in: .failed)

@@ -37,6 +37,7 @@ extension Spool {
             for name in try Sys.list(dir(.cur)) where !name.hasPrefix(".") {
                 try recoverClaim(name, &report)
             }
+            try sweepForwarded(&report)
             try repairRejections(&report)
             try sweepTemporaries(&report)
         }

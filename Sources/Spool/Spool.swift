@@ -11,7 +11,9 @@ import SystemPackage
 public final class Spool: Sendable {
     public let path: String
     public let limits: Limits
-    let dirs: [Directory]  // indexed by SpoolState's order
+    let dirs: [Directory]  // indexed by SpoolState.required's order
+    /// `forwarded/`, when the spool has one (it is optional; see ``SpoolState/required``).
+    let forwardedDir: Directory?
 
     /// Mode of the spool's directories: owner and group may enqueue and work; setgid so that
     /// files inherit the spool's group (see docs/spool-format.md).
@@ -33,7 +35,7 @@ public final class Spool: Sendable {
         defer { Sys.close(root.fd) }
         var opened: [Directory] = []
         var missing: [String] = []
-        for state in SpoolState.allCases {
+        for state in SpoolState.required {
             do { opened.append(try Sys.openDirectory(state.rawValue, in: root)) } catch {
                 if error.errno == .noSuchFileOrDirectory || error.errno == .notDirectory {
                     missing.append(state.rawValue + "/")
@@ -47,12 +49,29 @@ public final class Spool: Sendable {
             opened.forEach { Sys.close($0.fd) }
             throw SpoolError.notASpool(path: path, missing: missing)
         }
+        do { forwardedDir = try Sys.openDirectory(SpoolState.forwarded.rawValue, in: root) } catch {
+            if error.errno != .noSuchFileOrDirectory && error.errno != .notDirectory {
+                opened.forEach { Sys.close($0.fd) }
+                throw SpoolError.system(error)
+            }
+            forwardedDir = nil
+        }
         dirs = opened
     }
 
-    deinit { dirs.forEach { Sys.close($0.fd) } }
+    deinit {
+        dirs.forEach { Sys.close($0.fd) }
+        if let f = forwardedDir { Sys.close(f.fd) }
+    }
 
-    /// Creates the spool's directories (those missing) and opens it. Existing directories are left as they are.
+    /// Whether the spool has a `forwarded/` directory (jobs handed to Kafka by the bridge).
+    public var hasForwarded: Bool { forwardedDir != nil }
+
+    /// The job states this spool has directories for.
+    public var presentJobStates: [SpoolState] { hasForwarded ? SpoolState.jobStates : SpoolState.jobStates.filter { $0 != .forwarded } }
+
+    /// Creates the spool's directories (those missing, `forwarded/` included) and opens it.
+    /// Existing directories are left as they are.
     @discardableResult
     public static func create(at path: String, limits: Limits = .default) throws -> Spool {
         do {
@@ -84,6 +103,9 @@ public final class Spool: Sendable {
         case .cur: dirs[2]
         case .done: dirs[3]
         case .failed: dirs[4]
+        case .forwarded:
+            // Callers check hasForwarded (or presentJobStates) first.
+            forwardedDir ?? { preconditionFailure("\(path) has no forwarded/ directory") }()
         }
     }
 
@@ -114,7 +136,7 @@ public final class Spool: Sendable {
     /// The state a job id is in, looking only at canonical names (`ID.json`).
     public func state(of id: String) throws -> SpoolState? {
         guard JobID.isValid(id) else { return nil }
-        for state in SpoolState.jobStates {
+        for state in presentJobStates {
             if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) { return state }
         }
         return nil

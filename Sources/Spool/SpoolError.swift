@@ -1,9 +1,13 @@
 /// The states a job moves through; each is a directory of the spool.
 public enum SpoolState: String, CaseIterable, Sendable, Comparable {
-    case tmp, new, cur, done, failed
+    case tmp, new, cur, forwarded, done, failed
 
     /// The states a job can be found in (`tmp/` holds files still being written).
-    public static let jobStates: [SpoolState] = [.new, .cur, .done, .failed]
+    public static let jobStates: [SpoolState] = [.new, .cur, .forwarded, .done, .failed]
+
+    /// The directories every spool has. `forwarded/` is optional: the Kafka bridge creates it
+    /// (`--jobs-out`), and a spool without it simply has no forwarded jobs.
+    public static let required: [SpoolState] = [.tmp, .new, .cur, .done, .failed]
 
     public static func < (a: SpoolState, b: SpoolState) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!

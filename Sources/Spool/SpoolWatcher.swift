@@ -91,6 +91,10 @@ public final class SpoolWatcher: Sendable {
 
     /// Makes a current or the next ``wait(timeoutMilliseconds:)`` return ``Wake/woken``.
     public func wake() { Sys.signal(event) }
+
+    /// The eventfd behind ``wake()``: another event source may write an 8-byte count to it
+    /// (librdkafka's `rd_kafka_queue_io_event_enable` does) to end a wait.
+    public var wakeDescriptor: Int32 { event.rawValue }
 }
 
 extension Spool {

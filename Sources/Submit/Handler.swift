@@ -224,6 +224,9 @@ public struct Handler: Sendable {
             case .cur:
                 throw Problem(.conflict, "job-running", "The job is already running.",
                               detail: "job \(id) was claimed by a worker; only waiting jobs can be cancelled")
+            case .forwarded:
+                throw Problem(.conflict, "job-forwarded", "The job was handed to another host.",
+                              detail: "job \(id) was forwarded over Kafka; only waiting jobs can be cancelled")
             case .done, .failed:
                 if JobView.status(state: loc.state, document: doc) == "cancelled" {
                     return .json(200, JobView.json(id: id, state: loc.state, document: doc, base: base))

@@ -1,6 +1,11 @@
 /* A librdkafka mock cluster for the bridge tests.
  * Usage: kafka_mock BROKERS TOPIC[:PARTITIONS]...
- * Prints the bootstrap list on one line of stdout, then runs until stdin closes (or a signal). */
+ * Prints the bootstrap list on one line of stdout, then reads commands from stdin, one per line,
+ * answering each with "ok" (or "error ...") on stdout; it runs until stdin closes (or a signal):
+ *   down ID           take broker ID (1..BROKERS) down: its connections close, it refuses new ones
+ *   up ID             bring it back
+ *   errors API N ERR  the next N requests of Kafka API key API fail with error code ERR
+ *                     (e.g. "errors 0 3 7": three Produce requests time out) */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
@@ -28,8 +33,21 @@ int main(int argc, char **argv) {
     }
     printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
     fflush(stdout);
-    char buf[256];
-    while (read(0, buf, sizeof buf) > 0) {}
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        int id, api, n, code;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (sscanf(line, "down %d", &id) == 1) err = rd_kafka_mock_broker_set_down(mc, id);
+        else if (sscanf(line, "up %d", &id) == 1) err = rd_kafka_mock_broker_set_up(mc, id);
+        else if (sscanf(line, "errors %d %d %d", &api, &n, &code) == 3) {
+            rd_kafka_resp_err_t errs[64];
+            if (n > 64) n = 64;
+            for (int i = 0; i < n; i++) errs[i] = (rd_kafka_resp_err_t)code;
+            rd_kafka_mock_push_request_errors_array(mc, (int16_t)api, (size_t)n, errs);
+        } else { printf("error unknown command\n"); fflush(stdout); continue; }
+        if (err) printf("error %s\n", rd_kafka_err2str(err)); else printf("ok\n");
+        fflush(stdout);
+    }
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     return 0;

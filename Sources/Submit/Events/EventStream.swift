@@ -2,7 +2,7 @@ public import Spool
 
 /// Server-Sent Events for one job: pure formatting and the resume rule.
 ///
-/// Event ids are the job's stage: `1` queued, `2` running, `3` finished (done, failed or
+/// Event ids are the job's stage: `1` queued, `2` running (or forwarded to another host over Kafka), `3` finished (done, failed or
 /// cancelled). A client that reconnects with `Last-Event-ID: N` gets only stages after N; one
 /// that has seen stage 3 gets `204 No Content`, which tells an `EventSource` to stop.
 /// A job given back to `new/` after its worker died does not go back a stage.
@@ -12,7 +12,7 @@ public enum EventStream {
     public static func stage(of state: SpoolState) -> Int {
         switch state {
         case .tmp, .new: 1
-        case .cur: 2
+        case .cur, .forwarded: 2
         case .done, .failed: 3
         }
     }

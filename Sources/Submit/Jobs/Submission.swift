@@ -75,6 +75,7 @@ public enum JobView {
         switch state {
         case .tmp, .new: "queued"
         case .cur: "running"
+        case .forwarded: "forwarded"
         case .done: "done"
         case .failed: document?["error"]?["kind"]?.stringValue == "cancelled" ? "cancelled" : "failed"
         }

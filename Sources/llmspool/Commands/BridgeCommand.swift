@@ -1,31 +1,42 @@
 import ArgumentParser
 import Bridge
+import Dispatch
 import Logging
 import Synchronization
+import Worker
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Set by SIGTERM/SIGINT; the bridge's loop checks it at least every 500 ms.
-private let bridgeStopRequested = Atomic<Bool>(false)
 
 struct BridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bridge",
         abstract: "Mirror the spool to and from Kafka (librdkafka).",
         discussion: """
+            Give any combination of the four directions:
+
             --jobs-in TOPIC: jobs from the topic (llmspool jobs or Spring's JobEvent {jobId, prompt, \
             userId}) are written durably to new/; a job id already in the spool is not enqueued twice. \
             A message's offset is stored only after its job is durable (at-least-once). Invalid \
             messages are logged and sent to the DLQ (--dlq, default Spring's error.TOPIC.GROUP) with \
             the original bytes and x-original-topic/-partition/-offset and x-exception-message headers.
 
-            --results-out TOPIC: results in done/ are published (key jobId; headers contentType, jobId, \
-            userId, tenantId) by an idempotent producer, and recorded in SPOOL/.published/ once the \
-            broker confirms them, so a restart does not send them again.
+            --jobs-out TOPIC: jobs arriving in new/ are claimed, published (key jobId) and, once the \
+            broker confirms them, moved to forwarded/, where `llmspool status` and `show` still see them.
+
+            --results-in TOPIC: results (llmspool result documents or Spring's JobResult {jobId, \
+            response}) of jobs in forwarded/ are written to done/ or failed/; others are skipped. Its \
+            consumer group (--results-group) defaults to llmspool-results.HOSTNAME, so every host reads \
+            every result.
+
+            --results-out TOPIC: results in done/ and dead letters in failed/ are published (key jobId; \
+            headers contentType, jobId, userId, tenantId) by an idempotent producer, and recorded in \
+            SPOOL/.published/ once confirmed, so a restart does not send them again. --results-of kafka \
+            limits this to jobs that came from --jobs-in.
 
             -X key=value passes any librdkafka property (repeatable; applied after the bridge's \
-            defaults). SIGTERM or SIGINT: flush, commit, exit 0. See docs/bridge.md.
+            defaults). SIGTERM or SIGINT: flush, commit, give unconfirmed jobs back, exit 0. \
+            See docs/bridge.md.
             """)
 
     @OptionGroup var options: SpoolOptions
@@ -39,23 +50,50 @@ struct BridgeCommand: ParsableCommand {
     @Option(name: .customLong("jobs-in"), help: ArgumentHelp("Consume jobs from this topic into new/.", valueName: "TOPIC"))
     var jobsIn: String?
 
-    @Option(name: .customLong("results-out"), help: ArgumentHelp("Publish results in done/ to this topic.", valueName: "TOPIC"))
+    @Option(name: .customLong("jobs-out"), help: ArgumentHelp("Publish jobs arriving in new/ to this topic.", valueName: "TOPIC"))
+    var jobsOut: String?
+
+    @Option(name: .customLong("results-in"), help: ArgumentHelp("Consume results of forwarded jobs from this topic.", valueName: "TOPIC"))
+    var resultsIn: String?
+
+    @Option(name: .customLong("results-group"), help: ArgumentHelp("Consumer group for --results-in (default llmspool-results.HOSTNAME).", valueName: "G"))
+    var resultsGroup: String?
+
+    @Option(name: .customLong("results-out"), help: ArgumentHelp("Publish results in done/ and failed/ to this topic.", valueName: "TOPIC"))
     var resultsOut: String?
+
+    @Option(name: .customLong("results-of"), help: ArgumentHelp("Which results --results-out publishes: all, or kafka (jobs from --jobs-in) (default all).", valueName: "SCOPE"))
+    var resultsOf: String = "all"
 
     @Option(help: ArgumentHelp("DLQ for invalid messages on --jobs-in (default error.TOPIC.GROUP; \"\" for none).", valueName: "TOPIC"))
     var dlq: String?
 
+    @Option(name: .customLong("max-forwarding"), help: "Most jobs awaiting Kafka's confirmation at once with --jobs-out (default 1000).")
+    var maxForwarding: Int = 1000
+
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "key=value"))
     var properties: [String] = []
+
+    @Option(name: .customLong("metrics-address"),
+            help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9465; default off).",
+                               valueName: "HOST:PORT"))
+    var metricsAddress: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String = Environment.get("LLMSPOOL_LOG_LEVEL") ?? "info"
 
     func validate() throws {
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
-        if jobsIn == nil, resultsOut == nil { throw ValidationError("give at least one of --jobs-in and --results-out") }
+        if jobsIn == nil, jobsOut == nil, resultsIn == nil, resultsOut == nil {
+            throw ValidationError("give at least one of --jobs-in, --jobs-out, --results-in and --results-out")
+        }
+        if ResultScope(rawValue: resultsOf) == nil { throw ValidationError("--results-of must be all or kafka, not \"\(resultsOf)\"") }
+        if !(1...100_000).contains(maxForwarding) { throw ValidationError("--max-forwarding must be 1 to 100000") }
         for p in properties where !p.contains("=") || p.hasPrefix("=") {
             throw ValidationError("-X \"\(p)\" is not key=value")
+        }
+        if let a = metricsAddress, MetricsServer.parse(a) == nil {
+            throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9465)")
         }
     }
 
@@ -65,13 +103,49 @@ struct BridgeCommand: ParsableCommand {
             let i = p.firstIndex(of: "=")!
             return (String(p[..<i]), String(p[p.index(after: i)...]))
         }
-        let conf = BridgeConfiguration(spoolPath: options.path, brokers: brokers, group: group, jobsIn: jobsIn,
-                                       resultsOut: resultsOut, deadLetterTopic: dlq, properties: pairs)
-        signal(SIGTERM) { _ in bridgeStopRequested.store(true, ordering: .relaxed) }
-        signal(SIGINT) { _ in bridgeStopRequested.store(true, ordering: .relaxed) }
-        try reporting {
-            let bridge = try Bridge(configuration: conf, logger: logger)
-            try bridge.run { bridgeStopRequested.load(ordering: .relaxed) }
+        let conf = BridgeConfiguration(
+            spoolPath: options.path, brokers: brokers, group: group, jobsIn: jobsIn, jobsOut: jobsOut,
+            resultsIn: resultsIn, resultsGroup: resultsGroup, resultsOut: resultsOut,
+            resultScope: ResultScope(rawValue: resultsOf) ?? .all, deadLetterTopic: dlq,
+            properties: pairs, maxForwarding: maxForwarding)
+        // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.
+        let request = StopRequest()
+        let sources = [SIGTERM, SIGINT].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { request.fire() }
+            source.resume()
+            return source
         }
+        defer { sources.forEach { $0.cancel() } }
+        try reporting {
+            let server = try metricsAddress.map { try WorkerCommand.startMetrics($0) }
+            defer { server?.stop() }
+            if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
+            let bridge = try Bridge(configuration: conf, logger: logger)
+            request.attach(bridge.stopper)
+            try bridge.run()
+        }
+    }
+}
+
+/// A stop asked for by a signal, possibly before there is a bridge to stop.
+private final class StopRequest: Sendable {
+    private let state = Mutex<(fired: Bool, stopper: BridgeStopper?)>((false, nil))
+
+    func fire() {
+        let stopper = state.withLock { s in
+            s.fired = true
+            return s.stopper
+        }
+        stopper?.stop()
+    }
+
+    func attach(_ stopper: BridgeStopper) {
+        let fired = state.withLock { s in
+            s.stopper = stopper
+            return s.fired
+        }
+        if fired { stopper.stop() }
     }
 }

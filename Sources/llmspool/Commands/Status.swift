@@ -56,10 +56,11 @@ struct Status: ParsableCommand {
                 return
             }
             Output.line("spool   \(spool.path)")
-            for state in [SpoolState.new, .cur, .done, .failed, .tmp] {
+            for state in spool.displayStates {
                 let n = s.counts[state] ?? 0
                 var note = ""
                 if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest waiting \(HumanDuration.format(milliseconds: age))" }
+                if state == .forwarded, n > 0 { note = "  handed to Kafka, waiting for results" }
                 if state == .cur, n > 0 { note = "  \(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "") }
                 Output.line(state.rawValue.padding(8) + String(n).leftPadding(7) + note)
             }
@@ -70,4 +71,9 @@ struct Status: ParsableCommand {
 extension String {
     func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
     func leftPadding(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
+extension Spool {
+    /// The states `status` shows, in order (`forwarded` only when the spool has that directory).
+    var displayStates: [SpoolState] { hasForwarded ? [.new, .cur, .done, .failed, .forwarded, .tmp] : [.new, .cur, .done, .failed, .tmp] }
 }

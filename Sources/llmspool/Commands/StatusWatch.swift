@@ -28,6 +28,7 @@ struct StatusWatch {
         var doneRate: Double?
         var failedRate: Double?
         var wallMilliseconds: Int64
+        var states: [SpoolState] = [.new, .cur, .done, .failed, .tmp]
     }
 
     /// Refreshes until SIGINT or SIGTERM; returns normally then (exit 0).
@@ -60,7 +61,7 @@ struct StatusWatch {
             let at = Self.monotonicMilliseconds()
             let done = status.counts[.done] ?? 0, failed = status.counts[.failed] ?? 0
             var frame = Frame(status: status, tenants: [], scanned: 0, waiting: 0, doneRate: nil, failedRate: nil,
-                              wallMilliseconds: Timestamp.nowMilliseconds())
+                              wallMilliseconds: Timestamp.nowMilliseconds(), states: spool.displayStates)
             if let p = previous, at > p.at {
                 let seconds = Double(at - p.at) / 1000
                 frame.doneRate = Double(max(0, done - p.done)) / seconds
@@ -97,7 +98,7 @@ struct StatusWatch {
     static func plainLine(_ f: Frame) -> String {
         let s = f.status
         var line = seconds(f.wallMilliseconds)
-        for state in [SpoolState.new, .cur, .done, .failed, .tmp] { line += " \(state.rawValue)=\(s.counts[state] ?? 0)" }
+        for state in f.states { line += " \(state.rawValue)=\(s.counts[state] ?? 0)" }
         line += " live=\(s.liveClaims) dead=\(s.deadClaims)"
         line += " oldest=" + (s.oldestWaitingMilliseconds.map { HumanDuration.format(milliseconds: max(0, $0)) } ?? "-")
         line += " done/s=" + rate(f.doneRate) + " failed/s=" + rate(f.failedRate)
@@ -114,7 +115,7 @@ struct StatusWatch {
         lines.append("\(Self.seconds(f.wallMilliseconds))  every \(HumanDuration.format(milliseconds: intervalMilliseconds)), Ctrl-C quits")
         lines.append("")
         lines.append("state".padding(8) + "jobs".leftPadding(9))
-        for state in [SpoolState.new, .cur, .done, .failed, .tmp] {
+        for state in f.states {
             let n = s.counts[state] ?? 0
             var note = ""
             switch state {
