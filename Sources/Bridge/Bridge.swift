@@ -114,6 +114,10 @@ public final class Bridge {
     var confirmed: [Claim] = []
     /// When a failed produce or delivery may be tried again (monotonic ms).
     var retryAt: Int64 = 0
+    /// Called once the Kafka clients exist and the loop is about to start (systemd's READY=1).
+    public var onReady: (() -> Void)?
+    /// Called on every turn of the loop, at least every few seconds (systemd's watchdog).
+    public var onTick: (() -> Void)?
     /// Counts for the stop line and the tests.
     public internal(set) var counts = Counts()
 
@@ -165,7 +169,9 @@ public final class Bridge {
         try start()
         var scanDue = true
         var lastScan: Int64 = 0, lastRecovery: Int64 = 0, lastLag: Int64 = 0
+        onReady?()
         while !stopper.isStopping {
+            onTick?()
             var busy = false
             if let c = jobsConsumer { busy = drain(c, handle: handleJob) || busy }
             if let c = resultsConsumer { busy = drain(c, handle: handleResult) || busy }

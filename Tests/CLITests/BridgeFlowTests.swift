@@ -48,6 +48,14 @@ struct BridgeFlowTests {
     /// before it rebalances around a member that left or died.
     static let fast = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", "--log-level", "info"]
 
+    /// The value of the first sample of `name` whose labels contain `label`.
+    static func sample(_ text: String, _ name: String, _ label: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + "{") && line.contains(label) {
+            return line.split(separator: " ").last.flatMap { Double($0) }
+        }
+        return nil
+    }
+
     static func jobs(_ prefix: String, _ n: Int) -> [(key: String, value: String)] {
         (0..<n).map { i in
             let id = "\(prefix)-\(i)"
@@ -63,8 +71,9 @@ struct BridgeFlowTests {
         defer { mock.stop() }
         let bridgeA = try BridgeProcess(spool: a.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.fast,
                                         log: a.dir.file("bridge-a.log"))
+        let port = UInt16(try freeLoopbackPort())
         let bridgeB = try BridgeProcess(spool: b.path, ["--brokers", mock.bootstrap, "--jobs-in", "jobs", "--results-out", "results",
-                                                        "--results-of", "kafka"] + Self.fast,
+                                                        "--results-of", "kafka", "--metrics-address", "127.0.0.1:\(port)"] + Self.fast,
                                         log: b.dir.file("bridge-b.log"))
         let (worker, _) = try WorkerProcessTests.startWorker(b.path, ["--llm-url", "builtin:echo"])
         defer {
@@ -95,6 +104,12 @@ struct BridgeFlowTests {
             #expect(doc["userId"]?.stringValue == "alice" && doc["tenantId"]?.stringValue == "acme", "the local owner is kept")
             #expect(doc["receivedFrom"]?["topic"]?.stringValue == "results")
         }
+        // B's metrics: valid exposition, and the 21 jobs counted in and their results out.
+        let scrape = try MetricsTests.get(port, "/metrics")
+        #expect(MetricsTests.validate(scrape.body).isEmpty, "\(MetricsTests.validate(scrape.body))\n\(scrape.body)")
+        #expect(Self.sample(scrape.body, "llmspool_bridge_consumed_total", #"outcome="enqueued""#) == 21, "\(scrape.body)")
+        #expect(Self.sample(scrape.body, "llmspool_bridge_delivered_total", #"kind="result""#) == 21, "\(scrape.body)")
+        #expect(Self.sample(scrape.body, "llmspool_bridge_consumer_lag", #"topic="jobs""#) != nil, "\(scrape.body)")
         let show = try CLI.run(["show", ids[0]], spool: a.path)
         #expect(show.status == 0 && show.stdout.contains("done"), "show on A: \(show.stdout)")
         #expect(b.names("done").contains("b-local.json"))

@@ -52,7 +52,8 @@ struct InstallAndWatchTests {
         let prefix = destdir + "/opt/llmspool"
         let installed = files(under: destdir)
         for f in ["bin/llmspool", "bin/llmspool-cgi", "lib/systemd/system/llmspool-worker.service",
-                  "lib/systemd/system/llmspool-worker@.service", "lib/sysusers.d/llmspool.conf",
+                  "lib/systemd/system/llmspool-worker@.service", "lib/systemd/system/llmspool-bridge.service",
+                  "share/doc/llmspool/bridge.md", "lib/sysusers.d/llmspool.conf",
                   "lib/tmpfiles.d/llmspool.conf", "share/doc/llmspool/README.md", "share/doc/llmspool/worker.md",
                   "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf"] {
             #expect(installed.contains("opt/llmspool/" + f), "missing \(f); installed: \(installed)")
@@ -66,12 +67,12 @@ struct InstallAndWatchTests {
         #expect(FileManager.default.contentsEqual(atPath: prefix + "/bin/llmspool", andPath: CLI.binary))
 
         // The units name the binary and docs under PREFIX, not /usr/local.
-        for unit in ["llmspool-worker.service", "llmspool-worker@.service"] {
+        for unit in ["llmspool-worker.service", "llmspool-worker@.service", "llmspool-bridge.service"] {
             let text = try String(contentsOfFile: prefix + "/lib/systemd/system/" + unit, encoding: .utf8)
             let exec = text.split(separator: "\n").filter { $0.hasPrefix("ExecStart=") }
             #expect(!exec.isEmpty)
             for line in exec { #expect(line.hasPrefix("ExecStart=/opt/llmspool/bin/llmspool "), "\(unit): \(line)") }
-            #expect(text.contains("file:///opt/llmspool/share/doc/llmspool/worker.md"))
+            #expect(text.contains("file:///opt/llmspool/share/doc/llmspool/"))
             #expect(!text.contains("/usr/local/"), "\(unit) still names /usr/local")
         }
         let nginx = try String(contentsOfFile: prefix + "/share/doc/llmspool/contrib/nginx.conf", encoding: .utf8)

@@ -24,7 +24,7 @@ struct SystemdTests {
     }
 
     @Test("each unit verifies cleanly and scores an exposure of 2.0 or less", .enabled(if: analyze != nil),
-          arguments: ["llmspool-worker.service", "llmspool-worker@.service"])
+          arguments: ["llmspool-worker.service", "llmspool-worker@.service", "llmspool-bridge.service"])
     func unit(_ name: String) throws {
         let d = try TempDir("units")
         defer { d.remove() }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Bridge
 import Dispatch
 import Logging
+import Spool
 import Synchronization
 import Worker
 #if canImport(Glibc)
@@ -124,6 +125,22 @@ struct BridgeCommand: ParsableCommand {
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let bridge = try Bridge(configuration: conf, logger: logger)
             request.attach(bridge.stopper)
+            if let notifier = SystemdNotifier() {
+                bridge.onReady = { notifier.notify("READY=1") }
+                if let every = notifier.watchdogIntervalMs {
+                    var last: Int64 = 0
+                    bridge.onTick = {
+                        let now = Timestamp.nowMilliseconds()
+                        if now - last >= every {
+                            last = now
+                            notifier.notify("WATCHDOG=1")
+                        }
+                    }
+                }
+                defer { notifier.notify("STOPPING=1") }
+                try bridge.run()
+                return
+            }
             try bridge.run()
         }
     }
