@@ -6,15 +6,15 @@ extension SpoolState: ExpressibleByArgument {}
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List jobs, one per line: ID, state, last change (RFC 3339), tab-separated.",
-        discussion: "Jobs are listed by state (new, cur, done, failed), oldest first within each.")
+        discussion: "Jobs are listed by state (new, cur, forwarded, done, failed), oldest first within each.")
 
     @OptionGroup var options: SpoolOptions
 
-    @Option(help: "Only jobs in this state: new, cur, done or failed.")
+    @Option(help: "Only jobs in this state: new, cur, forwarded, done or failed.")
     var state: SpoolState?
 
     func validate() throws {
-        if state == .tmp { throw ValidationError("tmp/ holds files being written, not jobs; use new, cur, done or failed") }
+        if state == .tmp { throw ValidationError("tmp/ holds files being written, not jobs; use new, cur, forwarded, done or failed") }
     }
 
     func run() throws {
