@@ -7,52 +7,66 @@ import Glibc
 
 /// Jobs in: messages of `--jobs-in` become durable jobs in `new/`.
 extension Bridge {
-    func handleJob(_ m: UnsafeMutablePointer<rd_kafka_message_t>) {
-        let msg = m.pointee
-        let (topic, position) = Self.position(m)
-        let value = Self.bytes(msg.payload, msg.len)
-        let key = msg.key.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: msg.key_len), as: UTF8.self) }
-        var headers: OpaquePointer?
-        if rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR { headers = nil }
-        let header = { (name: String) in Kafka.header(headers, name).map { String(decoding: $0, as: UTF8.self) } }
-
-        switch Self.decodeJob(value, key: key, contentType: header("contentType"),
-                              userId: header("userId"), tenantId: header("tenantId"), limits: spool.limits) {
-        case .failure(let why):
-            counts.skipped += 1
-            BridgeMetrics.consumed(topic: topic, outcome: "invalid")
-            logger.error("skipping an invalid message: \(why)", metadata: position)
-            if !deadLetter(m, topic: topic, reason: why.message) { return }
-        case .success(var job):
-            job.extra.removeAll { $0.key == "origin" }
-            job.extra.append(.init("origin", .object(["kafka": .object([
-                "topic": .string(topic), "partition": .integer(Int(msg.partition)), "offset": .integer(Int(msg.offset)),
-            ])])))
-            while true {
-                do {
-                    let id = try spool.enqueue(job)
-                    counts.enqueued += 1
-                    BridgeMetrics.consumed(topic: topic, outcome: "enqueued")
-                    logger.info("enqueued", metadata: position.merging(["jobId": "\(id)"]) { a, _ in a })
-                } catch .idExists(let id, let state) {
-                    counts.duplicates += 1
-                    BridgeMetrics.consumed(topic: topic, outcome: "duplicate")
-                    logger.info("already in the spool", metadata: position.merging(["jobId": "\(id)", "state": "\(state.rawValue)"]) { a, _ in a })
-                } catch .invalidJob(let e) {
-                    counts.skipped += 1
-                    BridgeMetrics.consumed(topic: topic, outcome: "invalid")
-                    logger.error("skipping an invalid job: \(e.message)", metadata: position)
-                    if !deadLetter(m, topic: topic, reason: e.message) { return }
-                } catch {
-                    // The spool cannot take it now (disk full, I/O error): keep the offset, retry.
-                    logger.error("enqueue failed, retrying in 1 s: \(error)", metadata: position)
-                    if !pause(1_000) { return }
-                    continue
-                }
-                break
+    /// Enqueues a batch of consumed jobs with one group commit (write all, one `syncfs`, rename
+    /// each, one `fsync(new/)`), then stores each partition's next offset. Invalid messages go to
+    /// the DLQ first. If the spool cannot take the batch (disk full, I/O error) it is retried every
+    /// second, and no offset moves meanwhile.
+    func ingestJobs(_ batch: [Consumed]) {
+        var jobs: [Job] = []
+        var slots: [Int] = []  // index in `batch` of each job
+        for (k, message) in batch.enumerated() {
+            switch Self.decodeJob(message.value, key: message.keyString, contentType: message.header("contentType"),
+                                  userId: message.header("userId"), tenantId: message.header("tenantId"), limits: spool.limits) {
+            case .failure(let why):
+                counts.skipped += 1
+                BridgeMetrics.consumed(topic: message.topic, outcome: "invalid")
+                logger.error("skipping an invalid message: \(why)", metadata: message.position)
+                if !deadLetter(message, reason: why.message) { return }
+            case .success(var job):
+                job.extra.removeAll { $0.key == "origin" }
+                job.extra.append(.init("origin", .object(["kafka": .object([
+                    "topic": .string(message.topic), "partition": .integer(Int(message.partition)),
+                    "offset": .integer(Int(message.offset)),
+                ])])))
+                jobs.append(job)
+                slots.append(k)
             }
         }
-        storeOffset(jobsConsumer, topic: topic, partition: msg.partition, next: msg.offset + 1)
+        var outcomes: [EnqueueOutcome] = []
+        while !jobs.isEmpty {
+            do {
+                outcomes = try spool.enqueue(each: jobs)
+                break
+            } catch {
+                logger.error("enqueue of \(jobs.count) jobs failed, retrying in 1 s: \(error)", metadata: batch[slots[0]].position)
+                if !pause(1_000) { return }
+            }
+        }
+        for (outcome, k) in zip(outcomes, slots) {
+            let message = batch[k]
+            switch outcome {
+            case .enqueued(let id):
+                counts.enqueued += 1
+                BridgeMetrics.consumed(topic: message.topic, outcome: "enqueued")
+                logger.info("enqueued", metadata: message.position.merging(["jobId": "\(id)"]) { a, _ in a })
+            case .duplicate(let id, let state):
+                counts.duplicates += 1
+                BridgeMetrics.consumed(topic: message.topic, outcome: "duplicate")
+                logger.info("already in the spool", metadata: message.position.merging(["jobId": "\(id)", "state": "\(state.rawValue)"]) { a, _ in a })
+            case .invalid(let e):
+                counts.skipped += 1
+                BridgeMetrics.consumed(topic: message.topic, outcome: "invalid")
+                logger.error("skipping an invalid job: \(e.message)", metadata: message.position)
+                if !deadLetter(message, reason: e.message) { return }
+            }
+        }
+        // Everything in the batch is durable (or dead-lettered): move each partition past it.
+        var next: [String: (topic: String, partition: Int32, offset: Int64)] = [:]
+        for m in batch {
+            let key = "\(m.topic)\u{0}\(m.partition)"
+            if (next[key]?.offset ?? -1) < m.offset + 1 { next[key] = (m.topic, m.partition, m.offset + 1) }
+        }
+        storeOffsets(jobsConsumer, Array(next.values))
     }
 
     /// Sleeps `ms` on the watcher (a stop ends it early); false if the bridge is stopping.
@@ -94,22 +108,19 @@ extension Bridge {
     /// Sends an invalid message to the DLQ with the original key, value and headers plus Spring's
     /// `x-original-*` and `x-exception-message` headers, and waits for its delivery report (so the
     /// offset is stored only once the dead letter is safe). Returns false if stopped before that.
-    func deadLetter(_ m: UnsafeMutablePointer<rd_kafka_message_t>, topic: String, reason: String) -> Bool {
+    func deadLetter(_ message: Consumed, reason: String) -> Bool {
         guard let dlq = dlqTopic, let p = producer else { return true }
-        let msg = m.pointee
-        let value = Self.bytes(msg.payload, msg.len)
-        let key = msg.key.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.key_len)) } ?? []
-        let headers = Kafka.headers(of: m) + [
-            ("x-original-topic", Array(topic.utf8)),
-            ("x-original-partition", withUnsafeBytes(of: msg.partition.bigEndian) { Array($0) }),
-            ("x-original-offset", withUnsafeBytes(of: msg.offset.bigEndian) { Array($0) }),
+        let headers = message.headers + [
+            ("x-original-topic", Array(message.topic.utf8)),
+            ("x-original-partition", withUnsafeBytes(of: message.partition.bigEndian) { Array($0) }),
+            ("x-original-offset", withUnsafeBytes(of: message.offset.bigEndian) { Array($0) }),
             ("x-exception-fqcn", Array("llmspool.InvalidJob".utf8)),
             ("x-exception-message", Array(reason.utf8)),
         ]
         while true {
             let seq = nextSeq
             nextSeq += 1
-            let err = Kafka.produce(p, topic: dlq, key: key, value: value, headers: headers, opaque: seq)
+            let err = Kafka.produce(p, topic: dlq, key: message.key ?? [], value: message.value, headers: headers, opaque: seq)
             if err == RD_KAFKA_RESP_ERR_NO_ERROR {
                 pending[seq] = .deadLetter
                 while deadLetterReports[seq] == nil {
@@ -119,8 +130,7 @@ extension Bridge {
                 }
                 if deadLetterReports.removeValue(forKey: seq) == RD_KAFKA_RESP_ERR_NO_ERROR {
                     BridgeMetrics.delivered(topic: dlq, kind: "dead-letter")
-                    logger.notice("sent to the DLQ", metadata: ["dlq": "\(dlq)", "topic": "\(topic)",
-                                                            "partition": "\(msg.partition)", "offset": "\(msg.offset)"])
+                    logger.notice("sent to the DLQ", metadata: message.position.merging(["dlq": "\(dlq)"]) { a, _ in a })
                     return true
                 }
                 logger.error("DLQ delivery failed, retrying", metadata: ["dlq": "\(dlq)"])
@@ -132,16 +142,16 @@ extension Bridge {
         }
     }
 
-    /// Stores offset `next` of a partition, to be committed (only after the message's work is durable).
-    func storeOffset(_ consumer: OpaquePointer?, topic: String, partition: Int32, next: Int64) {
-        guard let c = consumer else { return }
-        let list = rd_kafka_topic_partition_list_new(1)
+    /// Stores the next offsets of partitions, to be committed (only after the messages' work is durable).
+    func storeOffsets(_ consumer: OpaquePointer?, _ offsets: [(topic: String, partition: Int32, offset: Int64)]) {
+        guard let c = consumer, !offsets.isEmpty else { return }
+        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        rd_kafka_topic_partition_list_add(list, topic, partition).pointee.offset = next
+        for o in offsets { rd_kafka_topic_partition_list_add(list, o.topic, o.partition).pointee.offset = o.offset }
         let err = rd_kafka_offsets_store(c, list)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            // E.g. the partition was revoked by a rebalance: its new owner re-delivers the message.
-            logger.warning("offset store: \(Kafka.errorString(err))", metadata: ["topic": "\(topic)", "partition": "\(partition)"])
+            // E.g. a partition was revoked by a rebalance: its new owner re-delivers the messages.
+            logger.warning("offset store: \(Kafka.errorString(err))", metadata: ["partitions": "\(offsets.count)"])
         }
     }
 }

@@ -71,18 +71,13 @@ extension Bridge {
 
     // MARK: results in
 
-    func handleResult(_ m: UnsafeMutablePointer<rd_kafka_message_t>) {
-        let msg = m.pointee
-        let (topic, position) = Self.position(m)
-        let value = Self.bytes(msg.payload, msg.len)
-        let key = msg.key.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: msg.key_len), as: UTF8.self) }
-        var headers: OpaquePointer?
-        if rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR { headers = nil }
-        let header = { (name: String) in Kafka.header(headers, name).map { String(decoding: $0, as: UTF8.self) } }
-        defer { storeOffset(resultsConsumer, topic: topic, partition: msg.partition, next: msg.offset + 1) }
+    func handleResult(_ message: Consumed) {
+        let topic = message.topic, position = message.position
+        defer { storeOffsets(resultsConsumer, [(topic, message.partition, message.offset + 1)]) }
 
         let decoded: DecodedResult
-        switch Self.decodeResult(value, key: key, jobIdHeader: header("jobId"), contentType: header("contentType")) {
+        switch Self.decodeResult(message.value, key: message.keyString, jobIdHeader: message.header("jobId"),
+                                 contentType: message.header("contentType")) {
         case .failure(let why):
             counts.resultsIgnored += 1
             BridgeMetrics.consumed(topic: topic, outcome: "invalid")
@@ -104,7 +99,7 @@ extension Bridge {
                     BridgeMetrics.consumed(topic: topic, outcome: "duplicate")
                     logger.info("result already in \(state.rawValue)/", metadata: meta)
                 case .waiting(let job):
-                    let doc = decoded.document(for: job, topic: topic, partition: msg.partition, offset: msg.offset)
+                    let doc = decoded.document(for: job, topic: topic, partition: message.partition, offset: message.offset)
                     if try spool.settleForwarded(decoded.id, document: doc, into: decoded.state) {
                         counts.resultsSettled += 1
                         BridgeMetrics.consumed(topic: topic, outcome: "settled")

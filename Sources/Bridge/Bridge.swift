@@ -173,8 +173,8 @@ public final class Bridge {
         while !stopper.isStopping {
             onTick?()
             var busy = false
-            if let c = jobsConsumer { busy = drain(c, handle: handleJob) || busy }
-            if let c = resultsConsumer { busy = drain(c, handle: handleResult) || busy }
+            if let c = jobsConsumer { busy = drain(c, handle: ingestJobs) || busy }
+            if let c = resultsConsumer { busy = drain(c) { $0.forEach(handleResult) } || busy }
             if let p = producer {
                 _ = rd_kafka_poll(p, 0)
                 settleDeliveries()
@@ -295,17 +295,15 @@ public final class Bridge {
     // MARK: the event loop's pieces
 
     /// Serves a consumer's queue until it is empty (its eventfd wake fires only on empty → non-empty),
-    /// at most 500 messages; returns true if more may be waiting. The offsets stored meanwhile are
-    /// committed (asynchronously) at the end of the batch, not only by the 5-second auto-commit: a
-    /// member joining the group starts right after them, even when the commit a revocation
-    /// attempts is refused because the rebalance has begun.
-    private func drain(_ c: OpaquePointer, handle: (UnsafeMutablePointer<rd_kafka_message_t>) -> Void) -> Bool {
-        var handled = 0
-        defer { if handled > 0 { _ = rd_kafka_commit(c, nil, 1) } }
+    /// at most 500 messages, and hands them to `handle` as one batch; returns true if more may be
+    /// waiting. The offsets `handle` stored are then committed (asynchronously), not only by the
+    /// 5-second auto-commit: a member joining the group starts right after them, even when the
+    /// commit a revocation attempts is refused because the rebalance has begun.
+    private func drain(_ c: OpaquePointer, handle: ([Consumed]) -> Void) -> Bool {
+        var batch: [Consumed] = []
+        var more = true
         for _ in 0..<500 {
-            if stopper.isStopping { return false }
-            guard let m = rd_kafka_consumer_poll(c, 0) else { return false }
-            handled += 1
+            guard let m = rd_kafka_consumer_poll(c, 0) else { more = false; break }
             defer { rd_kafka_message_destroy(m) }
             if m.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if m.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
@@ -313,9 +311,13 @@ public final class Bridge {
                 }
                 continue
             }
-            handle(m)
+            batch.append(Consumed(m))
         }
-        return true
+        if !batch.isEmpty {
+            handle(batch)
+            _ = rd_kafka_commit(c, nil, 1)
+        }
+        return more && !stopper.isStopping
     }
 
     /// Reads the delivery reports served by the last `rd_kafka_poll` and acts on each.
@@ -420,14 +422,37 @@ public final class Bridge {
         return names
     }
 
-    /// Topic, partition and offset of a message, for log metadata.
-    static func position(_ m: UnsafeMutablePointer<rd_kafka_message_t>) -> (topic: String, metadata: Logger.Metadata) {
-        let msg = m.pointee
-        let topic = String(cString: rd_kafka_topic_name(msg.rkt))
-        return (topic, ["topic": "\(topic)", "partition": "\(msg.partition)", "offset": "\(msg.offset)"])
-    }
-
     static func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8] {
         pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: count)) } ?? []
     }
+}
+
+/// A consumed message, copied out of librdkafka's buffers.
+struct Consumed {
+    var topic: String
+    var partition: Int32
+    var offset: Int64
+    var key: [UInt8]?
+    var value: [UInt8]
+    var headers: [(String, [UInt8])]
+
+    init(_ m: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let msg = m.pointee
+        topic = String(cString: rd_kafka_topic_name(msg.rkt))
+        partition = msg.partition
+        offset = msg.offset
+        key = msg.key.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.key_len)) }
+        value = Bridge.bytes(msg.payload, msg.len)
+        headers = Kafka.headers(of: m)
+    }
+
+    var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+
+    /// The last value of header `name`, as text.
+    func header(_ name: String) -> String? {
+        headers.last { $0.0 == name }.map { String(decoding: $0.1, as: UTF8.self) }
+    }
+
+    /// Topic, partition and offset, for log metadata.
+    var position: Logger.Metadata { ["topic": "\(topic)", "partition": "\(partition)", "offset": "\(offset)"] }
 }

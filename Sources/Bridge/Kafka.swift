@@ -46,16 +46,6 @@ enum Kafka {
         return rk
     }
 
-    /// The last value of header `name`, if any.
-    static func header(_ headers: OpaquePointer?, _ name: String) -> [UInt8]? {
-        guard let headers else { return nil }
-        var value: UnsafeRawPointer?
-        var size = 0
-        guard rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
-        guard let value else { return [] }
-        return Array(UnsafeRawBufferPointer(start: value, count: size))
-    }
-
     /// Every header of a message, in order.
     static func headers(of m: UnsafeMutablePointer<rd_kafka_message_t>) -> [(String, [UInt8])] {
         var hdrs: OpaquePointer?

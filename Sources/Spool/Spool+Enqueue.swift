@@ -42,7 +42,7 @@ extension Spool {
         }
         // A fresh UUIDv7 cannot exist yet; a chosen id may.
         if !generated {
-            for state in [SpoolState.cur, .done, .failed] {
+            for state in [SpoolState.cur, .forwarded, .done, .failed] where state != .forwarded || hasForwarded {
                 if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) {
                     throw .idExists(id: id, state: state)
                 }
@@ -127,4 +127,72 @@ extension Spool {
         }
         return accepted
     }
+
+    /// Enqueues many jobs with one group commit, each on its own: an invalid job or a known id
+    /// is reported in its slot and the others go ahead. Write every job to `tmp/`, one `syncfs`,
+    /// rename each into `new/` (no replace), one fsync of `new/`.
+    ///
+    /// A system error is thrown; jobs renamed before it stay in `new/` (a retry finds them as
+    /// duplicates), the rest of the temporary files are removed.
+    public func enqueue(each jobs: [Job], durability: Durability = .durable) throws(SpoolError) -> [EnqueueOutcome] {
+        let sync = durability == .durable
+        let tmp = dir(.tmp), new = dir(.new)
+        var outcomes = [EnqueueOutcome](repeating: .duplicate(id: "", state: .new), count: jobs.count)
+        var prepared: [(slot: Int, id: String, name: String)] = []
+        var seen = Set<String>()
+        func cleanUp(from k: Int) { for p in prepared[k...] { try? Sys.unlink(p.name, in: tmp) } }
+        for (k, job) in jobs.enumerated() {
+            do throws(SpoolError) {
+                let (id, bytes) = try prepare(job)
+                guard seen.insert(id).inserted else {
+                    outcomes[k] = .duplicate(id: id, state: .new)
+                    continue
+                }
+                let (name, fd) = try wrap { () throws(SystemCallError) in try writeTemporary(bytes, base: id, suffix: "job", sync: false) }
+                Sys.close(fd)
+                prepared.append((k, id, name))
+            } catch {
+                switch error {
+                case .invalidJob(let e): outcomes[k] = .invalid(e)
+                case .idExists(let id, let state): outcomes[k] = .duplicate(id: id, state: state)
+                default:
+                    cleanUp(from: 0)
+                    throw error
+                }
+            }
+        }
+        guard !prepared.isEmpty else { return outcomes }
+        try wrap { () throws(SystemCallError) in
+            if sync {
+                do throws(SystemCallError) { try Sys.syncfs(tmp) } catch {
+                    cleanUp(from: 0)
+                    throw error
+                }
+            }
+            for (k, p) in prepared.enumerated() {
+                do throws(SystemCallError) {
+                    if try Sys.renameNoReplace(p.name, in: tmp, to: p.id + ".json", in: new) {
+                        outcomes[p.slot] = .enqueued(id: p.id)
+                    } else {
+                        try? Sys.unlink(p.name, in: tmp)
+                        outcomes[p.slot] = .duplicate(id: p.id, state: .new)
+                    }
+                } catch {
+                    cleanUp(from: k)
+                    if sync { try? Sys.fsync(new) }
+                    throw error
+                }
+            }
+            if sync { try Sys.fsync(new) }
+        }
+        return outcomes
+    }
+}
+
+/// What became of one job of ``Spool/enqueue(each:durability:)``.
+public enum EnqueueOutcome: Sendable, Equatable {
+    case enqueued(id: String)
+    /// The id is already in the spool (or earlier in the same batch).
+    case duplicate(id: String, state: SpoolState)
+    case invalid(IntakeError)
 }
