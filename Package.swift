@@ -38,6 +38,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The configuration file (/etc/llmspool/llmspool.json): finding, reading and splitting it, checked
+        // values whose errors name the key, the bridge's section. Spool only, so the CGI can read it.
+        .target(name: "Settings", dependencies: ["Spool"], swiftSettings: strict),
         // libcurl, found through pkg-config (Debian: libcurl4-openssl-dev).
         .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
@@ -120,6 +123,8 @@ let package = Package(
         // Helpers shared by the test targets: a free loopback port, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
+        // The configuration file's top level and the bridge section, without a process.
+        .testTarget(name: "SettingsTests", dependencies: ["Settings", "Spool"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
