@@ -1,8 +1,9 @@
 import Settings
 import Spool
+import Submit
 import Testing
 
-/// The configuration file's top level and the bridge section: pure parsing, no process.
+/// The configuration file's top level, the bridge and CGI sections: pure parsing, no process.
 @Suite("Configuration file")
 struct SettingsTests {
     func split(_ text: String) throws(SettingsError) -> SettingsFile {
@@ -144,5 +145,35 @@ struct SettingsTests {
         #expect(b.properties[1].value == "p", "kept for the bridge")
         #expect(b.json()["properties"] == .object(["sasl.username": .string("u"), "sasl.password": .string("(hidden)"),
                                                    "sasl.oauthbearer.client.secret": .string("(hidden)")]))
+    }
+
+    // MARK: cgi
+
+    @Test("the cgi section sets the endpoint's settings; the environment overrides the file")
+    func cgi() throws {
+        var c = Configuration()
+        guard case .object(let o) = try JSONParser.parse("""
+            {"tokensFile": "/t", "defaultTenant": "acme", "maxBodyBytes": 2048, "maxWaitingPerTenant": 5,
+             "heartbeatSeconds": 3, "maxStreamSeconds": 60, "eventPaddingBytes": 8192}
+            """) else { return }
+        try c.apply(cgiSection: o)
+        #expect(c.tokensPath == "/t" && c.defaultTenant == "acme" && c.maxBodyBytes == 2048 && c.maxWaitingPerTenant == 5)
+        #expect(c.heartbeatMilliseconds == 3000 && c.maxStreamMilliseconds == 60_000 && c.eventPaddingBytes == 8192)
+        #expect(c.cgiSectionJSON() == .object(o))
+    }
+
+    @Test("the cgi section: a bad value names its key",
+          arguments: [
+              (#"{"maxBodyBytes": 0}"#, "cgi.maxBodyBytes"),
+              (#"{"maxBodyBytes": 1.5}"#, "cgi.maxBodyBytes"),
+              (#"{"heartbeatSeconds": "15"}"#, "cgi.heartbeatSeconds"),
+              (#"{"defaultTenant": "a b"}"#, "cgi.defaultTenant"),
+              (#"{"tokens": "/t"}"#, "cgi.tokens"),
+          ])
+    func cgiBad(_ text: String, _ key: String) throws {
+        guard case .object(let o) = try JSONParser.parse(text) else { return }
+        var c = Configuration()
+        #expect(throws: DocumentError.self) { try c.apply(cgiSection: o) }
+        do { try c.apply(cgiSection: o) } catch { #expect(error.field == key, "\(error)") }
     }
 }
