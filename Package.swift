@@ -95,6 +95,7 @@ let package = Package(
             name: "llmspool",
             dependencies: [
                 "Spool",
+                "Settings",
                 "Submit",
                 "Worker",
                 "Bridge",

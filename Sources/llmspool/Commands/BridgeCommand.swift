@@ -26,12 +26,19 @@ struct BridgeCommand: ParsableCommand {
 
             -X key=value passes any librdkafka property (repeatable; applied after the bridge's \
             defaults). SIGTERM or SIGINT: flush, commit, exit 0. See docs/bridge.md.
+
+            Every option may also be set in the configuration file's "bridge" section (--config \
+            FILE, else $LLMSPOOL_CONFIG, else /etc/llmspool/llmspool.json if it exists; see \
+            docs/configuration.md); flags override it, and -X properties come after the file's. \
+            --print-config shows the result and exits.
             """)
 
     @OptionGroup var options: SpoolOptions
 
-    @Option(help: ArgumentHelp("Kafka bootstrap servers (host:port,…).", valueName: "LIST"))
-    var brokers: String
+    @OptionGroup var configFile: ConfigFileOptions
+
+    @Option(help: ArgumentHelp("Kafka bootstrap servers (host:port,…); required here or in the file.", valueName: "LIST"))
+    var brokers: String?
 
     @Option(help: ArgumentHelp("Consumer group for --jobs-in (default llmspool-bridge).", valueName: "G"))
     var group: String?
@@ -48,11 +55,15 @@ struct BridgeCommand: ParsableCommand {
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "key=value"))
     var properties: [String] = []
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
-    var logLevel: String = Environment.get("LLMSPOOL_LOG_LEVEL") ?? "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
+    var logLevel: String?
 
-    func validate() throws {
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
+    @Flag(name: .customLong("print-config"), help: "Print the settings the bridge would run with (JSON) and exit.")
+    var printConfig = false
+
+    mutating func validate() throws {
+        try applyConfigFile()  // BridgeCommand+Config.swift: the file's settings under the flags
+        if Logger.Level(rawValue: logLevel ?? "") == nil { throw ValidationError("--log-level \"\(logLevel ?? "")\" is not a level") }
         if jobsIn == nil, resultsOut == nil { throw ValidationError("give at least one of --jobs-in and --results-out") }
         for p in properties where !p.contains("=") || p.hasPrefix("=") {
             throw ValidationError("-X \"\(p)\" is not key=value")
@@ -60,12 +71,13 @@ struct BridgeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel)
+        if printConfig { return try reporting(printEffectiveConfig) }
+        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel ?? "info")
         let pairs = properties.map { p in
             let i = p.firstIndex(of: "=")!
             return (String(p[..<i]), String(p[p.index(after: i)...]))
         }
-        let conf = BridgeConfiguration(spoolPath: options.path, brokers: brokers, group: group, jobsIn: jobsIn,
+        let conf = BridgeConfiguration(spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn,
                                        resultsOut: resultsOut, deadLetterTopic: dlq, properties: pairs)
         signal(SIGTERM) { _ in bridgeStopRequested.store(true, ordering: .relaxed) }
         signal(SIGINT) { _ in bridgeStopRequested.store(true, ordering: .relaxed) }
