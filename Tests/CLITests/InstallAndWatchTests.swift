@@ -54,7 +54,8 @@ struct InstallAndWatchTests {
         for f in ["bin/llmspool", "bin/llmspool-cgi", "lib/systemd/system/llmspool-worker.service",
                   "lib/systemd/system/llmspool-worker@.service", "lib/sysusers.d/llmspool.conf",
                   "lib/tmpfiles.d/llmspool.conf", "share/doc/llmspool/README.md", "share/doc/llmspool/worker.md",
-                  "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf"] {
+                  "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf",
+                  "share/doc/llmspool/contrib/llmspool.json", "share/doc/llmspool/configuration.md"] {
             #expect(installed.contains("opt/llmspool/" + f), "missing \(f); installed: \(installed)")
         }
         #expect(try mode(prefix + "/bin/llmspool") == 0o755)
