@@ -9,7 +9,8 @@
 #   $(PREFIX)/lib/systemd/system/llmspool-worker*.service    0644  (UNITDIR; systemd reads it)
 #   $(PREFIX)/lib/sysusers.d/llmspool.conf                   0644  (SYSUSERSDIR)
 #   $(PREFIX)/lib/tmpfiles.d/llmspool.conf                   0644  (TMPFILESDIR)
-#   $(PREFIX)/share/doc/llmspool/*.md, contrib/*.conf         0644  (DOCDIR)
+#   $(PREFIX)/share/doc/llmspool/*.md, contrib/*              0644  (DOCDIR; contrib/llmspool.json is the
+#                                                                    example /etc/llmspool/llmspool.json)
 # Units and the example web-server configs name $(PREFIX)/bin and $(PREFIX)/share/doc/llmspool;
 # their /usr/local paths are rewritten when PREFIX differs. systemd looks for units, sysusers.d and
 # tmpfiles.d files under /usr/local/lib and /usr/lib; for another PREFIX set UNITDIR=/etc/systemd/system

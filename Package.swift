@@ -38,6 +38,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The configuration file (/etc/llmspool/llmspool.json): finding, reading and splitting it, checked
+        // values whose errors name the key, the bridge's section. Spool only, so the CGI can read it.
+        .target(name: "Settings", dependencies: ["Spool"], swiftSettings: strict),
         // libcurl, found through pkg-config (Debian: libcurl4-openssl-dev).
         .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
@@ -93,6 +96,7 @@ let package = Package(
             name: "llmspool",
             dependencies: [
                 "Spool",
+                "Settings",
                 "Submit",
                 "Worker",
                 "Bridge",
@@ -107,10 +111,10 @@ let package = Package(
         // The submit endpoint: request parsing, routing, identity, problem+json, and the CGI I/O. No Foundation.
         .target(
             name: "Submit",
-            dependencies: ["Spool", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["Spool", "Settings", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
-        // The CGI program web servers run per request: Spool + Submit only, stdlib linked statically
+        // The CGI program web servers run per request: Spool, Settings and Submit only, stdlib linked statically
         // (start-up is its budget: see bench/cgi/README.md).
         .executableTarget(
             name: "llmspool-cgi",
@@ -121,6 +125,8 @@ let package = Package(
         // Helpers shared by the test targets: a free loopback port, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"], swiftSettings: strict),
+        // The configuration file's top level and the bridge and CGI sections, without a process.
+        .testTarget(name: "SettingsTests", dependencies: ["Settings", "Submit", "Spool"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),

@@ -10,6 +10,9 @@
 /// | `LLMSPOOL_HEARTBEAT` | seconds between event-stream heartbeats | 15 |
 /// | `LLMSPOOL_EVENTS_PAD` | bytes of padding comment after each event, to push it through a gateway that buffers (fcgiwrap: 8192) | 0 |
 /// | `LLMSPOOL_STREAM_MAX` | seconds an event stream stays open (the client then resumes) | 3600 |
+///
+/// With `LLMSPOOL_CONFIG` set, the configuration file's `spool` and `cgi` section come first
+/// (see `Configuration+File.swift` and docs/configuration.md); the variables override them.
 public struct Configuration: Sendable, Equatable {
     public var spoolPath = "./spool"
     public var tokensPath: String?
@@ -26,20 +29,22 @@ public struct Configuration: Sendable, Equatable {
     public var idempotencyMilliseconds: Int64 = 24 * 3600 * 1000
     /// How many of the newest files `GET /jobs` looks through for the caller's jobs.
     public var listScanLimit = 2000
+    /// Why `LLMSPOOL_CONFIG`'s file could not be used; the CGI then answers every request with a 500.
+    public var settingsError: String?
 
     public init() {}
 
     /// Reads the settings from `env` and `arguments` (`--spool DIR`, `--tokens FILE`; others are
     /// ignored, since servers may pass a query string as arguments).
     public static func from(env: (String) -> String?, arguments: [String] = []) -> Configuration {
-        var c = Configuration()
+        var c = Configuration.fromSettingsFile(env: env)
         func nonEmpty(_ name: String) -> String? { env(name).flatMap { $0.isEmpty ? nil : $0 } }
         func number(_ name: String, _ range: ClosedRange<Int>) -> Int? {
             nonEmpty(name).flatMap { Int($0) }.flatMap { range.contains($0) ? $0 : nil }
         }
         if let s = nonEmpty("LLMSPOOL_SPOOL") { c.spoolPath = s }
-        c.tokensPath = nonEmpty("LLMSPOOL_TOKENS")
-        c.defaultTenant = nonEmpty("LLMSPOOL_TENANT")
+        if let t = nonEmpty("LLMSPOOL_TOKENS") { c.tokensPath = t }
+        if let t = nonEmpty("LLMSPOOL_TENANT") { c.defaultTenant = t }
         if let n = number("LLMSPOOL_MAX_BODY", 1...(64 << 20)) { c.maxBodyBytes = n }
         if let n = number("LLMSPOOL_MAX_WAITING", 1...10_000_000) { c.maxWaitingPerTenant = n }
         if let n = number("LLMSPOOL_HEARTBEAT", 1...3600) { c.heartbeatMilliseconds = Int64(n) * 1000 }

@@ -1,7 +1,9 @@
 public import LLM
+import Logging
 public import Spool
 
-/// Everything the worker needs to know. Defaults are documented in docs/worker.md.
+/// Everything the worker needs to know. Defaults are documented in docs/worker.md and
+/// docs/configuration.md (the `worker` section of the configuration file).
 public struct WorkerConfiguration: Sendable {
     public var spoolPath: String = "./spool"
     /// The model asked when a job names none.
@@ -29,6 +31,19 @@ public struct WorkerConfiguration: Sendable {
     public var tenants: [String: TenantLimits] = [:]
     /// Log prompt text at debug level (off by default: prompts may hold personal data).
     public var logPrompts = false
+
+    // The worker process around the Worker: read by `llmspool worker`, not by the Worker itself.
+
+    /// OpenAI-compatible base URL, or `builtin:echo`; required (here, `--llm-url` or `LLMSPOOL_LLM_URL`).
+    public var llmURL: String?
+    /// File holding the API key.
+    public var apiKeyFile: String?
+    /// Environment variable holding the API key.
+    public var apiKeyEnv = "OPENAI_API_KEY"
+    /// `HOST:PORT` to serve Prometheus metrics on; nil: off.
+    public var metricsAddress: String?
+    /// A swift-log level name.
+    public var logLevel = "info"
 
     public init() {}
 
@@ -71,10 +86,35 @@ public struct WorkerConfiguration: Sendable {
             case "connectTimeoutSeconds": connectTimeoutMs = max(1, try ms(k, v))
             case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
             case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
+            case "llmURL":
+                if v == .null { llmURL = nil; continue }
+                guard let s = v.stringValue, s.hasPrefix("http://") || s.hasPrefix("https://") || s.hasPrefix("builtin:echo") else {
+                    throw DocumentError(field: k, "must be an http(s):// base URL (e.g. https://api.openai.com/v1) or builtin:echo")
+                }
+                llmURL = s
+            case "apiKeyFile":
+                if v == .null { apiKeyFile = nil; continue }
+                guard let s = v.stringValue, !s.isEmpty else { throw DocumentError(field: k, "must be a file name, or null for none") }
+                apiKeyFile = s
+            case "apiKeyEnv":
+                guard let s = v.stringValue, !s.isEmpty, !s.contains("=") else { throw DocumentError(field: k, "must be the name of an environment variable") }
+                apiKeyEnv = s
+            case "metricsAddress":
+                if v == .null { metricsAddress = nil; continue }
+                guard let s = v.stringValue, MetricsServer.parse(s) != nil else {
+                    throw DocumentError(field: k, "must be HOST:PORT (e.g. 127.0.0.1:9464), or null for off")
+                }
+                metricsAddress = s
+            case "logLevel":
+                guard let s = v.stringValue, Logger.Level(rawValue: s) != nil else {
+                    throw DocumentError(field: k, "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                logLevel = s
             case "tenants":
                 guard case .object(let ts) = v else { throw DocumentError(field: k, "must be an object of tenant name to limits") }
                 for t in ts.members {
                     let at = "tenants.\(t.key)"
+                    if t.key != "*" { try Job.checkName(t.key, field: at) }
                     guard case .object(let lo) = t.value else { throw DocumentError(field: at, "must be an object") }
                     var l = TenantLimits()
                     for f in lo.members {
@@ -88,8 +128,51 @@ public struct WorkerConfiguration: Sendable {
                     tenants[t.key] = l
                 }
             default:
-                throw DocumentError(field: k, "unknown setting")
+                throw DocumentError(field: k, "unknown setting (worker settings: \(Self.keys.joined(separator: ", ")))")
             }
         }
+    }
+
+    /// Every key `apply(json:source:)` reads, in the order `json()` writes them.
+    public static let keys = [
+        "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "defaultMaxTokens", "backoffBaseSeconds",
+        "backoffCapSeconds", "maxRetryAfterSeconds", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
+        "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
+    ]
+
+    /// These settings as a `worker` section, every key present (`null`: not set); `apply` of it
+    /// gives back the same settings. The spool is not in it (it is set at the top level).
+    public func json() -> JSONValue {
+        func seconds(_ ms: Int64) -> JSONValue { .double(Double(ms) / 1000) }
+        func opt(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
+        var o = JSONObject()
+        o["llmURL"] = opt(llmURL)
+        o["apiKeyFile"] = opt(apiKeyFile)
+        o["apiKeyEnv"] = .string(apiKeyEnv)
+        o["model"] = .string(defaultModel)
+        o["maxInFlight"] = .integer(maxInFlight)
+        o["maxAttempts"] = .integer(maxAttempts)
+        o["defaultMaxTokens"] = .integer(defaultMaxTokens)
+        o["backoffBaseSeconds"] = seconds(backoffBaseMs)
+        o["backoffCapSeconds"] = seconds(backoffCapMs)
+        o["maxRetryAfterSeconds"] = seconds(maxRetryAfterMs)
+        o["gracePeriodSeconds"] = seconds(gracePeriodMs)
+        o["requestTimeoutSeconds"] = seconds(requestTimeoutMs)
+        o["connectTimeoutSeconds"] = seconds(connectTimeoutMs)
+        o["rescanIntervalSeconds"] = seconds(rescanIntervalMs)
+        o["logPrompts"] = .bool(logPrompts)
+        o["logLevel"] = .string(logLevel)
+        o["metricsAddress"] = opt(metricsAddress)
+        var ts = JSONObject()
+        for name in tenants.keys.sorted() {
+            let l = tenants[name]!
+            var lo = JSONObject()
+            if let n = l.tokensPerMinute { lo["tokensPerMinute"] = .integer(n) }
+            if let n = l.requestsPerMinute { lo["requestsPerMinute"] = .integer(n) }
+            if let n = l.maxInFlight { lo["maxInFlight"] = .integer(n) }
+            ts[name] = .object(lo)
+        }
+        o["tenants"] = .object(ts)
+        return .object(o)
     }
 }

@@ -1,5 +1,5 @@
 // llmspool-cgi: the submit endpoint as a CGI program (see docs/cgi.md). Kept apart from the
-// `llmspool` command so that a request pays only for the Spool and Submit modules at start-up:
+// `llmspool` command so that a request pays only for the Spool, Settings and Submit modules at start-up:
 // no Foundation, no ArgumentParser.
 #if canImport(Glibc)
 import Glibc

@@ -13,15 +13,15 @@ struct LLMSpool: AsyncParsableCommand {
             Exit codes (sysexits.h):
               0   success
               64  usage error (bad flag or argument)
-              65  bad data (an invalid job document, an id that already exists)
-              66  no such job, or the directory is not a spool
+              65  bad data (an invalid job document or configuration file, an id that already exists)
+              66  no such job, the directory is not a spool, or no such configuration file
               69  submit --wait: the job failed (its dead letter's error is printed)
               74  I/O error (a system call failed; the message names the call and path)
               75  temporary failure (disk full, out of descriptors), or submit --wait timed out
             """,
         subcommands: [
             Init.self, Submit.self, WorkerCommand.self, Status.self, Show.self, List.self, Requeue.self, Recover.self, Purge.self,
-            CGICommand.self, DebugClaim.self, BridgeCommand.self,
+            CGICommand.self, DebugClaim.self, BridgeCommand.self, ConfigCommand.self,
         ]
     )
 }

@@ -55,7 +55,8 @@ struct InstallAndWatchTests {
                   "lib/systemd/system/llmspool-worker@.service", "lib/systemd/system/llmspool-bridge.service",
                   "share/doc/llmspool/bridge.md", "lib/sysusers.d/llmspool.conf",
                   "lib/tmpfiles.d/llmspool.conf", "share/doc/llmspool/README.md", "share/doc/llmspool/worker.md",
-                  "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf"] {
+                  "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf",
+                  "share/doc/llmspool/contrib/llmspool.json", "share/doc/llmspool/configuration.md"] {
             #expect(installed.contains("opt/llmspool/" + f), "missing \(f); installed: \(installed)")
         }
         #expect(try mode(prefix + "/bin/llmspool") == 0o755)

@@ -181,7 +181,7 @@ struct WorkerHTTPTests {
         let llm = try LLMStandIn()
         defer { llm.stop(); s.remove() }
         let concurrency = 40
-        let prompts = (0..<1000).map { "fake:latency=100,key=job\($0)" }
+        let prompts = (0..<1000).map { "fake:latency=400,key=job\($0)" }  // 100 jobs/s at 40 in flight: 20 kills of at most 0.4 s cannot finish them
         let ids = try Spool(path: s.path).enqueue(batch: prompts.map { Job(prompt: $0) }, durability: .volatile)
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<20 {

@@ -12,6 +12,10 @@ public enum CGI {
         signal(SIGPIPE, SIG_IGN)  // a client that goes away is a failed write, not a killed process
         let env: (String) -> String? = { name in getenv(name).map { String(cString: $0) } }
         let configuration = Configuration.from(env: env, arguments: arguments)
+        if let why = configuration.settingsError {
+            StandardIO.drain(.standardInput, upTo: 16 << 20)
+            return StandardIO.write(Handler.serverProblem(why).response.cgiBytes()) ? 0 : 1
+        }
         let handler = Handler(configuration: configuration)
         let request: Request
         do { request = try Request.fromCGI(env) } catch {

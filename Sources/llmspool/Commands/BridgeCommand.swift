@@ -38,12 +38,19 @@ struct BridgeCommand: ParsableCommand {
             -X key=value passes any librdkafka property (repeatable; applied after the bridge's \
             defaults). SIGTERM or SIGINT: flush, commit, give unconfirmed jobs back, exit 0. \
             See docs/bridge.md.
+
+            Every option may also be set in the configuration file's "bridge" section (--config \
+            FILE, else $LLMSPOOL_CONFIG, else /etc/llmspool/llmspool.json if it exists; see \
+            docs/configuration.md); flags override it, and -X properties come after the file's. \
+            --print-config shows the result and exits.
             """)
 
     @OptionGroup var options: SpoolOptions
 
-    @Option(help: ArgumentHelp("Kafka bootstrap servers (host:port,…).", valueName: "LIST"))
-    var brokers: String
+    @OptionGroup var configFile: ConfigFileOptions
+
+    @Option(help: ArgumentHelp("Kafka bootstrap servers (host:port,…); required here or in the file.", valueName: "LIST"))
+    var brokers: String?
 
     @Option(help: ArgumentHelp("Consumer group for --jobs-in (default llmspool-bridge).", valueName: "G"))
     var group: String?
@@ -64,7 +71,7 @@ struct BridgeCommand: ParsableCommand {
     var resultsOut: String?
 
     @Option(name: .customLong("results-of"), help: ArgumentHelp("Which results --results-out publishes: all, or kafka (jobs from --jobs-in) (default all).", valueName: "SCOPE"))
-    var resultsOf: String = "all"
+    var resultsOf: String?
 
     @Option(help: ArgumentHelp("DLQ for invalid messages on --jobs-in (default error.TOPIC.GROUP; \"\" for none).", valueName: "TOPIC"))
     var dlq: String?
@@ -80,15 +87,19 @@ struct BridgeCommand: ParsableCommand {
                                valueName: "HOST:PORT"))
     var metricsAddress: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
-    var logLevel: String = Environment.get("LLMSPOOL_LOG_LEVEL") ?? "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
+    var logLevel: String?
 
-    func validate() throws {
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
+    @Flag(name: .customLong("print-config"), help: "Print the settings the bridge would run with (JSON) and exit.")
+    var printConfig = false
+
+    mutating func validate() throws {
+        try applyConfigFile()  // BridgeCommand+Config.swift: the file's settings under the flags
+        if Logger.Level(rawValue: logLevel ?? "") == nil { throw ValidationError("--log-level \"\(logLevel ?? "")\" is not a level") }
         if jobsIn == nil, jobsOut == nil, resultsIn == nil, resultsOut == nil {
             throw ValidationError("give at least one of --jobs-in, --jobs-out, --results-in and --results-out")
         }
-        if ResultScope(rawValue: resultsOf) == nil { throw ValidationError("--results-of must be all or kafka, not \"\(resultsOf)\"") }
+        if let r = resultsOf, ResultScope(rawValue: r) == nil { throw ValidationError("--results-of must be all or kafka, not \"\(r)\"") }
         if !(1...100_000).contains(maxForwarding) { throw ValidationError("--max-forwarding must be 1 to 100000") }
         for p in properties where !p.contains("=") || p.hasPrefix("=") {
             throw ValidationError("-X \"\(p)\" is not key=value")
@@ -99,15 +110,16 @@ struct BridgeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel)
+        if printConfig { return try reporting(printEffectiveConfig) }
+        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel ?? "info")
         let pairs = properties.map { p in
             let i = p.firstIndex(of: "=")!
             return (String(p[..<i]), String(p[p.index(after: i)...]))
         }
         let conf = BridgeConfiguration(
-            spoolPath: options.path, brokers: brokers, group: group, jobsIn: jobsIn, jobsOut: jobsOut,
+            spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn, jobsOut: jobsOut,
             resultsIn: resultsIn, resultsGroup: resultsGroup, resultsOut: resultsOut,
-            resultScope: ResultScope(rawValue: resultsOf) ?? .all, deadLetterTopic: dlq,
+            resultScope: resultsOf.flatMap(ResultScope.init(rawValue:)) ?? .all, deadLetterTopic: dlq,
             properties: pairs, maxForwarding: maxForwarding)
         // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.
         let request = StopRequest()

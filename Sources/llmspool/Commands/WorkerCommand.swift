@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import Settings
 import Spool
 import Worker
 
@@ -12,9 +13,15 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run the worker daemon: claim jobs, call the LLM, write results.",
         discussion: """
-            --llm-url is an OpenAI-compatible base URL (the worker POSTs to BASE_URL/chat/completions), \
-            or builtin:echo for the offline responder that repeats each prompt — not a model, for \
-            trying the pipeline with no network or key (builtin:echo?delay=200ms adds latency).
+            Settings come from the configuration file's "worker" section (--config FILE, else \
+            $LLMSPOOL_CONFIG, else /etc/llmspool/llmspool.json if it exists; docs/configuration.md), \
+            then the environment (LLMSPOOL_SPOOL, LLMSPOOL_LLM_URL, LLMSPOOL_LOG_LEVEL), then these \
+            flags. --print-config shows the result and exits.
+
+            The LLM URL (--llm-url, LLMSPOOL_LLM_URL or worker.llmURL) is an OpenAI-compatible base \
+            URL (the worker POSTs to BASE_URL/chat/completions), or builtin:echo for the offline \
+            responder that repeats each prompt — not a model, for trying the pipeline with no network \
+            or key (builtin:echo?delay=200ms adds latency).
 
             The API key comes from --api-key-file, else $CREDENTIALS_DIRECTORY/llm-api-key \
             (systemd LoadCredential=), else the variable named by --api-key-env (default \
@@ -30,8 +37,10 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var options: SpoolOptions
 
-    @Option(name: .customLong("llm-url"), help: ArgumentHelp("OpenAI-compatible base URL, or builtin:echo.", valueName: "URL"))
-    var llmURL: String
+    @OptionGroup var configFile: ConfigFileOptions
+
+    @Option(name: .customLong("llm-url"), help: ArgumentHelp("OpenAI-compatible base URL, or builtin:echo (env LLMSPOOL_LLM_URL).", valueName: "URL"))
+    var llmURL: String?
 
     @Option(help: "Model for jobs that name none (default gpt-4o-mini).")
     var model: String?
@@ -51,57 +60,60 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
     var apiKeyFile: String?
 
-    @Option(name: .customLong("api-key-env"), help: ArgumentHelp("Environment variable holding the API key.", valueName: "NAME"))
-    var apiKeyEnv = "OPENAI_API_KEY"
+    @Option(name: .customLong("api-key-env"), help: ArgumentHelp("Environment variable holding the API key (default OPENAI_API_KEY).", valueName: "NAME"))
+    var apiKeyEnv: String?
 
-    @Option(help: ArgumentHelp("JSON file with limits per tenant and other settings (see docs/worker.md).", valueName: "FILE"))
-    var config: String?
-
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
-    var logLevel: String = Environment.get("LLMSPOOL_LOG_LEVEL") ?? "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
+    var logLevel: String?
 
     @Option(name: .customLong("metrics-address"),
             help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9464; default off).",
                                valueName: "HOST:PORT"))
     var metricsAddress: String?
 
-    @Flag(name: .customLong("log-prompts"), help: "Log prompt text at debug level (off: prompts may hold personal data).")
-    var logPrompts = false
+    @Flag(name: .customLong("log-prompts"), inversion: .prefixedNo,
+          help: "Log prompt text at debug level (default off: prompts may hold personal data).")
+    var logPrompts: Bool?
+
+    @Flag(name: .customLong("print-config"), help: "Print the settings the worker would run with (JSON) and exit.")
+    var printConfig = false
 
     func validate() throws {
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
+        if let l = logLevel, Logger.Level(rawValue: l) == nil { throw ValidationError("--log-level \"\(l)\" is not a level") }
         if let c = concurrency, !(1...100_000).contains(c) { throw ValidationError("--concurrency must be 1 to 100000") }
         if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
         if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
         if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
-        _ = try ResponderFactory.parse(llmURL)
+        if let u = llmURL { _ = try ResponderFactory.parse(u) }
         if let a = metricsAddress, MetricsServer.parse(a) == nil {
             throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9464)")
         }
     }
 
     func run() async throws {
-        let logger = DaemonLogging.bootstrap(label: "llmspool.worker", level: logLevel)
+        let conf: WorkerConfiguration
         do {
-            var conf = WorkerConfiguration()
-            if let config {
-                let bytes = try Spool.readInput(config, limit: 1 << 20)
-                let json: JSONValue
-                do { json = try JSONParser.parse(bytes) } catch { throw Failed("\(config): \(error)", code: ExitStatus.dataError) }
-                do { try conf.apply(json: json, source: config) } catch {
-                    throw Failed("\(config): \(error.field): \(error.message)", code: ExitStatus.dataError)
-                }
+            let file = try configFile.load()
+            conf = try resolve(file: file)
+            if printConfig {
+                Output.line(JSONValue.object(["spool": .string(conf.spoolPath), "worker": conf.json()]).prettyText())
+                return
             }
-            conf.spoolPath = options.path
-            if let model { conf.defaultModel = model }
-            if let concurrency { conf.maxInFlight = concurrency }
-            if let maxAttempts { conf.maxAttempts = maxAttempts }
-            if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
-            if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
-            if logPrompts { conf.logPrompts = true }
+            if conf.llmURL == nil {
+                let key = file.map { "\($0.workerKey("llmURL")) in \($0.path)" } ?? "worker.llmURL in \(SettingsFile.defaultPath)"
+                throw Failed("no LLM endpoint: give --llm-url URL, set LLMSPOOL_LLM_URL, or set \(key)", code: ExitStatus.usage)
+            }
+        } catch {
+            let f = Failed(error)
+            Output.error(f.message)
+            throw ExitCode(f.code)
+        }
+        let logger = DaemonLogging.bootstrap(label: "llmspool.worker", level: conf.logLevel)
+        do {
             _ = try Spool(path: conf.spoolPath)  // fail early, with the path, if it is not a spool
-            let responder = try ResponderFactory.make(llmURL, apiKeyFile: apiKeyFile, apiKeyEnv: apiKeyEnv, configuration: conf)
-            let server = try metricsAddress.map(Self.startMetrics)
+            let responder = try ResponderFactory.make(conf.llmURL ?? "", apiKeyFile: conf.apiKeyFile, apiKeyEnv: conf.apiKeyEnv,
+                                                      configuration: conf)
+            let server = try conf.metricsAddress.map(Self.startMetrics)
             defer { server?.stop() }
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
@@ -112,6 +124,46 @@ struct WorkerCommand: AsyncParsableCommand {
             Output.error(f.message)
             throw ExitCode(f.code)
         }
+    }
+
+    /// The settings this worker runs with: the defaults, the file's `worker` section over them, then
+    /// the environment, then the flags. Fails with 65 for a bad file, 64 for a bad or missing value
+    /// from the environment (the flags were checked by `validate()`). The LLM URL may be unset.
+    func resolve(file: SettingsFile?) throws -> WorkerConfiguration {
+        var conf = WorkerConfiguration()
+        if let file {
+            do { try conf.apply(json: .object(file.worker), source: file.path) } catch {
+                throw ConfigFile.invalid(file, DocumentError(field: file.workerKey(error.field), error.message))
+            }
+            if let u = conf.llmURL {
+                do { _ = try ResponderFactory.parse(u) } catch {
+                    throw ConfigFile.invalid(file, DocumentError(field: file.workerKey("llmURL"), "\(error)"))
+                }
+            }
+        }
+        var spool = options
+        spool.useSpool(of: file)
+        conf.spoolPath = spool.path
+        if let u = ConfigFile.env("LLMSPOOL_LLM_URL") {
+            do { _ = try ResponderFactory.parse(u) } catch { throw Failed("LLMSPOOL_LLM_URL: \(error)", code: ExitStatus.usage) }
+            conf.llmURL = u
+        }
+        if let l = ConfigFile.env("LLMSPOOL_LOG_LEVEL") {
+            guard Logger.Level(rawValue: l) != nil else { throw Failed("LLMSPOOL_LOG_LEVEL \"\(l)\" is not a level", code: ExitStatus.usage) }
+            conf.logLevel = l
+        }
+        if let llmURL { conf.llmURL = llmURL }
+        if let model { conf.defaultModel = model }
+        if let concurrency { conf.maxInFlight = concurrency }
+        if let maxAttempts { conf.maxAttempts = maxAttempts }
+        if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
+        if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
+        if let apiKeyFile { conf.apiKeyFile = apiKeyFile }
+        if let apiKeyEnv { conf.apiKeyEnv = apiKeyEnv }
+        if let logLevel { conf.logLevel = logLevel }
+        if let metricsAddress { conf.metricsAddress = metricsAddress }
+        if let logPrompts { conf.logPrompts = logPrompts }
+        return conf
     }
 }
 
