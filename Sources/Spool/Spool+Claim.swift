@@ -149,6 +149,17 @@ extension Spool {
         try wrap { () throws(SystemCallError) in try Sys.list(dir(.new)) }.filter { !$0.hasPrefix(".") }.sorted()
     }
 
+    /// How many files in `new/` are named `ID.json` with an id that carries `tag`
+    /// (``JobID/generate(tag:)``). Only the names are read: one listing of `new/`, no file
+    /// opened, however many jobs wait. Files with other names are not counted.
+    public func countWaiting(tag: UInt32) throws(SpoolError) -> Int {
+        var n = 0
+        try wrap { () throws(SystemCallError) in
+            try Sys.forEachName(in: dir(.new)) { if JobID.tag(utf8: $0) == tag { n += 1 } }
+        }
+        return n
+    }
+
     /// Moves a bad file from `cur/` to `failed/KEY.original` and writes `failed/KEY.json` saying why.
     /// The caller still holds the file's lock, so recovery does not mistake the pair for a crash.
     /// The key is the job's id when it has a usable one, else a fresh UUIDv7.

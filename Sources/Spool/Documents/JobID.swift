@@ -33,6 +33,53 @@ public enum JobID {
     /// random bits. Ids from different processes or hosts differ by their random bits.
     public static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
+        return format(version: 7, low62: rng.next() & 0x3FFF_FFFF_FFFF_FFFF, using: &rng)
+    }
+
+    /// A new id that carries `tag` where ``tag(of:)`` reads it back from the id (or its file
+    /// name) alone: a UUIDv8 (RFC 9562) laid out like ``generate()``'s UUIDv7 — 48 bits of Unix
+    /// milliseconds, the 12-bit counter — then 30 random bits and the 32-bit `tag` as the last 8
+    /// hex digits. The CGI endpoint tags a job with its tenant, so that counting a tenant's
+    /// waiting jobs takes one listing of `new/` and no file reads (docs/spool-format.md).
+    public static func generate(tag: UInt32) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return format(version: 8, low62: (rng.next() & 0x3FFF_FFFF) << 32 | UInt64(tag), using: &rng)
+    }
+
+    /// The tag of an id made by ``generate(tag:)``: nil for any other id (UUIDv7 ids, chosen ids).
+    /// Also accepts the id's canonical file name, `ID.json`.
+    public static func tag(of idOrFileName: some StringProtocol) -> UInt32? {
+        tag(utf8: Array(idOrFileName.utf8.prefix(42)))
+    }
+
+    /// ``tag(of:)`` on the bytes of a name.
+    static func tag(utf8 name: some RandomAccessCollection<UInt8>) -> UInt32? {
+        guard name.count == 36 || name.count == 41 && name.suffix(5).elementsEqual(".json".utf8) else { return nil }
+        var tag: UInt32 = 0
+        for (k, c) in name.prefix(36).enumerated() {
+            switch k {
+            case 8, 13, 18, 23:
+                guard c == UInt8(ascii: "-") else { return nil }
+                continue
+            case 14:
+                guard c == UInt8(ascii: "8") else { return nil }  // the version
+            case 19:
+                guard (0x38...0x39).contains(c) || (0x61...0x62).contains(c) else { return nil }  // the variant: 8 9 a b
+            default: break
+            }
+            let v: UInt8
+            switch c {
+            case 0x30...0x39: v = c - 0x30
+            case 0x61...0x66: v = c - 0x61 + 10
+            default: return nil
+            }
+            if k >= 28 { tag = tag << 4 | UInt32(v) }
+        }
+        return tag
+    }
+
+    /// 48 bits of milliseconds, the version, the 12-bit counter, the variant and `low62`, as lowercase hex.
+    private static func format(version: UInt8, low62: UInt64, using rng: inout SystemRandomNumberGenerator) -> String {
         let (ms, seq): (Int64, UInt16) = state.withLock { s in
             let now = Sys.nowMilliseconds()
             if now > s.ms {
@@ -44,13 +91,12 @@ public enum JobID {
             }
             return s
         }
-        let randB = rng.next() & 0x3FFF_FFFF_FFFF_FFFF
         var bytes = [UInt8](repeating: 0, count: 16)
         for k in 0..<6 { bytes[k] = UInt8(truncatingIfNeeded: ms >> (40 - 8 * k)) }
-        bytes[6] = 0x70 | UInt8(seq >> 8)
+        bytes[6] = version << 4 | UInt8(seq >> 8)
         bytes[7] = UInt8(truncatingIfNeeded: seq)
-        bytes[8] = 0x80 | UInt8(truncatingIfNeeded: randB >> 56)
-        for k in 9..<16 { bytes[k] = UInt8(truncatingIfNeeded: randB >> (8 * (15 - k))) }
+        bytes[8] = 0x80 | UInt8(truncatingIfNeeded: low62 >> 56)
+        for k in 9..<16 { bytes[k] = UInt8(truncatingIfNeeded: low62 >> (8 * (15 - k))) }
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(36)
