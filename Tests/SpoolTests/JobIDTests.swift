@@ -82,7 +82,7 @@ struct JobIDTests {
         #expect(JobID.tag(of: JobID.generate(tag: .max)) == .max)
     }
 
-    @Test("only ids made by generate(tag:) have a tag", arguments: [
+    @Test("only names shaped like the ids of generate(tag:) have a tag", arguments: [
         "job-42", "job-42.json", "a", "",
         "019a2b3c-4d5e-7f00-8a1b-2c3d4e5f6071",  // a UUIDv7
         "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.json.bak", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.txt",

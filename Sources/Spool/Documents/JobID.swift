@@ -46,34 +46,30 @@ public enum JobID {
         return format(version: 8, low62: (rng.next() & 0x3FFF_FFFF) << 32 | UInt64(tag), using: &rng)
     }
 
-    /// The tag of an id made by ``generate(tag:)``: nil for any other id (UUIDv7 ids, chosen ids).
-    /// Also accepts the id's canonical file name, `ID.json`.
+    /// The tag of an id made by ``generate(tag:)``: nil for ids of another shape (UUIDv7 ids,
+    /// chosen ids). Also accepts the id's canonical file name, `ID.json`.
     public static func tag(of idOrFileName: some StringProtocol) -> UInt32? {
-        tag(utf8: Array(idOrFileName.utf8.prefix(42)))
+        Array(idOrFileName.utf8.prefix(42)).withUnsafeBytes { tag(utf8: $0) }
     }
 
-    /// ``tag(of:)`` on the bytes of a name.
-    static func tag(utf8 name: some RandomAccessCollection<UInt8>) -> UInt32? {
-        guard name.count == 36 || name.count == 41 && name.suffix(5).elementsEqual(".json".utf8) else { return nil }
+    /// ``tag(of:)`` on the bytes of a name. Runs once per file in `new/` on every submission, so
+    /// it looks only at the shape (length, dashes, version, variant, `.json`) and the 8 tag
+    /// digits, and allocates nothing.
+    static func tag(utf8 name: UnsafeRawBufferPointer) -> UInt32? {
+        let n = name.count
+        guard n == 36 || n == 41, name[14] == UInt8(ascii: "8"),
+              name[8] == 0x2D, name[13] == 0x2D, name[18] == 0x2D, name[23] == 0x2D,
+              (0x38...0x39).contains(name[19]) || (0x61...0x62).contains(name[19])  // the variant: 8 9 a b
+        else { return nil }
+        if n == 41 {
+            guard name[36] == 0x2E, name[37] == 0x6A, name[38] == 0x73, name[39] == 0x6F, name[40] == 0x6E else { return nil }  // .json
+        }
         var tag: UInt32 = 0
-        for (k, c) in name.prefix(36).enumerated() {
-            switch k {
-            case 8, 13, 18, 23:
-                guard c == UInt8(ascii: "-") else { return nil }
-                continue
-            case 14:
-                guard c == UInt8(ascii: "8") else { return nil }  // the version
-            case 19:
-                guard (0x38...0x39).contains(c) || (0x61...0x62).contains(c) else { return nil }  // the variant: 8 9 a b
-            default: break
-            }
+        for k in 28..<36 {
+            let c = name[k]
             let v: UInt8
-            switch c {
-            case 0x30...0x39: v = c - 0x30
-            case 0x61...0x66: v = c - 0x61 + 10
-            default: return nil
-            }
-            if k >= 28 { tag = tag << 4 | UInt32(v) }
+            if c &- 0x30 < 10 { v = c &- 0x30 } else if c &- 0x61 < 6 { v = c &- 0x61 &+ 10 } else { return nil }
+            tag = tag << 4 | UInt32(v)
         }
         return tag
     }
