@@ -150,12 +150,15 @@ extension Spool {
     }
 
     /// How many files in `new/` are named `ID.json` with an id that carries `tag`
-    /// (``JobID/generate(tag:)``). Only the names are read: one listing of `new/`, no file
-    /// opened, however many jobs wait. Files with other names are not counted.
-    public func countWaiting(tag: UInt32) throws(SpoolError) -> Int {
+    /// (``JobID/generate(tag:)``), counting no further than `limit`. Only the names are read:
+    /// one listing of `new/`, no file opened. Files with other names are not counted.
+    public func countWaiting(tag: UInt32, upTo limit: Int = .max) throws(SpoolError) -> Int {
         var n = 0
         try wrap { () throws(SystemCallError) in
-            try Sys.forEachName(in: dir(.new)) { if JobID.tag(utf8: $0) == tag { n += 1 } }
+            try Sys.forEachName(in: dir(.new)) { name in
+                if JobID.tag(utf8: name) == tag { n += 1 }
+                return n < limit
+            }
         }
         return n
     }

@@ -56,6 +56,14 @@ enum Sys {
         return FileDescriptor(rawValue: fd)
     }
 
+    /// Opens an existing regular file for appending, without following symlinks or blocking on FIFOs.
+    static func openForAppending(_ name: String, in dir: Directory) throws(SystemCallError) -> FileDescriptor {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
     /// Creates a new file that must not exist yet (`O_EXCL`).
     static func createExclusive(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) -> FileDescriptor {
         let fd = try retrying("openat", dir.path(name)) {
@@ -152,13 +160,14 @@ enum Sys {
     /// The names in a directory, without `.` and `..`, in no particular order.
     static func list(_ dir: Directory) throws(SystemCallError) -> [String] {
         var names: [String] = []
-        try forEachName(in: dir) { names.append(String(decoding: $0, as: UTF8.self)) }
+        try forEachName(in: dir) { names.append(String(decoding: $0, as: UTF8.self)); return true }
         return names
     }
 
     /// Calls `body` with each name in a directory (its bytes, valid only during the call), without
-    /// `.` and `..`, in no particular order: no `String` is made, for callers that only look.
-    static func forEachName(in dir: Directory, _ body: (UnsafeRawBufferPointer) -> Void) throws(SystemCallError) {
+    /// `.` and `..`, in no particular order, until it returns false: no `String` is made, for
+    /// callers that only look.
+    static func forEachName(in dir: Directory, _ body: (UnsafeRawBufferPointer) -> Bool) throws(SystemCallError) {
         // fdopendir takes ownership of its descriptor, so give it a fresh one.
         let fd = try retrying("openat", dir.path) { openat(dir.fd.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         guard let stream = fdopendir(fd) else {
@@ -178,7 +187,7 @@ enum Sys {
             let start = UnsafeRawPointer(entry) + nameOffset
             let name = UnsafeRawBufferPointer(start: start, count: strlen(start.assumingMemoryBound(to: CChar.self)))
             if name.count == 1 && name[0] == 0x2E || name.count == 2 && name[0] == 0x2E && name[1] == 0x2E { continue }
-            body(name)
+            if !body(name) { return }
         }
     }
 
