@@ -14,7 +14,7 @@ struct QuotaTests {
         let spool: Spool
         let handler: Handler
 
-        init(limit: Int) throws {
+        init(limit: Int, countCacheMilliseconds: Int64 = Configuration().waitingCountMaxAgeMilliseconds) throws {
             dir = try TempDir("quota")
             spool = try Spool.create(at: dir.file("spool"))
             let lines = QuotaTests.users.map { "sha256:\(SHA256.hex(Array($0.0.utf8))) \($0.0) \($0.1 ?? "")\n" }
@@ -23,6 +23,7 @@ struct QuotaTests {
             c.spoolPath = dir.file("spool")
             c.tokensPath = dir.file("tokens")
             c.maxWaitingPerTenant = limit
+            c.waitingCountMaxAgeMilliseconds = countCacheMilliseconds
             handler = Handler(configuration: c)
         }
 
@@ -42,6 +43,11 @@ struct QuotaTests {
                 return j
             }
             _ = try spool.enqueue(batch: jobs, durability: .volatile)
+        }
+
+        /// The cached count of `identity`'s tenant, as the record in `.waiting/` holds it.
+        func cached(_ identity: Identity) throws -> WaitingCount? {
+            try spool.readRecord(WaitingCount.recordName(identity.quotaTag), in: Spool.waitingCountArea).flatMap { WaitingCount.parse($0.bytes) }
         }
 
         /// `identity`'s waiting jobs as the files in `new/` say (every file read).
@@ -109,5 +115,71 @@ struct QuotaTests {
         for name in try f.waiting(of: alice).prefix(3) { _ = try f.spool.claim(name) }
         #expect(f.post("alice").status == 202, "9 waiting after three more claims")
         #expect(f.post("alice").status == 429)
+    }
+
+    @Test("a recent count is reused until it reaches the limit; jobs that came back another way are then found")
+    func cachedCount() throws {
+        let f = try Fixture(limit: 10, countCacheMilliseconds: 60_000)
+        defer { f.dir.remove() }
+        try f.backlog(Identity(userId: "big", tenantId: "bigcorp"), 2000)
+        for _ in 0..<6 { #expect(f.post("alice").status == 202) }
+        let first = try #require(try f.cached(alice))
+        #expect(first.counted == 0 && first.acceptedSince == 6, "counted once, then one mark per accepted job: \(first)")
+        #expect(first.estimate == 6)
+
+        // Five of alice's jobs come back to new/ without the endpoint (give-backs, a requeue):
+        // the cached estimate does not see them ...
+        try f.backlog(alice, 5)
+        for _ in 0..<4 { #expect(f.post("alice").status == 202) }
+        #expect(try f.cached(alice)?.estimate == 10)
+        // ... until it reaches the limit: then new/ is counted again, exactly.
+        #expect(f.post("alice").status == 429)
+        #expect(try f.waiting(of: alice).count == 15, "over by the five that came back another way, no more")
+
+        // Claims lower the real count: at the limit the next request counts again and sees them.
+        for name in try f.waiting(of: alice).prefix(7) { _ = try f.spool.claim(name) }
+        #expect(f.post("alice").status == 202)
+        #expect(try f.cached(alice)?.counted == 8)
+        #expect(try f.cached(alice)?.estimate == 9)
+    }
+
+    @Test("with the cache off every POST counts new/; an old or unreadable cache is counted again", arguments: [0, 1])
+    func cacheOffOrStale(_ variant: Int) throws {
+        let f = try Fixture(limit: 10, countCacheMilliseconds: variant == 0 ? 0 : 60_000)
+        defer { f.dir.remove() }
+        for _ in 0..<5 { #expect(f.post("alice").status == 202) }
+        let record = WaitingCount.recordName(alice.quotaTag)
+        if variant == 0 {
+            #expect(try f.cached(alice) == nil, "no record is kept")
+        } else {
+            // A count from two minutes ago, then a damaged record: neither is trusted.
+            let old = WaitingCount(counted: 0, countedAtMilliseconds: Timestamp.nowMilliseconds() - 120_000)
+            try f.spool.writeRecord(record, in: Spool.waitingCountArea, bytes: old.record, replacing: true)
+        }
+        try f.backlog(alice, 5)
+        #expect(f.post("alice").status == 429, "counted: 10 waiting")
+        if variant == 1 {
+            try f.spool.writeRecord(record, in: Spool.waitingCountArea, bytes: Array("0 9\n+x".utf8), replacing: true)
+            #expect(f.post("alice").status == 429, "a damaged record is not believed")
+            for name in try f.waiting(of: alice).prefix(1) { _ = try f.spool.claim(name) }
+            #expect(f.post("alice").status == 202)
+            #expect(try f.cached(alice)?.estimate == 10, "rewritten by the count: 9, and the job just accepted")
+        }
+    }
+}
+
+@Suite("Waiting-count records")
+struct WaitingCountTests {
+    @Test("round trip, marks, and refusal of anything else")
+    func format() {
+        let c = WaitingCount(counted: 12, countedAtMilliseconds: 1_764_151_200_123)
+        #expect(String(decoding: c.record, as: UTF8.self) == "12 1764151200123\n")
+        #expect(WaitingCount.parse(c.record) == c)
+        #expect(WaitingCount.parse(c.record + WaitingCount.acceptedMark + WaitingCount.acceptedMark)?.estimate == 14)
+        for bad in ["", "12 5", "12\n", "12 5 6\n", "-1 5\n", "a 5\n", "12  5\n", "12 5\n+-", "1 99999999999999999999\n"] {
+            #expect(WaitingCount.parse(Array(bad.utf8)) == nil, "\(bad)")
+        }
+        #expect(WaitingCount.recordName(0xDEAD_BEEF) == "deadbeef")
+        #expect(WaitingCount.recordName(1) == "00000001")
     }
 }
