@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # llmspool-cgi against a C reference CGI doing the same durable write, under the same lighttpd,
-# in the same run: wrk POSTs at 16 connections (req/s) and at 1 connection (p50), plus the
-# program's start-up (exec to exit on a canned request) with hyperfine.
+# in the same run: wrk POSTs at 16 connections (req/s) and at 1 connection (p50), each twice in
+# ABBA order and averaged, plus the program's start-up (exec to exit on a canned request) with
+# hyperfine.
 # Needs: lighttpd wrk hyperfine cc. Usage: bench/cgi/run.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -53,10 +54,15 @@ p50() { wrkrun -t1 -c1 -d"${SECS}s" --latency -s bench/cgi/post.lua "$1" | awk '
 ms() { case "$1" in *us) awk -v v="${1%us}" 'BEGIN{print v/1000}';; *ms) echo "${1%ms}";; *s) awk -v v="${1%s}" 'BEGIN{print v*1000}';; esac; }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+mean() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (a+b)/2}'; }
+# Each measure twice, in the order reference, llmspool, llmspool, reference, and averaged: the
+# machine is shared, and a load that drifts during the run then weighs on both alike.
 echo "== 16 connections, ${SECS}s each"
-REF_RPS=$(rps "$BASE/ref");  SW_RPS=$(rps "$BASE/jobs")
+R1=$(rps "$BASE/ref"); S1=$(rps "$BASE/jobs"); S2=$(rps "$BASE/jobs"); R2=$(rps "$BASE/ref")
+REF_RPS=$(mean "$R1" "$R2"); SW_RPS=$(mean "$S1" "$S2")
 echo "== 1 connection"
-REF_P50=$(ms "$(p50 "$BASE/ref")"); SW_P50=$(ms "$(p50 "$BASE/jobs")")
+R1=$(ms "$(p50 "$BASE/ref")"); S1=$(ms "$(p50 "$BASE/jobs")"); S2=$(ms "$(p50 "$BASE/jobs")"); R2=$(ms "$(p50 "$BASE/ref")")
+REF_P50=$(mean "$R1" "$R2"); SW_P50=$(mean "$S1" "$S2")
 
 BACKLOG="$(ls "$WORK/swift/new" | wc -l) / $(ls "$WORK/ref/new" | wc -l)"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
