@@ -149,6 +149,20 @@ extension Spool {
         try wrap { () throws(SystemCallError) in try Sys.list(dir(.new)) }.filter { !$0.hasPrefix(".") }.sorted()
     }
 
+    /// How many files in `new/` are named `ID.json` with an id that carries `tag`
+    /// (``JobID/generate(tag:)``), counting no further than `limit`. Only the names are read:
+    /// one listing of `new/`, no file opened. Files with other names are not counted.
+    public func countWaiting(tag: UInt32, upTo limit: Int = .max) throws(SpoolError) -> Int {
+        var n = 0
+        try wrap { () throws(SystemCallError) in
+            try Sys.forEachName(in: dir(.new)) { name in
+                if JobID.tag(utf8: name) == tag { n += 1 }
+                return n < limit
+            }
+        }
+        return n
+    }
+
     /// Moves a bad file from `cur/` to `failed/KEY.original` and writes `failed/KEY.json` saying why.
     /// The caller still holds the file's lock, so recovery does not mistake the pair for a crash.
     /// The key is the job's id when it has a usable one, else a fresh UUIDv7.

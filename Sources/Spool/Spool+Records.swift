@@ -11,6 +11,9 @@ import SystemPackage
 extension Spool {
     /// The directory that holds `Idempotency-Key` records of the CGI endpoint.
     public static let idempotencyArea = ".idempotency"
+    /// The directory that holds the CGI endpoint's recent counts of waiting jobs per tenant tag:
+    /// caches, rebuilt from `new/` whenever in doubt.
+    public static let waitingCountArea = ".waiting"
 
     /// A record's bytes and when it was written; nil when there is none.
     public func readRecord(_ name: String, in area: String) throws(SpoolError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? {
@@ -33,10 +36,14 @@ extension Spool {
         }
     }
 
-    /// Writes a record durably. Without `replacing`, an existing record is kept and false is
-    /// returned (the caller lost a race and should read the winner's record).
+    /// Writes a record, durably unless `durability` is `.volatile` (for caches that can be
+    /// rebuilt: no fsync, but still whole or absent). Without `replacing`, an existing record is
+    /// kept and false is returned (the caller lost a race and should read the winner's record).
     @discardableResult
-    public func writeRecord(_ name: String, in area: String, bytes: [UInt8], replacing: Bool = false) throws(SpoolError) -> Bool {
+    public func writeRecord(
+        _ name: String, in area: String, bytes: [UInt8], replacing: Bool = false, durability: Durability = .durable
+    ) throws(SpoolError) -> Bool {
+        let sync = durability == .durable
         precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         precondition(JobID.isValid(name), "record names follow the job id syntax")
         return try wrap { () throws(SystemCallError) -> Bool in
@@ -52,7 +59,7 @@ extension Spool {
                 d = try Sys.openDirectory(area, in: top)
             }
             defer { Sys.close(d.fd) }
-            let (tmpName, fd) = try writeTemporary(bytes, base: name, suffix: "record", sync: true)
+            let (tmpName, fd) = try writeTemporary(bytes, base: name, suffix: "record", sync: sync)
             Sys.close(fd)
             if replacing {
                 try Sys.renameReplacing(tmpName, in: dir(.tmp), to: name, in: d)
@@ -60,7 +67,33 @@ extension Spool {
                 try? Sys.unlink(tmpName, in: dir(.tmp))
                 return false
             }
-            try Sys.fsync(d)
+            if sync { try Sys.fsync(d) }
+            return true
+        }
+    }
+
+    /// Appends `bytes` to an existing record with one `write` (`O_APPEND`, no fsync); false when
+    /// there is no such record. Appends of concurrent processes do not overwrite each other, but an
+    /// append racing with ``writeRecord(_:in:bytes:replacing:durability:)`` may land in the
+    /// replaced file and be lost.
+    @discardableResult
+    public func appendRecord(_ name: String, in area: String, bytes: [UInt8]) throws(SpoolError) -> Bool {
+        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
+        guard JobID.isValid(name) else { return false }
+        return try wrap { () throws(SystemCallError) -> Bool in
+            let top = try root()
+            defer { Sys.close(top.fd) }
+            let d: Directory
+            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
+                return false
+            }
+            defer { Sys.close(d.fd) }
+            let fd: FileDescriptor
+            do throws(SystemCallError) { fd = try Sys.openForAppending(name, in: d) } catch where error.errno == .noSuchFileOrDirectory {
+                return false
+            }
+            defer { Sys.close(fd) }
+            try Sys.writeAll(fd, bytes, path: d.path(name))
             return true
         }
     }

@@ -7,6 +7,7 @@
 /// | `LLMSPOOL_TENANT` | tenant of users named by `REMOTE_USER` | none |
 /// | `LLMSPOOL_MAX_BODY` | largest request body, bytes | 1048576 |
 /// | `LLMSPOOL_MAX_WAITING` | waiting jobs per tenant before 429 | 1000 |
+/// | `LLMSPOOL_COUNT_CACHE` | milliseconds a tenant's count of waiting jobs is reused before `new/` is counted again; 0: count every time | 1000 |
 /// | `LLMSPOOL_HEARTBEAT` | seconds between event-stream heartbeats | 15 |
 /// | `LLMSPOOL_EVENTS_PAD` | bytes of padding comment after each event, to push it through a gateway that buffers (fcgiwrap: 8192) | 0 |
 /// | `LLMSPOOL_STREAM_MAX` | seconds an event stream stays open (the client then resumes) | 3600 |
@@ -19,6 +20,8 @@ public struct Configuration: Sendable, Equatable {
     public var defaultTenant: String?
     public var maxBodyBytes = 1 << 20
     public var maxWaitingPerTenant = 1000
+    /// How long a count of a tenant's waiting jobs (``WaitingCount``) is reused; 0 counts `new/` on every POST.
+    public var waitingCountMaxAgeMilliseconds: Int64 = 1000
     /// Seconds a client is told to wait after a 429 or 503.
     public var retryAfterSeconds = 10
     public var heartbeatMilliseconds: Int64 = 15_000
@@ -47,6 +50,7 @@ public struct Configuration: Sendable, Equatable {
         if let t = nonEmpty("LLMSPOOL_TENANT") { c.defaultTenant = t }
         if let n = number("LLMSPOOL_MAX_BODY", 1...(64 << 20)) { c.maxBodyBytes = n }
         if let n = number("LLMSPOOL_MAX_WAITING", 1...10_000_000) { c.maxWaitingPerTenant = n }
+        if let n = number("LLMSPOOL_COUNT_CACHE", 0...60_000) { c.waitingCountMaxAgeMilliseconds = Int64(n) }
         if let n = number("LLMSPOOL_HEARTBEAT", 1...3600) { c.heartbeatMilliseconds = Int64(n) * 1000 }
         if let n = number("LLMSPOOL_EVENTS_PAD", 0...(1 << 20)) { c.eventPaddingBytes = n }
         if let n = number("LLMSPOOL_STREAM_MAX", 1...86400) { c.maxStreamMilliseconds = Int64(n) * 1000 }

@@ -105,7 +105,7 @@ public struct Handler: Sendable {
         if let assigned = job.jobId {
             id = assigned
         } else {
-            id = JobID.generate()
+            id = JobID.generate(tag: identity.quotaTag)
             job.jobId = id
             if let (record, fingerprint) = replayKey {
                 let doc: JSONValue = .object(["jobId": .string(id), "request": .string(fingerprint),
@@ -137,6 +137,7 @@ public struct Handler: Sendable {
                 throw unavailable(error)
             }
         }
+        countAccepted(identity, spool: spool)
         var view = job.json()
         if case .object(var o) = view { o["jobId"] = .string(id); view = .object(o) }
         return accepted(id: id, state: .new, document: view, base: base, replayed: false)
@@ -165,23 +166,42 @@ public struct Handler: Sendable {
         return id
     }
 
-    /// 429 when the caller's tenant already has `maxWaitingPerTenant` jobs in `new/`. Files are
-    /// read only when `new/` as a whole holds that many.
+    /// 429 when the caller's tenant already has `maxWaitingPerTenant` jobs in `new/`. The ids this
+    /// endpoint mints carry the tenant's tag (``Identity/quotaTag``), so counting is one listing
+    /// of `new/` that opens no file; jobs enqueued by other means (CLI, bridge, hand-dropped)
+    /// have other ids and are not counted. A count younger than `waitingCountMaxAgeMilliseconds`,
+    /// plus the jobs accepted since, is reused while it is under the limit (``WaitingCount``);
+    /// at the limit, or when it is old, missing or unreadable, `new/` is counted again
+    /// (docs/cgi.md).
     func checkQuota(_ identity: Identity, spool: Spool) throws(Problem) {
         let limit = configuration.maxWaitingPerTenant
-        let names: [String]
-        do { names = try spool.waiting() } catch { throw unavailable(error) }
-        guard names.count >= limit else { return }
-        var mine = 0
-        for name in names {
-            guard case .success(let job)? = spool.peek(name)?.job, let user = job.userId else { continue }
-            if Identity(userId: user, tenantId: job.tenantId).quotaKey == identity.quotaKey { mine += 1 }
-            if mine >= limit {
-                throw Problem(.tooManyRequests, "too-many-waiting-jobs", "Too many jobs are waiting.",
-                              detail: "\(identity.tenantId.map { "tenant \($0)" } ?? "you") already have \(limit) jobs waiting; retry later",
-                              headers: ["Retry-After": String(configuration.retryAfterSeconds)])
-            }
+        let tag = identity.quotaTag
+        let record = WaitingCount.recordName(tag)
+        let maxAge = configuration.waitingCountMaxAgeMilliseconds
+        let now = Timestamp.nowMilliseconds()
+        if maxAge > 0, let found = try? spool.readRecord(record, in: Spool.waitingCountArea),
+           let cached = WaitingCount.parse(found.bytes), (0..<maxAge).contains(now - cached.countedAtMilliseconds),
+           cached.estimate < limit {
+            return
         }
+        let mine: Int
+        do { mine = try spool.countWaiting(tag: tag, upTo: limit) } catch { throw unavailable(error) }
+        guard mine < limit else {
+            throw Problem(.tooManyRequests, "too-many-waiting-jobs", "Too many jobs are waiting.",
+                          detail: "\(identity.tenantId.map { "tenant \($0)" } ?? "you") already have \(limit) jobs waiting; retry later",
+                          headers: ["Retry-After": String(configuration.retryAfterSeconds)])
+        }
+        if maxAge > 0 {
+            // A cache: written without fsync, and a failure only means counting again next time.
+            let count = WaitingCount(counted: mine, countedAtMilliseconds: now)
+            _ = try? spool.writeRecord(record, in: Spool.waitingCountArea, bytes: count.record, replacing: true, durability: .volatile)
+        }
+    }
+
+    /// Adds an accepted job to its tenant's cached count, if there is one.
+    func countAccepted(_ identity: Identity, spool: Spool) {
+        guard configuration.waitingCountMaxAgeMilliseconds > 0 else { return }
+        _ = try? spool.appendRecord(WaitingCount.recordName(identity.quotaTag), in: Spool.waitingCountArea, bytes: WaitingCount.acceptedMark)
     }
 
     // MARK: GET …/jobs/ID

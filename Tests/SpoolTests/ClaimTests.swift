@@ -58,6 +58,54 @@ struct SpoolClaimTests {
         #expect(try t.spool.claimFirst(of: [".hidden.json", "missing.json"]) == nil)
     }
 
+    @Test("countWaiting counts a tag's ids in new/ through claims, crashes, give-backs and requeues")
+    func countWaitingFollowsTheJobs() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        func tagged(_ tag: UInt32, _ n: Int) -> [Job] {
+            (0..<n).map { k in
+                var j = Job(prompt: "tagged \(k)")
+                j.jobId = JobID.generate(tag: tag)
+                return j
+            }
+        }
+        let mine = try t.spool.enqueue(batch: tagged(1, 6), durability: .volatile)
+        _ = try t.spool.enqueue(batch: tagged(2, 300), durability: .volatile)
+        _ = try t.spool.enqueue(batch: (0..<20).map { Job(prompt: "untagged \($0)") }, durability: .volatile)
+        t.drop("hand-dropped.json", #"{"prompt":"x"}"#)
+        t.drop("." + mine[0] + ".json", #"{"prompt":"being written"}"#)  // a dot name is not a job yet
+        #expect(try t.spool.countWaiting(tag: 1) == 6)
+        #expect(try t.spool.countWaiting(tag: 2) == 300)
+        #expect(try t.spool.countWaiting(tag: 3) == 0)
+
+        // Claimed: gone from the count. Finished: stays gone.
+        let a = try t.claim(id: mine[0]), b = try t.claim(id: mine[1])
+        #expect(try t.spool.countWaiting(tag: 1) == 4)
+        try t.spool.finish(a, answer: Answer(response: "ok"))
+        #expect(try t.spool.countWaiting(tag: 1) == 4)
+        // Given back: the job keeps its id, so it counts again.
+        try t.spool.giveBack(b, reason: "shutting down")
+        #expect(try t.spool.countWaiting(tag: 1) == 5)
+        // A claim whose process died: recovery puts it back under its id.
+        #expect(try t.claimAndAbandon(mine[2] + ".json") == mine[2])
+        #expect(try t.spool.countWaiting(tag: 1) == 4)
+        #expect(try t.spool.recover().givenBack == [mine[2]])
+        #expect(try t.spool.countWaiting(tag: 1) == 5)
+        // Dead-lettered, then requeued.
+        let c = try t.claim(id: mine[3])
+        try t.spool.fail(c, Failure(kind: "cancelled", message: "test"))
+        #expect(try t.spool.countWaiting(tag: 1) == 4)
+        try t.spool.requeue(mine[3])
+        #expect(try t.spool.countWaiting(tag: 1) == 5)
+        // Hand-dropped files, tagged or not, are still claimed like any job.
+        #expect(try t.spool.claim("hand-dropped.json").claim?.id == "hand-dropped")
+        let named = JobID.generate(tag: 1)
+        t.drop("dropped-by-hand", #"{"jobId":"\#(named)","prompt":"x"}"#)
+        #expect(try t.spool.countWaiting(tag: 1) == 5, "counted by name: only ID.json names carry a tag")
+        #expect(try t.spool.claim("dropped-by-hand").claim?.id == named)
+        #expect(t.exists(.cur, named + ".json"))
+    }
+
     @Test func manyClaimersTakeEachJobOnce() throws {
         let t = try TestSpool()
         defer { t.remove() }

@@ -65,6 +65,47 @@ struct JobIDTests {
         #expect(seen.count == 10_001)
     }
 
+    @Test func taggedIdIsAUUIDv8CarryingItsTag() throws {
+        let before = Timestamp.nowMilliseconds()
+        let id = JobID.generate(tag: 0xDEAD_BEEF)
+        #expect(JobID.isValid(id))
+        let chars = Array(id)
+        #expect(chars.count == 36)
+        #expect(chars[14] == "8", "version nibble of \(id)")
+        #expect("89ab".contains(chars[19]), "variant of \(id)")
+        #expect(id.hasSuffix("deadbeef"), "the tag is the last 8 hex digits of \(id)")
+        let ms = try #require(Int64(String(chars[0..<8]) + String(chars[9..<13]), radix: 16))
+        #expect(ms >= before && ms <= Timestamp.nowMilliseconds() + 1000, "the same time prefix as a UUIDv7")
+        #expect(JobID.tag(of: id) == 0xDEAD_BEEF)
+        #expect(JobID.tag(of: id + ".json") == 0xDEAD_BEEF, "read from the file name too")
+        #expect(JobID.tag(of: JobID.generate(tag: 0)) == 0)
+        #expect(JobID.tag(of: JobID.generate(tag: .max)) == .max)
+    }
+
+    @Test("only names shaped like the ids of generate(tag:) have a tag", arguments: [
+        "job-42", "job-42.json", "a", "",
+        "019a2b3c-4d5e-7f00-8a1b-2c3d4e5f6071",  // a UUIDv7
+        "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.json.bak", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.txt",
+        "019A2B3C-4D5E-8F00-8A1B-2C3D4E5F6071",  // upper case: not what generate makes
+        "019a2b3c-4d5e-8f00-ca1b-2c3d4e5f6071",  // wrong variant
+        "019a2b3c_4d5e-8f00-8a1b-2c3d4e5f6071", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f607g", ".019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071",
+    ])
+    func untagged(_ name: String) {
+        #expect(JobID.tag(of: name) == nil)
+    }
+
+    @Test func taggedIdsAreUniqueAndIncreasingLikeUUIDv7s() {
+        var previous = JobID.generate(tag: 7)
+        var seen: Set<String> = [previous]
+        for _ in 0..<10_000 {
+            let id = JobID.generate(tag: 7)
+            #expect(id > previous, "\(id) after \(previous)")
+            seen.insert(id)
+            previous = id
+        }
+        #expect(seen.count == 10_001)
+    }
+
     @Test func idsFromManyThreadsAreUnique() async {
         let all = await withTaskGroup(of: [String].self) { group in
             for _ in 0..<8 {

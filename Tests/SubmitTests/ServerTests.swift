@@ -1,5 +1,6 @@
 import Foundation
 import Spool
+import Submit
 import Testing
 
 #if canImport(Glibc)
@@ -206,6 +207,7 @@ struct ServerTests {
             var j = Job(prompt: "filler \(k)")
             j.userId = "bob"
             j.tenantId = "acme"
+            j.jobId = JobID.generate(tag: Identity(userId: "bob", tenantId: "acme").quotaTag)  // as the endpoint mints them
             jobs.append(j)
         }
         _ = try spool.enqueue(batch: jobs, durability: .volatile)

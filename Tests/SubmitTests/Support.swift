@@ -34,7 +34,7 @@ enum Bin {
 
     static let llmspool = ProcessInfo.processInfo.environment["LLMSPOOL_BIN"] ?? find("llmspool")
     /// Built by `swift build`/`swift test` as a product of the package (not a test dependency:
-    /// its -static-stdlib link flag must not reach the test bundle).
+    /// its -static-executable link flag must not reach the test bundle).
     static let cgi = ProcessInfo.processInfo.environment["LLMSPOOL_CGI_BIN"] ?? find("llmspool-cgi")
     static let repo: String = {
         var dir = URL(fileURLWithPath: #filePath)

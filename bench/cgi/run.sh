@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # llmspool-cgi against a C reference CGI doing the same durable write, under the same lighttpd,
-# in the same run: wrk POSTs at 16 connections (req/s) and at 1 connection (p50), plus the
-# program's start-up (exec to exit on a canned request) with hyperfine.
+# in the same run: wrk POSTs at 16 connections (req/s) and at 1 connection (p50), each twice in
+# ABBA order and averaged, plus the program's start-up (exec to exit on a canned request) with
+# hyperfine.
 # Needs: lighttpd wrk hyperfine cc. Usage: bench/cgi/run.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +26,11 @@ var.llmspool_cgi = "$CGI"
 var.llmspool_spool = "$WORK/swift"
 var.llmspool_tokens = "$WORK/tokens"
 include "$PWD/contrib/lighttpd.conf"
+# No worker runs, so new/ only grows: raise the waiting-job limit above what a run can reach, so
+# that every request is a durable enqueue like the reference's (the count of new/ still runs).
+\$HTTP["url"] =~ "^/jobs(/|\$)" {
+    setenv.add-environment += ( "LLMSPOOL_MAX_WAITING" => "10000000" )
+}
 alias.url += ( "/ref" => "$WORK/ref-cgi" )
 \$HTTP["url"] =~ "^/ref" {
     cgi.assign = ( "" => "" )
@@ -37,14 +43,29 @@ BASE="http://127.0.0.1:$PORT"
 curl -sf -o /dev/null -X POST -H 'Authorization: Bearer bench-token' -H 'Content-Type: text/plain' --data x "$BASE/jobs"
 curl -sf -o /dev/null -X POST --data x "$BASE/ref"
 
-rps() { wrk -t2 -c16 -d"${SECS}s" -s bench/cgi/post.lua "$1" | awk '/Requests\/sec/ {print $2}'; }
-p50() { wrk -t1 -c1 -d"${SECS}s" --latency -s bench/cgi/post.lua "$1" | awk '$1=="50%" {print $2}'; }
+# wrk counts every answer; a run with any answer but 2xx measured something else: stop there.
+wrkrun() {
+    wrk "$@" > "$WORK/wrk.out"
+    if grep -q 'Non-2xx' "$WORK/wrk.out"; then echo "non-2xx answers:" >&2; cat "$WORK/wrk.out" >&2; return 1; fi
+    cat "$WORK/wrk.out"
+}
+rps() { wrkrun -t2 -c16 -d"${SECS}s" -s bench/cgi/post.lua "$1" | awk '/Requests\/sec/ {print $2}'; }
+p50() { wrkrun -t1 -c1 -d"${SECS}s" --latency -s bench/cgi/post.lua "$1" | awk '$1=="50%" {print $2}'; }
 ms() { case "$1" in *us) awk -v v="${1%us}" 'BEGIN{print v/1000}';; *ms) echo "${1%ms}";; *s) awk -v v="${1%s}" 'BEGIN{print v*1000}';; esac; }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+mean() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (a+b)/2}'; }
+# Each measure twice, in the order reference, llmspool, llmspool, reference, and averaged: the
+# machine is shared, and a load that drifts during the run then weighs on both alike.
 echo "== 16 connections, ${SECS}s each"
-REF_RPS=$(rps "$BASE/ref");  SW_RPS=$(rps "$BASE/jobs")
+R1=$(rps "$BASE/ref"); S1=$(rps "$BASE/jobs"); S2=$(rps "$BASE/jobs"); R2=$(rps "$BASE/ref")
+REF_RPS=$(mean "$R1" "$R2"); SW_RPS=$(mean "$S1" "$S2")
 echo "== 1 connection"
-REF_P50=$(ms "$(p50 "$BASE/ref")"); SW_P50=$(ms "$(p50 "$BASE/jobs")")
+R1=$(ms "$(p50 "$BASE/ref")"); S1=$(ms "$(p50 "$BASE/jobs")"); S2=$(ms "$(p50 "$BASE/jobs")"); R2=$(ms "$(p50 "$BASE/ref")")
+REF_P50=$(mean "$R1" "$R2"); SW_P50=$(mean "$S1" "$S2")
+
+BACKLOG="$(ls "$WORK/swift/new" | wc -l) / $(ls "$WORK/ref/new" | wc -l)"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== start-up (exec to exit, canned durable POST, on a fresh spool)"
 for s in swift ref; do rm -rf "$WORK/$s"; mkdir -p "$WORK/$s"/{tmp,new,cur,done,failed}; done
@@ -67,4 +88,7 @@ cat <<OUT
 | p50 latency, 1 connection, ms (lower is better) | $SW_P50 | $REF_P50 | $(awk -v a="$SW_P50" -v b="$REF_P50" 'BEGIN{printf "%.2f×", a/b}') |
 | start-up, GET (404), exec to exit, mean / median ms | ${START/ / \/ } | | |
 | start-up, durable POST (202), mean / median ms | ${POST/ / \/ } | ${REFSTART/ / \/ } | |
+
+Jobs in new/ after the wrk runs (llmspool / reference): $BACKLOG. Load average (1, 5, 15 min)
+before the wrk runs: $LOAD_BEFORE; after: $LOAD_AFTER ($(nproc) cores).
 OUT

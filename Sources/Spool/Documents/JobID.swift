@@ -33,6 +33,49 @@ public enum JobID {
     /// random bits. Ids from different processes or hosts differ by their random bits.
     public static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
+        return format(version: 7, low62: rng.next() & 0x3FFF_FFFF_FFFF_FFFF, using: &rng)
+    }
+
+    /// A new id that carries `tag` where ``tag(of:)`` reads it back from the id (or its file
+    /// name) alone: a UUIDv8 (RFC 9562) laid out like ``generate()``'s UUIDv7 — 48 bits of Unix
+    /// milliseconds, the 12-bit counter — then 30 random bits and the 32-bit `tag` as the last 8
+    /// hex digits. The CGI endpoint tags a job with its tenant, so that counting a tenant's
+    /// waiting jobs takes one listing of `new/` and no file reads (docs/spool-format.md).
+    public static func generate(tag: UInt32) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return format(version: 8, low62: (rng.next() & 0x3FFF_FFFF) << 32 | UInt64(tag), using: &rng)
+    }
+
+    /// The tag of an id made by ``generate(tag:)``: nil for ids of another shape (UUIDv7 ids,
+    /// chosen ids). Also accepts the id's canonical file name, `ID.json`.
+    public static func tag(of idOrFileName: some StringProtocol) -> UInt32? {
+        Array(idOrFileName.utf8.prefix(42)).withUnsafeBytes { tag(utf8: $0) }
+    }
+
+    /// ``tag(of:)`` on the bytes of a name. Runs once per file in `new/` on every submission, so
+    /// it looks only at the shape (length, dashes, version, variant, `.json`) and the 8 tag
+    /// digits, and allocates nothing.
+    static func tag(utf8 name: UnsafeRawBufferPointer) -> UInt32? {
+        let n = name.count
+        guard n == 36 || n == 41, name[14] == UInt8(ascii: "8"),
+              name[8] == 0x2D, name[13] == 0x2D, name[18] == 0x2D, name[23] == 0x2D,
+              (0x38...0x39).contains(name[19]) || (0x61...0x62).contains(name[19])  // the variant: 8 9 a b
+        else { return nil }
+        if n == 41 {
+            guard name[36] == 0x2E, name[37] == 0x6A, name[38] == 0x73, name[39] == 0x6F, name[40] == 0x6E else { return nil }  // .json
+        }
+        var tag: UInt32 = 0
+        for k in 28..<36 {
+            let c = name[k]
+            let v: UInt8
+            if c &- 0x30 < 10 { v = c &- 0x30 } else if c &- 0x61 < 6 { v = c &- 0x61 &+ 10 } else { return nil }
+            tag = tag << 4 | UInt32(v)
+        }
+        return tag
+    }
+
+    /// 48 bits of milliseconds, the version, the 12-bit counter, the variant and `low62`, as lowercase hex.
+    private static func format(version: UInt8, low62: UInt64, using rng: inout SystemRandomNumberGenerator) -> String {
         let (ms, seq): (Int64, UInt16) = state.withLock { s in
             let now = Sys.nowMilliseconds()
             if now > s.ms {
@@ -44,13 +87,12 @@ public enum JobID {
             }
             return s
         }
-        let randB = rng.next() & 0x3FFF_FFFF_FFFF_FFFF
         var bytes = [UInt8](repeating: 0, count: 16)
         for k in 0..<6 { bytes[k] = UInt8(truncatingIfNeeded: ms >> (40 - 8 * k)) }
-        bytes[6] = 0x70 | UInt8(seq >> 8)
+        bytes[6] = version << 4 | UInt8(seq >> 8)
         bytes[7] = UInt8(truncatingIfNeeded: seq)
-        bytes[8] = 0x80 | UInt8(truncatingIfNeeded: randB >> 56)
-        for k in 9..<16 { bytes[k] = UInt8(truncatingIfNeeded: randB >> (8 * (15 - k))) }
+        bytes[8] = 0x80 | UInt8(truncatingIfNeeded: low62 >> 56)
+        for k in 9..<16 { bytes[k] = UInt8(truncatingIfNeeded: low62 >> (8 * (15 - k))) }
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(36)

@@ -56,6 +56,14 @@ enum Sys {
         return FileDescriptor(rawValue: fd)
     }
 
+    /// Opens an existing regular file for appending, without following symlinks or blocking on FIFOs.
+    static func openForAppending(_ name: String, in dir: Directory) throws(SystemCallError) -> FileDescriptor {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
     /// Creates a new file that must not exist yet (`O_EXCL`).
     static func createExclusive(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) -> FileDescriptor {
         let fd = try retrying("openat", dir.path(name)) {
@@ -151,6 +159,15 @@ enum Sys {
 
     /// The names in a directory, without `.` and `..`, in no particular order.
     static func list(_ dir: Directory) throws(SystemCallError) -> [String] {
+        var names: [String] = []
+        try forEachName(in: dir) { names.append(String(decoding: $0, as: UTF8.self)); return true }
+        return names
+    }
+
+    /// Calls `body` with each name in a directory (its bytes, valid only during the call), without
+    /// `.` and `..`, in no particular order, until it returns false: no `String` is made, for
+    /// callers that only look.
+    static func forEachName(in dir: Directory, _ body: (UnsafeRawBufferPointer) -> Bool) throws(SystemCallError) {
         // fdopendir takes ownership of its descriptor, so give it a fresh one.
         let fd = try retrying("openat", dir.path) { openat(dir.fd.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         guard let stream = fdopendir(fd) else {
@@ -159,18 +176,18 @@ enum Sys {
             throw SystemCallError(call: "fdopendir", path: dir.path, errno: err)
         }
         defer { closedir(stream) }
-        var names: [String] = []
+        let nameOffset = MemoryLayout<dirent>.offset(of: \.d_name)!
         while true {
             errno = 0
             guard let entry = readdir(stream) else {
                 let err = llmspool_errno()
                 if err != 0 { throw SystemCallError(call: "readdir", path: dir.path, errno: Errno(rawValue: err)) }
-                return names
+                return
             }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
+            let start = UnsafeRawPointer(entry) + nameOffset
+            let name = UnsafeRawBufferPointer(start: start, count: strlen(start.assumingMemoryBound(to: CChar.self)))
+            if name.count == 1 && name[0] == 0x2E || name.count == 2 && name[0] == 0x2E && name[1] == 0x2E { continue }
+            if !body(name) { return }
         }
     }
 

@@ -13,6 +13,13 @@ public struct Identity: Sendable, Equatable {
     /// The key a tenant's waiting-job limit counts under: the tenant, else the user.
     public var quotaKey: String { tenantId ?? ("user:" + userId) }
 
+    /// The tag the endpoint puts in the ids it mints for this identity (``JobID/generate(tag:)``):
+    /// the first 4 bytes of SHA-256(`llmspool-quota-v1` NUL ``quotaKey``), big-endian. Jobs of
+    /// one tenant share it, so their waiting jobs are counted from `new/`'s names alone.
+    public var quotaTag: UInt32 {
+        SHA256.hash(Array("llmspool-quota-v1\u{0}\(quotaKey)".utf8)).prefix(4).reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
     /// Whether a stored document (job, result or dead letter) belongs to this identity: same
     /// `userId` and same `tenantId` (both absent counts as the same). A document without a
     /// `userId` belongs to no one who calls over HTTP.

@@ -10,9 +10,9 @@ struct CGICommand: ParsableCommand {
         discussion: """
             Run by a web server, once per request. Settings come from the environment the server \
             passes: LLMSPOOL_SPOOL, LLMSPOOL_TOKENS, LLMSPOOL_TENANT, LLMSPOOL_MAX_BODY, \
-            LLMSPOOL_MAX_WAITING, LLMSPOOL_HEARTBEAT, LLMSPOOL_STREAM_MAX (see docs/cgi.md). \
-            With LLMSPOOL_CONFIG set, the configuration file's spool and "cgi" section are read \
-            first and the variables override them (docs/configuration.md). \
+            LLMSPOOL_MAX_WAITING, LLMSPOOL_COUNT_CACHE, LLMSPOOL_HEARTBEAT, LLMSPOOL_STREAM_MAX (see \
+            docs/cgi.md). With LLMSPOOL_CONFIG set, the configuration file's spool and "cgi" section \
+            are read first and the variables override them (docs/configuration.md). \
             The llmspool-cgi executable is the same program without this command's start-up cost.
             """
     )
