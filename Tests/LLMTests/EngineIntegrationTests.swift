@@ -263,7 +263,12 @@ struct EngineIntegrationTests {
         try await withFakeLLM { server, engine in
             let client = try chatClient(server, engine, timeout: .seconds(30))
             let tasks = (0..<200).map { _ in Task { try await client.complete(fake("hang")) } }
-            while engine.statistics.inFlight < 200 { try await Task.sleep(for: .milliseconds(20)) }
+            // Idle means every request has reached the server (connects and sends wake the loop; on a
+            // loaded machine they can take longer than any fixed pause).
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await server.stats(engine).waiting < 200, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             try await Task.sleep(for: .milliseconds(300))
             let tid = engine.shared.loopThreadID.load(ordering: .relaxed)
             let cpuBefore = try #require(threadCPUTicks(tid))
