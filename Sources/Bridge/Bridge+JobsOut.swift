@@ -2,39 +2,48 @@ import CKafka
 import Logging
 import Spool
 
-/// Jobs out: jobs arriving in `new/` are claimed, produced to `--jobs-out`, and moved to
-/// `forwarded/` once Kafka confirms them.
+/// Jobs out: jobs arriving in `new/` are held (locked where they are, so no worker takes them),
+/// produced to `--jobs-out`, and moved to `forwarded/` once Kafka confirms them.
 extension Bridge {
-    /// Claims and produces waiting jobs while fewer than `maxForwarding` await their reports.
+    /// Holds and produces waiting jobs while fewer than `maxForwarding` await their reports.
     /// Returns false if it stopped early (capacity, a full producer queue, an error) and should run again.
     func forwardWaiting() -> Bool {
         guard let p = producer, let topic = configuration.jobsOut else { return true }
-        // Claims whose produce failed before go first.
+        // Holds whose produce failed before go first.
         let retry = unsent
         unsent.removeAll()
-        for (k, claim) in retry.enumerated() where !produceJob(claim, p, topic) {
+        for (k, hold) in retry.enumerated() where !produceJob(hold, p, topic) {
             unsent += retry[(k + 1)...]
             return false
         }
-        let names: [String]
-        do { names = try spool.waiting() } catch {
-            logger.error("cannot list new/: \(error)")
-            retryAt = Self.nowMs() + 1_000
-            return false
+        // new/ is listed once and worked through across turns (listing 100,000 names each time the
+        // in-flight cap is reached would cost more than the jobs); a fresh listing when it runs out.
+        if backlogNext >= backlog.count {
+            backlogNext = 0
+            do { backlog = try spool.waiting() } catch {
+                backlog = []
+                logger.error("cannot list new/: \(error)")
+                retryAt = Self.nowMs() + 1_000
+                return false
+            }
         }
-        for name in names {
+        while backlogNext < backlog.count {
             if pending.count + unsent.count >= configuration.maxForwarding || stopper.isStopping { return false }
-            let outcome: ClaimOutcome
-            do { outcome = try spool.claim(name) } catch {
-                logger.error("claim failed: \(error)", metadata: ["file": "\(name)"])
+            let name = backlog[backlogNext]
+            backlogNext += 1
+            if held.contains(name) { continue }  // ours already, on its way
+            let outcome: HoldOutcome
+            do { outcome = try spool.hold(name) } catch {
+                logger.error("cannot read a job: \(error)", metadata: ["file": "\(name)"])
                 retryAt = Self.nowMs() + 1_000
                 return false
             }
             switch outcome {
-            case .claimed(let claim):
-                if !produceJob(claim, p, topic) { return false }
-            case .rejected(let key, let why):
-                logger.error("not a valid job, dead-lettered: \(why)", metadata: ["file": "\(name)", "failed": "\(key)"])
+            case .held(let hold):
+                held.insert(name)
+                if !produceJob(hold, p, topic) { return false }
+            case .invalid:
+                deadLetterFile(name)
             case .busy, .gone, .settling:
                 continue
             }
@@ -42,31 +51,42 @@ extension Bridge {
         return true
     }
 
-    /// Produces one claimed job (value: the job with its id; key: the id). On a refusal the claim
-    /// is kept in `unsent` for the next round.
-    private func produceJob(_ claim: Claim, _ p: OpaquePointer, _ topic: String) -> Bool {
-        var job = claim.job
-        job.jobId = claim.id
-        var headers: [(String, [UInt8])] = [("contentType", Array("application/json".utf8)), ("jobId", Array(claim.id.utf8))]
+    /// Produces one held job (value: the job with its id; key: the id). On a refusal the hold is
+    /// kept in `unsent` for the next round.
+    private func produceJob(_ hold: Hold, _ p: OpaquePointer, _ topic: String) -> Bool {
+        var job = hold.job
+        job.jobId = hold.id
+        var headers: [(String, [UInt8])] = [("contentType", Array("application/json".utf8)), ("jobId", Array(hold.id.utf8))]
         if let u = job.userId { headers.append(("userId", Array(u.utf8))) }
         if let t = job.tenantId { headers.append(("tenantId", Array(t.utf8))) }
         let seq = nextSeq
-        let err = Kafka.produce(p, topic: topic, key: Array(claim.id.utf8), value: job.json().serialized(), headers: headers, opaque: seq)
+        let err = Kafka.produce(p, topic: topic, key: Array(hold.id.utf8), value: job.json().serialized(), headers: headers, opaque: seq)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            unsent.append(claim)
+            unsent.append(hold)
             if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
                 _ = rd_kafka_poll(p, 100)
                 settleDeliveries()
             } else {
                 BridgeMetrics.deliveryError(topic: topic, kind: "job")
-                logger.error("produce failed: \(Kafka.errorString(err))", metadata: ["jobId": "\(claim.id)"])
+                logger.error("produce failed: \(Kafka.errorString(err))", metadata: ["jobId": "\(hold.id)"])
                 retryAt = Self.nowMs() + 1_000
             }
             return false
         }
         nextSeq += 1
-        pending[seq] = .job(claim)
+        pending[seq] = .job(hold)
         return true
+    }
+
+    /// A file in `new/` that is not a valid job: claimed, which dead-letters it with the reason.
+    private func deadLetterFile(_ name: String) {
+        do {
+            if case .rejected(let key, let why) = try spool.claim(name) {
+                logger.error("not a valid job, dead-lettered: \(why)", metadata: ["file": "\(name)", "failed": "\(key)"])
+            }
+        } catch {
+            logger.error("cannot dead-letter an invalid job: \(error)", metadata: ["file": "\(name)"])
+        }
     }
 
     /// Moves the confirmed jobs to `forwarded/` (one fsync for all).
@@ -77,27 +97,29 @@ extension Bridge {
         do {
             try spool.forward(batch: batch)
             counts.forwarded += batch.count
-            for claim in batch { logger.info("forwarded", metadata: ["jobId": "\(claim.id)", "topic": "\(configuration.jobsOut ?? "")"]) }
+            for hold in batch { logger.info("forwarded", metadata: ["jobId": "\(hold.id)", "topic": "\(configuration.jobsOut ?? "")"]) }
         } catch {
-            // They are in Kafka already; left claimed, they would block. Back to new/ (sent again later: at-least-once).
+            // They are in Kafka already; released, they wait in new/ and are sent again (at-least-once).
             logger.error("cannot move forwarded jobs: \(error)")
-            for claim in batch where !claim.isReleased { giveBack(claim, "could not record the hand-over: \(error)") }
+            retryAt = Self.nowMs() + 1_000
         }
+        for hold in batch { unhold(hold) }
     }
 
-    func giveBack(_ claim: Claim, _ reason: String) {
-        do { try spool.giveBack(claim, reason: reason, countAttempt: false) } catch {
-            // Left in cur/ with our lock; when we exit, recovery gives it back.
-            logger.error("cannot give back: \(error)", metadata: ["jobId": "\(claim.id)"])
-        }
+    /// Lets go of a held job (it stays in `new/` unless it was moved).
+    func unhold(_ hold: Hold) {
+        hold.release()
+        held.remove(hold.name)
     }
 
-    /// Gives back the claims of dead processes (a bridge killed before its jobs were confirmed).
-    func recoverDeadClaims() {
+    /// One pass of crash recovery: dead workers' claims back to `new/`, `forwarded/` copies whose
+    /// result won retired.
+    func recover() {
         do {
             let r = try spool.recover()
-            if !r.givenBack.isEmpty || !r.deadLettered.isEmpty {
-                logger.notice("recovered dead claims", metadata: ["givenBack": "\(r.givenBack.count)", "deadLettered": "\(r.deadLettered.count)"])
+            if !r.givenBack.isEmpty || !r.deadLettered.isEmpty || !r.alreadySettled.isEmpty {
+                logger.notice("recovered", metadata: ["givenBack": "\(r.givenBack.count)", "deadLettered": "\(r.deadLettered.count)",
+                                                      "alreadySettled": "\(r.alreadySettled.count)"])
             }
         } catch {
             logger.error("recovery failed: \(error)")

@@ -87,9 +87,16 @@ extension Bridge {
         }
         var meta = position
         meta["jobId"] = "\(decoded.id)"
+        // A job still held for its hand-over (its delivery report not yet served) is settled here;
+        // forward(batch:) then retires its copy in new/.
+        let heldHold = pending.values.lazy.compactMap { p -> Hold? in
+            if case .job(let hold) = p, hold.id == decoded.id { return hold } else { return nil }
+        }.first
+        let heldJob = heldHold?.job
         while true {
             do {
-                switch try spool.lookForwarded(decoded.id) {
+                let lookup = try heldJob.map { ForwardedLookup.waiting($0) } ?? spool.lookForwarded(decoded.id)
+                switch lookup {
                 case .unknown:
                     counts.resultsIgnored += 1
                     BridgeMetrics.consumed(topic: topic, outcome: "not-ours")
@@ -101,6 +108,7 @@ extension Bridge {
                 case .waiting(let job):
                     let doc = decoded.document(for: job, topic: topic, partition: message.partition, offset: message.offset)
                     if try spool.settleForwarded(decoded.id, document: doc, into: decoded.state) {
+                        heldHold?.markSettled()
                         counts.resultsSettled += 1
                         BridgeMetrics.consumed(topic: topic, outcome: "settled")
                         logger.info("result received", metadata: meta.merging(["state": "\(decoded.state.rawValue)"]) { a, _ in a })

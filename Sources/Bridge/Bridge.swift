@@ -108,10 +108,15 @@ public final class Bridge {
     var publishedResults: Set<String> = []
     /// Results not to publish (they came in from Kafka, or are out of `resultScope`).
     var ignoredResults: Set<String> = []
-    /// Jobs claimed for `jobsOut` whose produce call must be retried.
-    var unsent: [Claim] = []
-    /// Jobs whose delivery reports confirmed them, to move to `forwarded/` together.
-    var confirmed: [Claim] = []
+    /// Names listed in `new/` for `jobsOut`, worked through from `backlogNext` before listing again.
+    var backlog: [String] = []
+    var backlogNext = 0
+    /// Names in `new/` this bridge holds (produced or about to be).
+    var held: Set<String> = []
+    /// Held jobs whose produce call must be retried.
+    var unsent: [Hold] = []
+    /// Held jobs whose delivery reports confirmed them, to move to `forwarded/` together.
+    var confirmed: [Hold] = []
     /// When a failed produce or delivery may be tried again (monotonic ms).
     var retryAt: Int64 = 0
     /// Called once the Kafka clients exist and the loop is about to start (systemd's READY=1).
@@ -128,7 +133,7 @@ public final class Bridge {
 
     enum Pending {
         case result(id: String, state: SpoolState)
-        case job(Claim)
+        case job(Hold)
         case deadLetter
     }
 
@@ -184,9 +189,9 @@ public final class Bridge {
             }
             let now = Self.nowMs()
             if now - lastScan >= Self.rescanMilliseconds { scanDue = true }
-            if configuration.jobsOut != nil, now - lastRecovery >= Self.recoveryMilliseconds {
+            if configuration.jobsOut != nil || configuration.resultsIn != nil, now - lastRecovery >= Self.recoveryMilliseconds {
                 lastRecovery = now
-                recoverDeadClaims()
+                recover()
             }
             if scanDue, now >= retryAt {
                 lastScan = now
@@ -237,7 +242,7 @@ public final class Bridge {
             resultsConsumer = try consumer(base, role: "results-consumer", group: resultsGroup, topic: topic)
             logger.info("consuming results", metadata: ["topic": "\(topic)", "group": "\(resultsGroup)"])
         }
-        if configuration.jobsOut != nil { recoverDeadClaims() }
+        if configuration.jobsOut != nil || configuration.resultsIn != nil { recover() }
     }
 
     private func consumer(_ base: [(String, String)], role: String, group: String, topic: String) throws -> OpaquePointer {
@@ -281,9 +286,9 @@ public final class Bridge {
             rd_kafka_destroy(p)
             producer = nil
         }
-        // Jobs never confirmed go back to new/ (they may reach Kafka twice: at-least-once).
-        for case .job(let claim) in pending.values { giveBack(claim, "the bridge stopped before Kafka confirmed it") }
-        for claim in unsent { giveBack(claim, "the bridge stopped before sending it") }
+        // Jobs never confirmed stay in new/ (they may reach Kafka twice: at-least-once).
+        for case .job(let hold) in pending.values { unhold(hold) }
+        for hold in unsent { unhold(hold) }
         pending.removeAll()
         unsent.removeAll()
         let c = counts
@@ -295,15 +300,20 @@ public final class Bridge {
     // MARK: the event loop's pieces
 
     /// Serves a consumer's queue until it is empty (its eventfd wake fires only on empty → non-empty),
-    /// at most 500 messages, and hands them to `handle` as one batch; returns true if more may be
+    /// at most 500 messages (waiting up to 5 ms for more once one has come), and hands them to
+    /// `handle` as one batch; returns true if more may be
     /// waiting. The offsets `handle` stored are then committed (asynchronously), not only by the
     /// 5-second auto-commit: a member joining the group starts right after them, even when the
     /// commit a revocation attempts is refused because the rebalance has begun.
     private func drain(_ c: OpaquePointer, handle: ([Consumed]) -> Void) -> Bool {
         var batch: [Consumed] = []
         var more = true
+        let started = Self.nowMs()
         for _ in 0..<500 {
-            guard let m = rd_kafka_consumer_poll(c, 0) else { more = false; break }
+            var next = rd_kafka_consumer_poll(c, 0)
+            // A batch shares one group commit: give the fetcher a few milliseconds to fill it.
+            if next == nil, !batch.isEmpty, Self.nowMs() - started < 5 { next = rd_kafka_consumer_poll(c, 2) }
+            guard let m = next else { more = false; break }
             defer { rd_kafka_message_destroy(m) }
             if m.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if m.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
@@ -340,14 +350,14 @@ public final class Bridge {
                     logger.error("result delivery failed, will retry: \(Kafka.errorString(err))", metadata: ["jobId": "\(id)"])
                     retryAt = Self.nowMs() + 1_000
                 }
-            case .job(let claim):
+            case .job(let hold):
                 if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    confirmed.append(claim)
+                    confirmed.append(hold)
                     BridgeMetrics.delivered(topic: configuration.jobsOut ?? "", kind: "job")
                 } else {
                     BridgeMetrics.deliveryError(topic: configuration.jobsOut ?? "", kind: "job")
-                    logger.error("job delivery failed; back to new/: \(Kafka.errorString(err))", metadata: ["jobId": "\(claim.id)"])
-                    giveBack(claim, "Kafka delivery failed: \(Kafka.errorString(err))")
+                    logger.error("job delivery failed; it stays in new/ and is sent again: \(Kafka.errorString(err))", metadata: ["jobId": "\(hold.id)"])
+                    unhold(hold)
                     retryAt = Self.nowMs() + 1_000
                 }
             }

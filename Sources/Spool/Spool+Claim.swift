@@ -62,21 +62,17 @@ extension Spool {
         if name.hasPrefix(".") { return .gone }
         return try wrap { () throws(SystemCallError) -> ClaimOutcome in
             let new = dir(.new), cur = dir(.cur)
-            let fd: FileDescriptor
-            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: new) } catch {
-                switch error.errno {
-                case .noSuchFileOrDirectory: return .gone
-                case .tooManySymbolicLinkLevels:  // O_NOFOLLOW on a symlink
-                    guard try Sys.renameNoReplace(name, in: new, to: name, in: cur) else { return .busy }
-                    return try reject(name, IntakeError(kind: .notRegularFile, message: "\(new.path(name)) is a symbolic link"))
-                default: throw error
-                }
+            let fd: FileDescriptor, st: stat
+            switch try openLocked(name) {
+            case .gone: return .gone
+            case .busy: return .busy
+            case .symlink:
+                guard try Sys.renameNoReplace(name, in: new, to: name, in: cur) else { return .busy }
+                return try reject(name, IntakeError(kind: .notRegularFile, message: "\(new.path(name)) is a symbolic link"))
+            case .locked(let f, let s): (fd, st) = (f, s)
             }
             var keep = false
             defer { if !keep { Sys.close(fd) } }
-            guard try Sys.tryLock(fd, path: new.path(name)) else { return .busy }
-            let st = try Sys.stat(fd, path: new.path(name))
-            guard let here = try Sys.stat(name, in: new), here.sameFile(as: st) else { return .gone }
 
             var bytes: [UInt8] = []
             var decoded: Result<Job, IntakeError>
@@ -134,6 +130,33 @@ extension Spool {
             keep = true
             return .claimed(Claim(id: id, job: job, bytes: bytes, fd: fd))
         }
+    }
+
+    /// Opens `new/NAME` (not following a symbolic link) and takes its lock without waiting, then
+    /// checks the locked file is still the one at that name (a claimer may have moved it between
+    /// the open and the lock). The caller owns the descriptor of `.locked`.
+    func openLocked(_ name: String) throws(SystemCallError) -> LockedOpen {
+        let new = dir(.new)
+        let fd: FileDescriptor
+        do throws(SystemCallError) { fd = try Sys.openForReading(name, in: new) } catch {
+            switch error.errno {
+            case .noSuchFileOrDirectory: return .gone
+            case .tooManySymbolicLinkLevels: return .symlink  // O_NOFOLLOW on a symlink
+            default: throw error
+            }
+        }
+        var keep = false
+        defer { if !keep { Sys.close(fd) } }
+        guard try Sys.tryLock(fd, path: new.path(name)) else { return .busy }
+        let st = try Sys.stat(fd, path: new.path(name))
+        guard let here = try Sys.stat(name, in: new), here.sameFile(as: st) else { return .gone }
+        keep = true
+        return .locked(fd, st)
+    }
+
+    enum LockedOpen {
+        case locked(FileDescriptor, stat)
+        case busy, gone, symlink
     }
 
     /// Claims the first claimable file among `names` (in the order given).

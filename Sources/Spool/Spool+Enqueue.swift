@@ -144,7 +144,10 @@ extension Spool {
         for (k, job) in jobs.enumerated() {
             do throws(SpoolError) {
                 let (id, bytes) = try prepare(job)
-                guard seen.insert(id).inserted else {
+                // Re-deliveries are expected here: a job already waiting costs a lookup, not a
+                // temporary file created and unlinked (and unlinks slow later creates on ext4).
+                guard seen.insert(id).inserted,
+                      try !wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: new) }) else {
                     outcomes[k] = .duplicate(id: id, state: .new)
                     continue
                 }

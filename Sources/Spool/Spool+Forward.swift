@@ -1,11 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import SystemPackage
 
 /// Where a job that may have been handed to Kafka is, for a result coming back from it.
 public enum ForwardedLookup: Sendable {
-    /// The job is in `forwarded/` (or still in `cur/`, its delivery not yet confirmed): a result may settle it.
+    /// The job is in `forwarded/`: a result may settle it.
     case waiting(Job)
     /// The job already has a result in `done/` or `failed/`.
     case settled(SpoolState)
@@ -27,28 +28,72 @@ extension Spool {
         }
     }
 
-    /// Moves claimed jobs whose hand-over to Kafka was confirmed into `forwarded/`: one rename
-    /// each (`cur/ID.json` → `forwarded/ID.json`), then one fsync of `forwarded/`. A job whose
-    /// result is already in `done/` or `failed/` (it came back before its delivery report) is
-    /// retired instead. Each claim is released once moved; on a system error the claims not yet
+    /// Holds `new/NAME` for a hand-over to Kafka: opens it, takes its lock (so no worker claims it
+    /// meanwhile: a worker that finds it locked moves on), checks it is still that name, reads and
+    /// validates it — and leaves it where it is. ``forward(batch:)`` moves it once Kafka has it;
+    /// releasing the hold (or the process dying) leaves it waiting in `new/`, to be sent again.
+    /// A file that is not a valid job is reported `.invalid`: claim it to dead-letter it.
+    public func hold(_ name: String, settleMilliseconds: Int64 = Spool.settleMilliseconds) throws(SpoolError) -> HoldOutcome {
+        if name.hasPrefix(".") { return .gone }
+        return try wrap { () throws(SystemCallError) -> HoldOutcome in
+            let new = dir(.new)
+            let fd: FileDescriptor, st: stat
+            switch try openLocked(name) {
+            case .gone: return .gone
+            case .busy: return .busy
+            case .symlink: return .invalid
+            case .locked(let f, let s): (fd, st) = (f, s)
+            }
+            var keep = false
+            defer { if !keep { Sys.close(fd) } }
+            guard st.isRegularFile, Int(st.st_size) <= limits.maxFileBytes else { return .invalid }
+            let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name))
+            let job: Job
+            do throws(IntakeError) { job = try Job.decode(bytes, limits: limits) } catch {
+                if error.truncated, Sys.nowMilliseconds() - st.modifiedMilliseconds < settleMilliseconds { return .settling }
+                return .invalid
+            }
+            let id = job.jobId ?? Job.id(fromFileName: name)
+            guard JobID.problem(id) == nil else { return .invalid }
+            keep = true
+            return .held(Hold(id: id, name: name, job: job, fd: fd))
+        }
+    }
+
+    /// Moves held jobs that Kafka has confirmed into `forwarded/`: one rename each (`new/NAME` →
+    /// `forwarded/ID.json`, no replace), then one fsync of `forwarded/`, then the holds are
+    /// released. A job marked ``Hold/markSettled()`` (its result came back before its delivery
+    /// report) is retired instead; one whose id is already in `forwarded/` is
+    /// dead-lettered as a clash, like a claim would. On a system error the holds not yet
     /// released are left as they were.
-    public func forward(batch claims: [Claim]) throws(SpoolError) {
-        guard !claims.isEmpty else { return }
+    public func forward(batch holds: [Hold]) throws(SpoolError) {
+        guard !holds.isEmpty else { return }
         let fwd = dir(.forwarded)
         try wrap { () throws(SystemCallError) in
-            var moved: [Claim] = []
-            for claim in claims {
-                precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
-                let name = claim.id + ".json"
-                if try hasResult(name) {
-                    try retire(name)
-                    claim.release()
-                } else if try Sys.renameNoReplace(name, in: dir(.cur), to: name, in: fwd) {
-                    moved.append(claim)
+            var moved: [Hold] = []
+            for hold in holds {
+                precondition(!hold.isReleased, "hold \(hold.id) was already released")
+                let target = hold.id + ".json"
+                if hold.isSettled {
+                    try retire(hold.name, from: .new)
+                    hold.release()
+                    continue
+                }
+                let renamed: Bool
+                do throws(SystemCallError) { renamed = try Sys.renameNoReplace(hold.name, in: dir(.new), to: target, in: fwd) } catch {
+                    guard error.errno == .noSuchFileOrDirectory else { throw error }
+                    hold.release()  // moved away by something that ignores locks: nothing left to do
+                    continue
+                }
+                if renamed {
+                    moved.append(hold)
                 } else {
-                    // Already forwarded once (a copy given back and sent again): keep the first.
-                    try retire(name)
-                    claim.release()
+                    let clash = JobID.generate() + ".clash"
+                    if try Sys.renameNoReplace(hold.name, in: dir(.new), to: clash, in: dir(.cur)) {
+                        _ = try reject(clash, IntakeError(kind: .idClash, message: "job \(hold.id) was already forwarded", field: "jobId"),
+                                       originalName: hold.name, idIsTaken: true)
+                    }
+                    hold.release()
                 }
             }
             if !moved.isEmpty { try Sys.fsync(fwd) }
@@ -56,34 +101,31 @@ extension Spool {
         }
     }
 
-    /// Whether a result for `id` may settle a job of this spool: the job is in `forwarded/`, or
-    /// in `cur/` (claimed for forwarding, its delivery report still on the way).
+    /// Whether a result for `id` may settle a job of this spool: the job is in `forwarded/`.
+    /// (A job still held for its hand-over is known only to its holder, which checks its holds first.)
     public func lookForwarded(_ id: String) throws(SpoolError) -> ForwardedLookup {
-        guard JobID.isValid(id) else { return .unknown }
+        guard JobID.isValid(id), hasForwarded else { return .unknown }
         let name = id + ".json"
         return try wrap { () throws(SystemCallError) -> ForwardedLookup in
             for state in [SpoolState.done, .failed] where try Sys.exists(name, in: dir(state)) { return .settled(state) }
-            for state in [SpoolState.forwarded, .cur] where state != .forwarded || hasForwarded {
-                let d = dir(state)
-                let fd: FileDescriptor
-                do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch {
-                    if error.errno == .noSuchFileOrDirectory || error.errno == .tooManySymbolicLinkLevels { continue }
-                    throw error
-                }
-                defer { Sys.close(fd) }
-                let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: d.path(name))
-                guard var job = try? Job.decode(bytes, limits: limits), (job.jobId ?? id) == id else { continue }
-                job.jobId = id
-                return .waiting(job)
+            let d = dir(.forwarded)
+            let fd: FileDescriptor
+            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch {
+                if error.errno == .noSuchFileOrDirectory || error.errno == .tooManySymbolicLinkLevels { return .unknown }
+                throw error
             }
-            return .unknown
+            defer { Sys.close(fd) }
+            let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: d.path(name))
+            guard var job = try? Job.decode(bytes, limits: limits), (job.jobId ?? id) == id else { return .unknown }
+            job.jobId = id
+            return .waiting(job)
         }
     }
 
     /// Settles a forwarded job with the result that came back: the document is written to
     /// `done/ID.json` or `failed/ID.json` (via `tmp/`, fsynced, no replace, then the directory
     /// fsynced) and only then is `forwarded/ID.json` retired. Returns false, writing nothing, when
-    /// the job already has a result. A `cur/` copy is left to its claimant (or recovery).
+    /// the job already has a result. A copy still held in `new/` is retired by ``forward(batch:)``.
     @discardableResult
     public func settleForwarded(_ id: String, document: JSONValue, into state: SpoolState) throws(SpoolError) -> Bool {
         precondition(state == .done || state == .failed, "a result goes to done/ or failed/")
@@ -120,4 +162,52 @@ extension Spool {
             report.alreadySettled.append(Job.id(fromFileName: name))
         }
     }
+}
+
+/// A job in `new/` held (locked, not moved) by this process while it is handed to Kafka.
+public final class Hold: Sendable {
+    public let id: String
+    /// The file's name in `new/`.
+    public let name: String
+    public let job: Job
+    let fd: FileDescriptor
+    private let released = Atomic<Bool>(false)
+
+    init(id: String, name: String, job: Job, fd: FileDescriptor) {
+        self.id = id
+        self.name = name
+        self.job = job
+        self.fd = fd
+    }
+
+    private let settled = Atomic<Bool>(false)
+
+    /// Notes that the job's result is already in `done/` or `failed/`: ``Spool/forward(batch:)``
+    /// retires the held copy rather than moving it. (A result that lands unnoticed is found by
+    /// recovery, which retires the `forwarded/` copy.)
+    public func markSettled() { settled.store(true, ordering: .releasing) }
+
+    public var isSettled: Bool { settled.load(ordering: .acquiring) }
+
+    /// Closes the descriptor, which drops the lock; the file stays in `new/`. Idempotent.
+    public func release() {
+        if !released.exchange(true, ordering: .acquiringAndReleasing) { Sys.close(fd) }
+    }
+
+    public var isReleased: Bool { released.load(ordering: .acquiring) }
+
+    deinit { release() }
+}
+
+/// What happened when trying to hold one file of `new/`.
+public enum HoldOutcome: Sendable {
+    case held(Hold)
+    /// Another process holds or is claiming it.
+    case busy
+    /// The file is gone (claimed meanwhile) or was ignored (a dot name).
+    case gone
+    /// The file is incomplete and was modified moments ago: probably still being written.
+    case settling
+    /// Not a valid job: ``Spool/claim(_:settleMilliseconds:)`` dead-letters it with the reason.
+    case invalid
 }

@@ -11,27 +11,8 @@ struct ConfigTests {
 
     /// Runs `llmspool ARGS` with no LLMSPOOL_* variable of the test's environment, plus `env`.
     func run(_ args: [String], env: [String: String] = [:], stdin: Data? = nil) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LLMSPOOL_") }.merging(env) { $1 }
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try p.run()
-        if let stdin {
-            input.fileHandleForWriting.write(stdin)
-            try input.fileHandleForWriting.close()
-        }
-        nonisolated(unsafe) var errData = Data()
-        let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        while !reader.isFinished { usleep(1000) }
-        return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errData, as: UTF8.self))
+        try CLI.run(args, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LLMSPOOL_") }.merging(env) { $1 },
+                    stdin: stdin)
     }
 
     func write(_ dir: TempDir, _ name: String, _ text: String) throws -> String {

@@ -64,6 +64,28 @@ enum CLI {
     static func run(_ args: [String], spool: String?, stdin: Data? = nil) throws -> Run {
         let (p, out, err) = process(args, spool: spool, stdin: stdin)
         if stdin == nil { try p.run() }
+        return collect(p, out, err)
+    }
+
+    /// Runs `llmspool ARGS` with exactly `environment`.
+    static func run(_ args: [String], environment: [String: String], stdin: Data? = nil) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        p.environment = environment
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        try p.run()
+        if let stdin {
+            input.fileHandleForWriting.write(stdin)
+            try input.fileHandleForWriting.close()
+        }
+        return collect(p, out, err)
+    }
+
+    private static func collect(_ p: Process, _ out: Pipe, _ err: Pipe) -> Run {
         // Read both pipes fully before waiting, so a chatty child cannot block on a full pipe.
         nonisolated(unsafe) var errData = Data()
         let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }

@@ -4,16 +4,46 @@ import Testing
 
 @Suite("Spool: forwarded/ (jobs handed to Kafka)")
 struct SpoolForwardTests {
-    @Test func forwardMovesClaimsAndReleasesThem() throws {
+    /// Holds `new/ID.json`.
+    func hold(_ t: TestSpool, _ id: String) throws -> Hold {
+        guard case .held(let h) = try t.spool.hold(id + ".json") else { throw HoldFailed() }
+        return h
+    }
+
+    struct HoldFailed: Error {}
+
+    @Test func aHeldJobStaysInNewLockedAgainstWorkers() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        let id = try t.spool.enqueue(Job(prompt: "p"))
+        let h = try hold(t, id)
+        #expect(h.id == id && h.job.prompt == "p")
+        #expect(t.visible(.new) == [id + ".json"])
+        guard case .busy = try t.spool.claim(id + ".json") else { Issue.record("a worker could claim a held job"); return }
+        h.release()
+        guard case .claimed = try t.spool.claim(id + ".json") else { Issue.record("released, it is claimable again"); return }
+    }
+
+    @Test func invalidAndSettlingFilesAreNotHeld() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        t.drop("junk.json", "not json", ageMilliseconds: 10_000)
+        t.drop("half.json", #"{"prompt": "ha"#)
+        guard case .invalid = try t.spool.hold("junk.json") else { Issue.record("junk"); return }
+        guard case .settling = try t.spool.hold("half.json") else { Issue.record("half-written"); return }
+        guard case .gone = try t.spool.hold("nothing.json") else { Issue.record("missing"); return }
+    }
+
+    @Test func forwardMovesHeldJobsAndReleasesThem() throws {
         let t = try TestSpool()
         defer { t.remove() }
         var ja = Job(prompt: "a")
         ja.userId = "alice"
         let a = try t.spool.enqueue(ja)
         let b = try t.spool.enqueue(Job(prompt: "b"))
-        let ca = try t.claim(id: a), cb = try t.claim(id: b)
-        try t.spool.forward(batch: [ca, cb])
-        #expect(ca.isReleased && cb.isReleased)
+        let ha = try hold(t, a), hb = try hold(t, b)
+        try t.spool.forward(batch: [ha, hb])
+        #expect(ha.isReleased && hb.isReleased)
         #expect(t.visible(.forwarded) == [a + ".json", b + ".json"].sorted())
         #expect(t.visible(.cur).isEmpty && t.visible(.new).isEmpty)
         #expect(try t.spool.find(a)?.state == .forwarded)
@@ -25,24 +55,37 @@ struct SpoolForwardTests {
         #expect(t.visible(.forwarded).count == 2)
     }
 
-    @Test func aResultThatCameBackFirstRetiresTheClaimInstead() throws {
+    @Test func aResultThatCameBackFirstRetiresTheHeldCopyInstead() throws {
         let t = try TestSpool()
         defer { t.remove() }
         let id = try t.spool.enqueue(Job(prompt: "fast"))
-        let claim = try t.claim(id: id)
-        // The result arrived while the delivery report was still on its way.
-        guard case .waiting = try t.spool.lookForwarded(id) else { Issue.record("a job in cur/ may be settled"); return }
+        let h = try hold(t, id)
+        // The result arrived while the delivery report was still on its way (the holder settles it).
         #expect(try t.spool.settleForwarded(id, document: .object(["jobId": .string(id), "response": .string("r")]), into: .done))
-        try t.spool.forward(batch: [claim])
-        #expect(t.visible(.forwarded).isEmpty && t.visible(.cur).isEmpty)
+        h.markSettled()
+        try t.spool.forward(batch: [h])
+        #expect(t.visible(.forwarded).isEmpty && t.visible(.new).isEmpty)
         #expect(t.visible(.done) == [id + ".json"])
+    }
+
+    @Test func aSecondJobWithAForwardedIdIsDeadLetteredNotLost() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        try t.spool.forward(batch: [try hold(t, try t.spool.enqueue(Job(prompt: "first"), durability: .durable))])
+        let id = try #require(t.visible(.forwarded).first.map { String($0.dropLast(5)) })
+        t.drop("again.json", #"{"jobId":"\#(id)","prompt":"second"}"#)
+        guard case .held(let h) = try t.spool.hold("again.json") else { Issue.record("not held"); return }
+        try t.spool.forward(batch: [h])
+        #expect(t.visible(.new).isEmpty)
+        #expect(t.visible(.failed).contains { $0.hasSuffix(".original") }, "the clash keeps its bytes in failed/")
+        #expect(try t.document(.forwarded, id + ".json")["prompt"] == .string("first"))
     }
 
     @Test func settleWritesTheResultThenRetiresTheForwardedCopy() throws {
         let t = try TestSpool()
         defer { t.remove() }
         let id = try t.spool.enqueue(Job(prompt: "p"))
-        try t.spool.forward(batch: [try t.claim(id: id)])
+        try t.spool.forward(batch: [try hold(t, id)])
         let doc = JSONValue.object(["jobId": .string(id), "status": .string("failed"), "error": .object(["kind": .string("remote")])])
         #expect(try t.spool.settleForwarded(id, document: doc, into: .failed))
         #expect(t.visible(.forwarded).isEmpty)
@@ -58,7 +101,7 @@ struct SpoolForwardTests {
         let t = try TestSpool()
         defer { t.remove() }
         let id = try t.spool.enqueue(Job(prompt: "p"))
-        try t.spool.forward(batch: [try t.claim(id: id)])
+        try t.spool.forward(batch: [try hold(t, id)])
         // A crash between writing done/ID.json and retiring forwarded/ID.json.
         t.drop(id + ".json", #"{"jobId":"\#(id)","status":"done","response":"r"}"#, into: .done)
         #expect(try t.spool.find(id)?.state == .done, "the result is what counts")
@@ -71,7 +114,7 @@ struct SpoolForwardTests {
         let t = try TestSpool()
         defer { t.remove() }
         let id = try t.spool.enqueue(Job(prompt: "lost in Kafka"))
-        try t.spool.forward(batch: [try t.claim(id: id)])
+        try t.spool.forward(batch: [try hold(t, id)])
         try t.spool.requeue(id)
         #expect(t.visible(.new) == [id + ".json"] && t.visible(.forwarded).isEmpty)
     }

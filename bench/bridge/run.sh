@@ -10,18 +10,36 @@
 # Each side is timed from its start until every job is where it should be (the directory is counted
 # every 50 ms by the same poller for the bridge and the C reference; kcat is timed as a command).
 #
-# Usage: bench/bridge/run.sh      (about a minute plus the release build)
+# Files are created and never deleted while measuring: on ext4 without a journal, creating files
+# soon after a big delete is several times slower (freed inodes are skipped for a while; see
+# bench/run.sh, COOLDOWN). The runs are removed at the end, in the background, and the next run
+# of this script (or bench/run.sh) waits COOLDOWN seconds after that cleanup.
+#
+# Usage: bench/bridge/run.sh      (a few minutes plus the release build, plus any cooldown)
 # Environment: N (jobs, default 60000), N_ENQ (C durable enqueue loop, default 3000), REPS (default 3),
-#   BENCH_DIR (default bench/out), SKIP_BUILD=1 (use .build-release as it is)
+#   BENCH_DIR (default bench/out), SKIP_BUILD=1 (use .build-release as it is), COOLDOWN (default 370)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BASE=${BENCH_DIR:-$ROOT/bench/out}/bridge-$(date +%s)
+OUT=${BENCH_DIR:-$ROOT/bench/out}
+BASE=$OUT/bridge-$(date +%s)
 N=${N:-60000}
 N_ENQ=${N_ENQ:-3000}
 REPS=${REPS:-3}
 mkdir -p "$BASE/bin"
 BIN=$BASE/bin
+# Wait for an earlier cleanup to finish, then for the kernel to stop skipping the inodes it freed.
+if [[ -f $OUT/.cleanup.pid ]] && kill -0 "$(cat "$OUT/.cleanup.pid")" 2>/dev/null; then
+    echo "waiting for the previous cleanup to finish..." >&2
+    while kill -0 "$(cat "$OUT/.cleanup.pid")" 2>/dev/null; do sleep 2; done
+fi
+if [[ -f $OUT/.cleanup.done ]]; then
+    wait_s=$(( ${COOLDOWN:-370} - ($(date +%s) - $(stat -c %Y "$OUT/.cleanup.done")) ))
+    if (( wait_s > 0 )); then
+        echo "waiting ${wait_s}s after the previous cleanup (freed inodes slow down creates; COOLDOWN=0 skips)..." >&2
+        sleep "$wait_s"
+    fi
+fi
 command -v kcat >/dev/null || { echo "kcat is missing: apt-get install kcat" >&2; exit 1; }
 
 gcc -O2 -o "$BIN/kafka_mock" "$ROOT/Tests/peers/kafka_mock.c" -lrdkafka
@@ -35,9 +53,12 @@ fi
 LLMSPOOL=$ROOT/.build-release/release/llmspool
 
 # The mock keeps ~5 MiB per partition and drops older data: 24 partitions per topic.
-coproc MOCK { exec "$BIN/kafka_mock" 3 out:24 ref:24 kcat:24 in:24; }
+IN_TOPICS=$(for rep in $(seq 1 "$REPS"); do printf 'in%d:24 ' "$rep"; done)
+# shellcheck disable=SC2086
+coproc MOCK { exec "$BIN/kafka_mock" 3 out:24 ref:24 kcat:24 $IN_TOPICS; }
 read -r BROKERS <&"${MOCK[0]}"
-trap 'kill $MOCK_PID 2>/dev/null || true' EXIT
+MOCK=$MOCK_PID
+trap 'kill $MOCK 2>/dev/null || true' EXIT
 
 # N job files (hand-dropped style: ID.json with a prompt), written once, copied per run.
 python3 - "$BASE/jobs" "$N" <<'PY'
@@ -103,9 +124,10 @@ for rep in $(seq 1 "$REPS"); do
     t1=$(date +%s%N)
     kcat_out+=("$(awk -v n="$N" -v ns="$((t1 - t0))" 'BEGIN{printf "%.0f", n/(ns/1e9)}')")
 
-    # Kafka → spool: llmspool --jobs-in, a fresh group each run, from the topic llmspool filled
+    # Kafka → spool: llmspool --jobs-in from a topic of its own holding the N jobs once
+    kcat -P -b "$BROKERS" -t "in$rep" -K $'\t' -l "$BASE/kcat.txt"
     t0=$(date +%s%N)
-    "$LLMSPOOL" bridge --spool "$R/in" --brokers "$BROKERS" --jobs-in out --group "bench-$rep" --dlq "" --log-level warning 2>"$R/in.log" &
+    "$LLMSPOOL" bridge --spool "$R/in" --brokers "$BROKERS" --jobs-in "in$rep" --group "bench-$rep" --dlq "" --log-level warning 2>"$R/in.log" &
     pid=$!
     s=$(wait_count "$R/in/new" "$N" "$t0")
     kill -TERM $pid; wait $pid || true
@@ -113,12 +135,9 @@ for rep in $(seq 1 "$REPS"); do
 
     # The single-job durable enqueue loop in C, on the same disk
     mkdir -p "$R/enq"
-    "$LLMSPOOL" init "$R/enq/s" >/dev/null
     enq+=("$("$BIN/ref" enqueue-durable "$R/enq/s" "$N_ENQ" | sed -E 's/.*jobs\/s=([0-9]+).*/\1/')")
     echo "run $rep: out ours=${ours_out[-1]} ref=${ref_out[-1]} kcat=${kcat_out[-1]}  in ours=${ours_in[-1]} C-enqueue=${enq[-1]}" >&2
-    rm -rf "$R" &
 done
-wait
 
 mo=$(printf '%s\n' "${ours_out[@]}" | median); mr=$(printf '%s\n' "${ref_out[@]}" | median)
 mk=$(printf '%s\n' "${kcat_out[@]}" | median); mi=$(printf '%s\n' "${ours_in[@]}" | median)
@@ -134,3 +153,8 @@ Kafka bridge, librdkafka mock cluster (3 brokers, 24 partitions), $N jobs, media
 | spool → Kafka | $mo | kcat -P from one file (ceiling) | $mk | $(ratio "$mo" "$mk")× | — |
 | Kafka → spool (durable) | $mi | C single-job durable enqueue loop | $me | $(ratio "$mi" "$me")× | ≥ 3× |
 TABLE
+
+kill "$MOCK" 2>/dev/null || true
+rm -f "$OUT/.cleanup.done"
+nohup bash -c 'nice -n 19 rm -rf "$1"; sync; touch "$2/.cleanup.done"' cleanup "$BASE" "$OUT" >/dev/null 2>&1 &
+echo $! >"$OUT/.cleanup.pid"

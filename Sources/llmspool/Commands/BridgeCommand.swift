@@ -22,7 +22,7 @@ struct BridgeCommand: ParsableCommand {
             messages are logged and sent to the DLQ (--dlq, default Spring's error.TOPIC.GROUP) with \
             the original bytes and x-original-topic/-partition/-offset and x-exception-message headers.
 
-            --jobs-out TOPIC: jobs arriving in new/ are claimed, published (key jobId) and, once the \
+            --jobs-out TOPIC: jobs arriving in new/ are locked, published (key jobId) and, once the \
             broker confirms them, moved to forwarded/, where `llmspool status` and `show` still see them.
 
             --results-in TOPIC: results (llmspool result documents or Spring's JobResult {jobId, \
@@ -36,7 +36,7 @@ struct BridgeCommand: ParsableCommand {
             limits this to jobs that came from --jobs-in.
 
             -X key=value passes any librdkafka property (repeatable; applied after the bridge's \
-            defaults). SIGTERM or SIGINT: flush, commit, give unconfirmed jobs back, exit 0. \
+            defaults). SIGTERM or SIGINT: flush, commit, leave unconfirmed jobs in new/, exit 0. \
             See docs/bridge.md.
 
             Every option may also be set in the configuration file's "bridge" section (--config \
