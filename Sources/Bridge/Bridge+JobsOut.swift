@@ -51,16 +51,23 @@ extension Bridge {
         return true
     }
 
-    /// Produces one held job (value: the job with its id; key: the id). On a refusal the hold is
-    /// kept in `unsent` for the next round.
+    /// Produces one held job (value: the job document with its id — the file's bytes as they are
+    /// when they name it, else re-encoded with it; key: the id). On a refusal the hold is kept in
+    /// `unsent` for the next round.
     private func produceJob(_ hold: Hold, _ p: OpaquePointer, _ topic: String) -> Bool {
         var job = hold.job
-        job.jobId = hold.id
+        let value: [UInt8]
+        if job.jobId == hold.id {
+            value = hold.bytes
+        } else {
+            job.jobId = hold.id
+            value = job.json().serialized()
+        }
         var headers: [(String, [UInt8])] = [("contentType", Array("application/json".utf8)), ("jobId", Array(hold.id.utf8))]
         if let u = job.userId { headers.append(("userId", Array(u.utf8))) }
         if let t = job.tenantId { headers.append(("tenantId", Array(t.utf8))) }
         let seq = nextSeq
-        let err = Kafka.produce(p, topic: topic, key: Array(hold.id.utf8), value: job.json().serialized(), headers: headers, opaque: seq)
+        let err = Kafka.produce(p, topic: topic, key: Array(hold.id.utf8), value: value, headers: headers, opaque: seq)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             unsent.append(hold)
             if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {

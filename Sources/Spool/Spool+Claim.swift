@@ -81,7 +81,7 @@ extension Spool {
             } else if Int(st.st_size) > limits.maxFileBytes {
                 decoded = .failure(IntakeError(kind: .tooLarge, message: "file is \(st.st_size) bytes; the limit is \(limits.maxFileBytes)"))
             } else {
-                bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name))
+                bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, regularFile: true, path: new.path(name))
                 decoded = Result { () throws(IntakeError) in try Job.decode(bytes, limits: limits) }
                 if case .failure(let e) = decoded, e.truncated,
                    Sys.nowMilliseconds() - st.modifiedMilliseconds < settleMilliseconds {

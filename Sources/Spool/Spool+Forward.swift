@@ -47,7 +47,7 @@ extension Spool {
             var keep = false
             defer { if !keep { Sys.close(fd) } }
             guard st.isRegularFile, Int(st.st_size) <= limits.maxFileBytes else { return .invalid }
-            let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name))
+            let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, regularFile: true, path: new.path(name))
             let job: Job
             do throws(IntakeError) { job = try Job.decode(bytes, limits: limits) } catch {
                 if error.truncated, Sys.nowMilliseconds() - st.modifiedMilliseconds < settleMilliseconds { return .settling }
@@ -56,7 +56,7 @@ extension Spool {
             let id = job.jobId ?? Job.id(fromFileName: name)
             guard JobID.problem(id) == nil else { return .invalid }
             keep = true
-            return .held(Hold(id: id, name: name, job: job, fd: fd))
+            return .held(Hold(id: id, name: name, job: job, bytes: bytes, fd: fd))
         }
     }
 
@@ -170,13 +170,16 @@ public final class Hold: Sendable {
     /// The file's name in `new/`.
     public let name: String
     public let job: Job
+    /// The file's bytes as read.
+    public let bytes: [UInt8]
     let fd: FileDescriptor
     private let released = Atomic<Bool>(false)
 
-    init(id: String, name: String, job: Job, fd: FileDescriptor) {
+    init(id: String, name: String, job: Job, bytes: [UInt8], fd: FileDescriptor) {
         self.id = id
         self.name = name
         self.job = job
+        self.bytes = bytes
         self.fd = fd
     }
 

@@ -192,7 +192,11 @@ enum Sys {
     }
 
     /// Reads the whole file, or at most `limit + 1` bytes so the caller can tell it is over the limit.
-    static func readAll(_ fd: FileDescriptor, limit: Int, path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
+    /// Reads to the end (at most `limit + 1` bytes, so the caller can tell "too big"). For a
+    /// regular file a short read is the end, which saves the extra read that returns 0; pipes and
+    /// sockets (`regularFile: false`) read until 0.
+    static func readAll(_ fd: FileDescriptor, limit: Int, regularFile: Bool = false,
+                        path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
         var bytes: [UInt8] = []
         let chunk = 64 * 1024
         return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { (buf) throws(SystemCallError) -> [UInt8] in
@@ -201,6 +205,7 @@ enum Sys {
                 let n = try retrying("read", path()) { read(fd.rawValue, buf.baseAddress!, want) }
                 if n == 0 { break }
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<n]))
+                if regularFile, n < want { break }
             }
             return bytes
         }
