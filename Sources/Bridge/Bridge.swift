@@ -121,8 +121,10 @@ public final class Bridge {
     var retryAt: Int64 = 0
     /// Called once the Kafka clients exist and the loop is about to start (systemd's READY=1).
     public var onReady: (() -> Void)?
-    /// Called on every turn of the loop, at least every few seconds (systemd's watchdog).
+    /// Called on every turn of the loop (systemd's watchdog), which turns at least every
+    /// `tickMilliseconds` (default: the 5 s rescan).
     public var onTick: (() -> Void)?
+    public var tickMilliseconds: Int64 = Bridge.rescanMilliseconds
     /// Counts for the stop line and the tests.
     public internal(set) var counts = Counts()
 
@@ -203,7 +205,7 @@ public final class Bridge {
                 lastLag = now
                 recordLag()
             }
-            var timeout = Int32(Self.rescanMilliseconds)
+            var timeout = Int32(clamping: max(1, min(Self.rescanMilliseconds, tickMilliseconds)))
             if busy { timeout = 0 } else if scanDue { timeout = Int32(clamping: max(10, min(1_000, retryAt - now))) }
             if !pending.isEmpty { timeout = min(timeout, 1_000) }
             if case .changed = watcher.wait(timeoutMilliseconds: timeout) { scanDue = true }

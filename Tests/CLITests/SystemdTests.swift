@@ -2,7 +2,7 @@ import Foundation
 import Spool
 import Testing
 
-/// The units in systemd/ verify and meet the exposure target; the worker speaks sd_notify.
+/// The units in systemd/ verify and meet the exposure target; the worker and the bridge speak sd_notify.
 @Suite("systemd", .serialized)
 struct SystemdTests {
     static let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -43,8 +43,9 @@ struct SystemdTests {
         #expect((score ?? 99) <= 2.0, "\(line)")
     }
 
-    @Test("the worker sends READY=1, WATCHDOG=1 and STOPPING=1 to $NOTIFY_SOCKET")
-    func notify() throws {
+    @Test("the worker and the bridge send READY=1, WATCHDOG=1 and STOPPING=1 to $NOTIFY_SOCKET",
+          arguments: ["worker", "bridge"].filter { $0 == "worker" || kafkaPeersInstalled })
+    func notify(_ daemon: String) throws {
         let s = try TestSpool()
         defer { s.remove() }
         let sockPath = s.dir.file("notify.sock")
@@ -69,7 +70,14 @@ struct SystemdTests {
 
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["worker", "--llm-url", "builtin:echo", "--log-level", "warning"]
+        var mock: KafkaMock?
+        if daemon == "bridge" {
+            mock = try KafkaMock(in: s.dir, topics: ["jobs"])
+            p.arguments = ["bridge", "--brokers", mock!.bootstrap, "--jobs-out", "jobs", "--log-level", "warning"]
+        } else {
+            p.arguments = ["worker", "--llm-url", "builtin:echo", "--log-level", "warning"]
+        }
+        defer { mock?.stop() }
         var env = ProcessInfo.processInfo.environment
         env["LLMSPOOL_SPOOL"] = s.path
         env["NOTIFY_SOCKET"] = sockPath

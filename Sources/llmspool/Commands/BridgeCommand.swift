@@ -140,6 +140,7 @@ struct BridgeCommand: ParsableCommand {
             if let notifier = SystemdNotifier() {
                 bridge.onReady = { notifier.notify("READY=1") }
                 if let every = notifier.watchdogIntervalMs {
+                    bridge.tickMilliseconds = every
                     var last: Int64 = 0
                     bridge.onTick = {
                         let now = Timestamp.nowMilliseconds()
