@@ -176,6 +176,15 @@ struct ServerTests {
         #expect(try s.get("alice", "/jobs/\(id2)").json?["status"]?.stringValue == "running")
         try spool.finish(claim, answer: Answer(response: "ok"))
         #expect(try HTTP.request("DELETE", s.base + "/jobs/\(id2)", headers: bearer("alice")).status == 409)
+
+        // A job handed to Kafka by the bridge is "forwarded", and cannot be cancelled either.
+        let id3 = try #require(try s.post("alice", "elsewhere").json?["jobId"]?.stringValue)
+        guard case .held(let hold) = try spool.hold(id3 + ".json") else { Issue.record("hold failed"); return }
+        try spool.forward(batch: [hold])
+        #expect(try s.get("alice", "/jobs/\(id3)").json?["status"]?.stringValue == "forwarded")
+        let moved = try HTTP.request("DELETE", s.base + "/jobs/\(id3)", headers: bearer("alice"))
+        #expect(moved.status == 409 && moved.json?["type"]?.stringValue == "urn:llmspool:problem:job-forwarded", "\(moved)")
+        #expect(try s.get("bob", "/jobs/\(id3)").status == 404, "a forwarded job is still its owner's only")
     }
 
     @Test("Idempotency-Key: a retry returns the same job; another body → 422; per user", arguments: kinds)
