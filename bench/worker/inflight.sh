@@ -9,7 +9,9 @@ N=${N:-10000}
 LATENCY_MS=${LATENCY_MS:-30000}
 BASE=${BENCH_DIR:-$ROOT/bench/out}/inflight-$(date +%s)
 mkdir -p "$BASE"
-ulimit -n "$(ulimit -Hn)"
+# The descriptor limit systemd gives the worker (LimitNOFILE=65536 in systemd/llmspool-worker.service);
+# raising the hard limit needs CAP_SYS_RESOURCE (not granted in this sandbox: 20,000 here), else the hard limit is used.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 swift build -c release --product llmspool --scratch-path "$ROOT/.build-release" >&2
 BIN="$ROOT/.build-release/release/llmspool"
