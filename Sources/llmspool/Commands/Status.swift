@@ -55,14 +55,14 @@ struct Status: ParsableCommand {
                 Output.line(JSONValue.object(o).text)
                 return
             }
-            Output.line("spool   \(spool.path)")
+            Output.line("spool      \(spool.path)")
             for state in spool.displayStates {
                 let n = s.counts[state] ?? 0
                 var note = ""
                 if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest waiting \(HumanDuration.format(milliseconds: age))" }
                 if state == .forwarded, n > 0 { note = "  handed to Kafka, waiting for results" }
                 if state == .cur, n > 0 { note = "  \(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "") }
-                Output.line(state.rawValue.padding(8) + String(n).leftPadding(7) + note)
+                Output.line(state.rawValue.padding(10) + String(n).leftPadding(7) + note)
             }
         }
     }

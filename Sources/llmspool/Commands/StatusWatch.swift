@@ -114,7 +114,7 @@ struct StatusWatch {
         lines.append("llmspool status  \(spool.path)")
         lines.append("\(Self.seconds(f.wallMilliseconds))  every \(HumanDuration.format(milliseconds: intervalMilliseconds)), Ctrl-C quits")
         lines.append("")
-        lines.append("state".padding(8) + "jobs".leftPadding(9))
+        lines.append("state".padding(10) + "jobs".leftPadding(9))
         for state in f.states {
             let n = s.counts[state] ?? 0
             var note = ""
@@ -125,7 +125,7 @@ struct StatusWatch {
             case .failed: note = Self.rate(f.failedRate) + " jobs/s"
             default: break
             }
-            lines.append(state.rawValue.padding(8) + String(n).leftPadding(9) + (note.isEmpty ? "" : "  " + note))
+            lines.append(state.rawValue.padding(10) + String(n).leftPadding(9) + (note.isEmpty ? "" : "  " + note))
         }
         lines.append("")
         if f.tenants.isEmpty {
