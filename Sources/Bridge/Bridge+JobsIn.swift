@@ -67,6 +67,7 @@ extension Bridge {
             if (next[key]?.offset ?? -1) < m.offset + 1 { next[key] = (m.topic, m.partition, m.offset + 1) }
         }
         storeOffsets(jobsConsumer, Array(next.values))
+        logger.debug("batch enqueued", metadata: ["messages": "\(batch.count)", "jobs": "\(jobs.count)"])
     }
 
     /// Sleeps `ms` on the watcher (a stop ends it early); false if the bridge is stopping.
