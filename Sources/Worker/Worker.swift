@@ -416,13 +416,36 @@ extension Worker {
     /// One call for one claimed job, then its settlement on disk. Never throws: every ending is a report.
     func call(_ claim: Claim, attempts prior: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
               callID: Int, tenant: String, reservedTokens: Int) async -> CallReport {
+        // Kept small on purpose: this frame, and the responder's below it, stay allocated on the
+        // task's stack for the whole call (seconds to minutes, thousands of calls at once); what
+        // happens after the answer lives in `settle`'s frame, allocated only then.
+        let model = claim.job.model ?? config.defaultModel
+        if config.logPrompts { logPrompt(claim, tenant: tenant) }
+        let started = Timestamp.nowMilliseconds()
+        let (outcome, budget) = await responder.respond(to: claim.job, model: model, maxTokens: claim.job.maxTokens)
+        return await settle(claim, outcome: outcome, budget: budget, model: model, startedMs: started, attempts: prior,
+                            spool: spool, committer: committer, config: config,
+                            callID: callID, tenant: tenant, reservedTokens: reservedTokens)
+    }
+
+    func callLogger(_ claim: Claim, tenant: String) -> Logger {
         var log = logger
         log[metadataKey: "job.id"] = "\(claim.id)"
         log[metadataKey: "tenant.id"] = "\(tenant)"
-        let model = claim.job.model ?? config.defaultModel
-        if config.logPrompts { log.debug("prompt", metadata: ["prompt": "\(Prompt.flatten(claim.job))"]) }
-        let started = Timestamp.nowMilliseconds()
-        let (outcome, budget) = await responder.respond(to: claim.job, model: model, maxTokens: claim.job.maxTokens)
+        return log
+    }
+
+    @inline(never)
+    func logPrompt(_ claim: Claim, tenant: String) {
+        callLogger(claim, tenant: tenant).debug("prompt", metadata: ["prompt": "\(Prompt.flatten(claim.job))"])
+    }
+
+    /// Records a call's outcome: commits the answer, schedules a retry, or fails or gives back the job.
+    @inline(never)
+    func settle(_ claim: Claim, outcome: CallOutcome, budget: ProviderBudget?, model: String, startedMs started: Int64,
+                attempts prior: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
+                callID: Int, tenant: String, reservedTokens: Int) async -> CallReport {
+        let log = callLogger(claim, tenant: tenant)
         let elapsed = Timestamp.nowMilliseconds() - started
         metrics.latency.recordMilliseconds(elapsed)
         var report = CallReport(callID: callID, tenant: tenant, reservedTokens: reservedTokens, usedTokens: nil,
