@@ -329,7 +329,10 @@ extension Worker {
             let worker = self.worker, sink = self.sink
             let context = CallContext(claim: claim, attempts: attempts, spool: spool, committer: committer, config: config,
                                       callID: id, tenant: pick.tenant, reservedTokens: pick.reservedTokens)
-            calls[id] = Task {
+            // Detached: a child of nothing, so the task-local values around the loop (swift-log's,
+            // swift-metrics', ServiceLifecycle's) are not copied into each of thousands of call tasks;
+            // nothing a call does reads them. The loop cancels calls itself (`calls`).
+            calls[id] = Task.detached {
                 sink.yield(.callEnded(await worker.call(context)))
             }
             worker.metrics.inFlight.record(calls.count)
@@ -423,6 +426,8 @@ extension Worker {
         let callID: Int
         let tenant: String
         let reservedTokens: Int
+        /// The model asked: the job's, or the default.
+        let model: String
 
         init(claim: Claim, attempts: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
              callID: Int, tenant: String, reservedTokens: Int) {
@@ -434,6 +439,7 @@ extension Worker {
             self.callID = callID
             self.tenant = tenant
             self.reservedTokens = reservedTokens
+            model = claim.job.model ?? config.defaultModel
         }
     }
 
@@ -442,12 +448,10 @@ extension Worker {
         // Kept small on purpose: this frame, and the responder's below it, stay allocated on the
         // task's stack for the whole call (seconds to minutes, thousands of calls at once); what
         // happens after the answer lives in `settle`'s frame, allocated only then.
-        let job = context.claim.job
-        let model = job.model ?? context.config.defaultModel
         if context.config.logPrompts { logPrompt(context.claim, tenant: context.tenant) }
         let started = Timestamp.nowMilliseconds()
-        let (outcome, budget) = await responder.respond(to: job, model: model, maxTokens: job.maxTokens)
-        return await settle(context, outcome: outcome, budget: budget, model: model, startedMs: started)
+        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens)
+        return await settle(context, outcome: answer.0, budget: answer.1, model: context.model, startedMs: started)
     }
 
     func callLogger(_ claim: Claim, tenant: String) -> Logger {
