@@ -14,24 +14,34 @@ public struct ChatResponder: Responder {
     public var description: String { redactedURL(client.configuration.baseURL) }
 
     public func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?) {
-        // This frame stays on the task's stack for the whole call: building the request and reading
-        // the completion happen in functions of their own, so their locals do not.
+        // This frame stays on the task's stack for the whole call (thousands at once): it holds the
+        // HTTP request and response only; building the one and reading the other happen in
+        // functions of their own. (ChatClient.complete, spelled out, to save its frame.)
         let started = Timestamp.now()
-        let result: Result<ChatCompletion, any Error>
+        let request = Self.request(client, job, model: model, maxTokens: maxTokens)
+        let response: Result<HTTPResponse, any Error>
         do {
-            result = .success(try await client.complete(Self.request(job, model: model, maxTokens: maxTokens)))
+            response = .success(try await client.engine.perform(request))
         } catch {
-            result = .failure(error)
+            response = .failure(error)
         }
-        return Self.outcome(result, model: model, startedAt: started)
+        return Self.outcome(response, client: client, model: model, startedAt: started)
     }
 
     @inline(never)
-    static func request(_ job: Job, model: String, maxTokens: Int?) -> ChatRequest {
-        ChatRequest(
+    static func request(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?) -> HTTPRequest {
+        client.httpRequest(for: ChatRequest(
             model: model,
             messages: Prompt.messages(job).map { LLM.ChatMessage(role: $0.role, content: $0.content) },
-            maxTokens: maxTokens, temperature: job.temperature)
+            maxTokens: maxTokens, temperature: job.temperature))
+    }
+
+    @inline(never)
+    static func outcome(_ response: Result<HTTPResponse, any Error>, client: ChatClient, model: String, startedAt started: String)
+        -> (CallOutcome, ProviderBudget?)
+    {
+        outcome(response.flatMap { r in Result { () throws(LLMError) in try client.completion(from: r) }.mapError { $0 as any Error } },
+                model: model, startedAt: started)
     }
 
     @inline(never)
