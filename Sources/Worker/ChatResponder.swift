@@ -21,7 +21,8 @@ public struct ChatResponder: Responder {
         let request = Self.request(client, job, model: model, maxTokens: maxTokens)
         let response: Result<HTTPResponse, any Error>
         do {
-            response = .success(try await client.engine.perform(request))
+            // Handed over, not kept alive here: the engine holds the call's only copy of the body.
+            response = .success(try await client.engine.perform(consume request))
         } catch {
             response = .failure(error)
         }

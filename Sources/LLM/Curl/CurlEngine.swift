@@ -112,9 +112,9 @@ public final class CurlEngine: Sendable {
     /// Cancelling the calling task aborts the transfer and throws `CancellationError`.
     /// - Throws: ``LLMError`` when no complete response arrived (timeout, connection, TLS,
     ///   response too large, invalid request, engine shut down), or `CancellationError`.
-    public func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+    public func perform(_ request: consuming HTTPRequest) async throws -> HTTPResponse {
         try request.validate()
-        let transfer = Transfer(id: shared.nextID(), request: request)
+        let transfer = Transfer(id: shared.nextID(), request: request)  // the transfer takes the body over
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
                 if transfer.attach(continuation) {
