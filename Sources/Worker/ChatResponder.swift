@@ -14,13 +14,43 @@ public struct ChatResponder: Responder {
     public var description: String { redactedURL(client.configuration.baseURL) }
 
     public func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?) {
+        // This frame stays on the task's stack for the whole call (thousands at once): it holds the
+        // HTTP request and response only; building the one and reading the other happen in
+        // functions of their own. (ChatClient.complete, spelled out, to save its frame.)
         let started = Timestamp.now()
-        let request = ChatRequest(
+        let request = Self.request(client, job, model: model, maxTokens: maxTokens)
+        let response: Result<HTTPResponse, any Error>
+        do {
+            // Handed over, not kept alive here: the engine holds the call's only copy of the body.
+            response = .success(try await client.engine.perform(consume request))
+        } catch {
+            response = .failure(error)
+        }
+        return Self.outcome(response, client: client, model: model, startedAt: started)
+    }
+
+    @inline(never)
+    static func request(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?) -> HTTPRequest {
+        client.httpRequest(for: ChatRequest(
             model: model,
             messages: Prompt.messages(job).map { LLM.ChatMessage(role: $0.role, content: $0.content) },
-            maxTokens: maxTokens, temperature: job.temperature)
-        do {
-            let c = try await client.complete(request)
+            maxTokens: maxTokens, temperature: job.temperature))
+    }
+
+    @inline(never)
+    static func outcome(_ response: Result<HTTPResponse, any Error>, client: ChatClient, model: String, startedAt started: String)
+        -> (CallOutcome, ProviderBudget?)
+    {
+        outcome(response.flatMap { r in Result { () throws(LLMError) in try client.completion(from: r) }.mapError { $0 as any Error } },
+                model: model, startedAt: started)
+    }
+
+    @inline(never)
+    static func outcome(_ result: Result<ChatCompletion, any Error>, model: String, startedAt started: String)
+        -> (CallOutcome, ProviderBudget?)
+    {
+        switch result {
+        case .success(let c):
             guard let content = c.content else {
                 return (.failure(CallFailure(kind: "malformed-response", message: "the completion has no message content",
                                              httpStatus: c.httpStatus, transient: false)), ChatResponder.budget(c.rateLimits))
@@ -28,10 +58,10 @@ public struct ChatResponder: Responder {
             let usage = c.usage.map { Usage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, totalTokens: $0.totalTokens) }
             return (.answer(Answer(response: content, model: c.model ?? model, finishReason: c.finishReason, usage: usage,
                                    startedAt: started)), ChatResponder.budget(c.rateLimits))
-        } catch let e as LLMError {
+        case .failure(let e as LLMError):
             return (.failure(CallFailure(kind: e.kind.rawValue, message: e.message, httpStatus: e.httpStatus, transient: e.isTransient,
                                          retryAfterMs: e.retryAfter.map(ChatResponder.milliseconds))), nil)
-        } catch {
+        case .failure:
             return (.failure(CallFailure(kind: "cancelled", message: "the call was cancelled (worker stopping)", transient: true)), nil)
         }
     }

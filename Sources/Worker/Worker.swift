@@ -326,12 +326,14 @@ extension Worker {
             }
             let id = nextCallID
             nextCallID += 1
-            let worker = self.worker, spool = self.spool, sink = self.sink, config = self.config, committer = self.committer
-            let tenant = pick.tenant, reserved = pick.reservedTokens
-            calls[id] = Task {
-                let report = await worker.call(claim, attempts: attempts, spool: spool, committer: committer, config: config,
-                                               callID: id, tenant: tenant, reservedTokens: reserved)
-                sink.yield(.callEnded(report))
+            let worker = self.worker, sink = self.sink
+            let context = CallContext(claim: claim, attempts: attempts, spool: spool, committer: committer, config: config,
+                                      callID: id, tenant: pick.tenant, reservedTokens: pick.reservedTokens)
+            // Detached: a child of nothing, so the task-local values around the loop (swift-log's,
+            // swift-metrics', ServiceLifecycle's) are not copied into each of thousands of call tasks;
+            // nothing a call does reads them. The loop cancels calls itself (`calls`).
+            calls[id] = Task.detached {
+                sink.yield(.callEnded(await worker.call(context)))
             }
             worker.metrics.inFlight.record(calls.count)
         }
@@ -413,16 +415,65 @@ extension Worker {
         }
     }
 
+    /// What a call needs besides its answer: one reference in the call's frames, which stay on its
+    /// task's stack while it waits, rather than each value copied into them.
+    final class CallContext: Sendable {
+        let claim: Claim
+        let attempts: [JSONValue]
+        let spool: Spool
+        let committer: ResultCommitter
+        let config: WorkerConfiguration
+        let callID: Int
+        let tenant: String
+        let reservedTokens: Int
+        /// The model asked: the job's, or the default.
+        let model: String
+
+        init(claim: Claim, attempts: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
+             callID: Int, tenant: String, reservedTokens: Int) {
+            self.claim = claim
+            self.attempts = attempts
+            self.spool = spool
+            self.committer = committer
+            self.config = config
+            self.callID = callID
+            self.tenant = tenant
+            self.reservedTokens = reservedTokens
+            model = claim.job.model ?? config.defaultModel
+        }
+    }
+
     /// One call for one claimed job, then its settlement on disk. Never throws: every ending is a report.
-    func call(_ claim: Claim, attempts prior: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
-              callID: Int, tenant: String, reservedTokens: Int) async -> CallReport {
+    func call(_ context: CallContext) async -> CallReport {
+        // Kept small on purpose: this frame, and the responder's below it, stay allocated on the
+        // task's stack for the whole call (seconds to minutes, thousands of calls at once); what
+        // happens after the answer lives in `settle`'s frame, allocated only then.
+        if context.config.logPrompts { logPrompt(context.claim, tenant: context.tenant) }
+        let started = Timestamp.nowMilliseconds()
+        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens)
+        return await settle(context, outcome: answer.0, budget: answer.1, model: context.model, startedMs: started)
+    }
+
+    func callLogger(_ claim: Claim, tenant: String) -> Logger {
         var log = logger
         log[metadataKey: "job.id"] = "\(claim.id)"
         log[metadataKey: "tenant.id"] = "\(tenant)"
-        let model = claim.job.model ?? config.defaultModel
-        if config.logPrompts { log.debug("prompt", metadata: ["prompt": "\(Prompt.flatten(claim.job))"]) }
-        let started = Timestamp.nowMilliseconds()
-        let (outcome, budget) = await responder.respond(to: claim.job, model: model, maxTokens: claim.job.maxTokens)
+        return log
+    }
+
+    @inline(never)
+    func logPrompt(_ claim: Claim, tenant: String) {
+        callLogger(claim, tenant: tenant).debug("prompt", metadata: ["prompt": "\(Prompt.flatten(claim.job))"])
+    }
+
+    /// Records a call's outcome: commits the answer, schedules a retry, or fails or gives back the job.
+    @inline(never)
+    func settle(_ context: CallContext, outcome: CallOutcome, budget: ProviderBudget?, model: String, startedMs started: Int64)
+        async -> CallReport
+    {
+        let claim = context.claim, prior = context.attempts, spool = context.spool, committer = context.committer
+        let config = context.config, callID = context.callID, tenant = context.tenant, reservedTokens = context.reservedTokens
+        let log = callLogger(claim, tenant: tenant)
         let elapsed = Timestamp.nowMilliseconds() - started
         metrics.latency.recordMilliseconds(elapsed)
         var report = CallReport(callID: callID, tenant: tenant, reservedTokens: reservedTokens, usedTokens: nil,

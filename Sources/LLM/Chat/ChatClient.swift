@@ -48,7 +48,12 @@ public struct ChatClient: Sendable {
     ///   `CancellationError` when the calling task is cancelled.
     public func complete(_ request: ChatRequest) async throws -> ChatCompletion {
         let response = try await engine.perform(httpRequest(for: request))
-        return try ChatCompletion.parse(response, secrets: configuration.apiKey.map { [$0.value] } ?? [])
+        return try completion(from: response)
+    }
+
+    /// Reads the response to a request made with ``httpRequest(for:)``, as ``complete(_:)`` does.
+    public func completion(from response: HTTPResponse) throws(LLMError) -> ChatCompletion {
+        try ChatCompletion.parse(response, secrets: configuration.apiKey.map { [$0.value] } ?? [])
     }
 
     /// The HTTP request ``complete(_:)`` sends.

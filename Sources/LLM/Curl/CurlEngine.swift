@@ -31,9 +31,11 @@ public final class CurlEngine: Sendable {
         /// A PEM bundle of CA certificates to verify servers with, instead of the system's.
         public var caFile: String?
         public var userAgent: String
-        /// libcurl's receive buffer per transfer (`CURLOPT_BUFFERSIZE`, 1 KiB to 512 KiB). libcurl's
-        /// default, 16 KiB, is most of a transfer's memory: 10,000 calls in flight held ~160 MB.
-        /// Answers larger than the buffer are simply read in several pieces.
+        /// libcurl's receive buffer per transfer (`CURLOPT_BUFFERSIZE`, 1 KiB to 512 KiB), allocated
+        /// when the transfer starts and held while it waits. libcurl's default, 16 KiB, is most of a
+        /// transfer's memory: 10,000 calls in flight held ~160 MB; 4 KiB still held 40 MB of them.
+        /// Answers larger than the buffer are simply read in several pieces (one more `recv` and
+        /// write callback per KiB: nothing next to an LLM's latency).
         public var receiveBufferSize: Int
         /// libcurl's own trace on stderr (`CURLOPT_VERBOSE`). It shows request headers: never
         /// enable it with a real API key.
@@ -46,7 +48,7 @@ public final class CurlEngine: Sendable {
             maxConcurrentStreams: Int = 100,
             caFile: String? = nil,
             userAgent: String = "llmspool",
-            receiveBufferSize: Int = 4096,
+            receiveBufferSize: Int = 1024,
             verbose: Bool = false
         ) {
             self.maxConnectionsPerHost = maxConnectionsPerHost
@@ -110,9 +112,9 @@ public final class CurlEngine: Sendable {
     /// Cancelling the calling task aborts the transfer and throws `CancellationError`.
     /// - Throws: ``LLMError`` when no complete response arrived (timeout, connection, TLS,
     ///   response too large, invalid request, engine shut down), or `CancellationError`.
-    public func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+    public func perform(_ request: consuming HTTPRequest) async throws -> HTTPResponse {
         try request.validate()
-        let transfer = Transfer(id: shared.nextID(), request: request)
+        let transfer = Transfer(id: shared.nextID(), request: request)  // the transfer takes the body over
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
                 if transfer.attach(continuation) {

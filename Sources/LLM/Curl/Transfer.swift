@@ -9,7 +9,8 @@ import Synchronization
 /// thread touches once the transfer has been handed to it.
 final class Transfer: @unchecked Sendable {
     let id: UInt64
-    let request: HTTPRequest
+    /// The request; its body is dropped once libcurl's copy of it is made (``makeHandle(configuration:)``).
+    private(set) var request: HTTPRequest
 
     private enum Completion {
         case waiting
@@ -30,7 +31,7 @@ final class Transfer: @unchecked Sendable {
     private var responseBody: [UInt8] = []
     private var tooLarge = false
 
-    init(id: UInt64, request: HTTPRequest) {
+    init(id: UInt64, request: consuming HTTPRequest) {
         self.id = id
         self.request = request
     }
@@ -136,6 +137,8 @@ final class Transfer: @unchecked Sendable {
             Easy.set(easy, CURLOPT_POSTFIELDSIZE_LARGE, offset: Int64(request.body.count))
             Easy.set(easy, CURLOPT_POSTFIELDS, pointer: body.baseAddress)
             if method != "POST" { Easy.set(easy, CURLOPT_CUSTOMREQUEST, method) }
+            // One copy of the body per call in flight, not two (prompts can be long).
+            request.body = []
         }
 
         var list: UnsafeMutablePointer<curl_slist>?
