@@ -16,7 +16,13 @@ extension Bridge {
         guard let p = producer, let topic = configuration.resultsOut else { return true }
         for state in [SpoolState.done, .failed] {
             let dir = spool.path + "/" + state.rawValue
-            for name in Self.list(dir) where name.hasSuffix(".json") {
+            let names: [String]
+            do { names = try spool.names(in: state) } catch {
+                logger.error("cannot list \(state.rawValue)/: \(error)")
+                retryAt = Self.nowMs() + 1_000
+                return false
+            }
+            for name in names where name.hasSuffix(".json") {
                 let id = String(name.dropLast(5))
                 if publishedResults.contains(id) || sendingResults.contains(id) || ignoredResults.contains(id) { continue }
                 let bytes: [UInt8]

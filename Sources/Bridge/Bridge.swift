@@ -140,7 +140,7 @@ public final class Bridge {
     }
 
     var group: String { configuration.group ?? "llmspool-bridge" }
-    var resultsGroup: String { configuration.resultsGroup ?? "llmspool-results.\(Self.hostName())" }
+    var resultsGroup: String { configuration.resultsGroup ?? "llmspool-results.\(Spool.hostName)" }
 
     /// The DLQ topic of `jobsIn`, or nil when there is none.
     var dlqTopic: String? {
@@ -163,7 +163,9 @@ public final class Bridge {
         stopper = BridgeStopper(watcher: watcher)
     }
 
-    var publishedDir: String { spool.path + "/.published" }
+    /// The side-record area of `resultsOut`'s markers (docs/spool-format.md).
+    static let publishedArea = ".published"
+    var publishedDir: String { spool.path + "/" + Self.publishedArea }
 
     /// How often the spool is rescanned when nothing woke the bridge (inotify's safety net).
     static let rescanMilliseconds: Int64 = 5_000
@@ -220,7 +222,7 @@ public final class Bridge {
         if configuration.resultsOut != nil || configuration.jobsOut != nil || dlqTopic != nil {
             if configuration.resultsOut != nil {
                 try Self.makeDirectory(publishedDir)
-                publishedResults = Set(Self.list(publishedDir))
+                publishedResults = Set(try spool.recordNames(in: Self.publishedArea))
             }
             let ctx = ClientContext(role: "producer", logger: logger)
             let conf = try Kafka.configuration(base + [("enable.idempotence", "true"), ("acks", "all")] + configuration.properties, context: ctx)
@@ -408,30 +410,10 @@ public final class Bridge {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
-    static func hostName() -> String {
-        var buf = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buf, buf.count - 1) == 0 else { return "localhost" }
-        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-
     static func makeDirectory(_ path: String) throws {
         if mkdir(path, 0o2770) != 0, errno != EEXIST {
             throw KafkaError("mkdir \(path): \(String(cString: strerror(errno)))")
         }
-    }
-
-    /// Names in a directory, without dot files.
-    static func list(_ path: String) -> [String] {
-        guard let d = opendir(path) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if !name.hasPrefix(".") { names.append(name) }
-        }
-        return names
     }
 
     static func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8] {

@@ -169,7 +169,7 @@ extension Spool {
 
     /// Lists `new/`, oldest name first (UUIDv7 ids sort by time).
     public func waiting() throws(SpoolError) -> [String] {
-        try wrap { () throws(SystemCallError) in try Sys.list(dir(.new)) }.filter { !$0.hasPrefix(".") }.sorted()
+        try names(in: .new).sorted()
     }
 
     /// How many files in `new/` are named `ID.json` with an id that carries `tag`

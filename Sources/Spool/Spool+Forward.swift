@@ -18,12 +18,7 @@ extension Spool {
     /// Creates `forwarded/` if the spool lacks it (mode 2770, like the others). The directory is
     /// opened by the next `Spool(path:)`.
     public static func makeForwardedDirectory(at path: String) throws(SpoolError) {
-        let p = path + "/" + SpoolState.forwarded.rawValue
-        do throws(SystemCallError) {
-            try Sys.makeDirectory(p, mode: directoryMode)
-            try Sys.chmod(p, mode: directoryMode)
-        } catch where error.errno == .fileExists {
-        } catch {
+        do throws(SystemCallError) { try makeSpoolDirectory(path + "/" + SpoolState.forwarded.rawValue) } catch {
             throw .system(error)
         }
     }
@@ -108,15 +103,8 @@ extension Spool {
         let name = id + ".json"
         return try wrap { () throws(SystemCallError) -> ForwardedLookup in
             for state in [SpoolState.done, .failed] where try Sys.exists(name, in: dir(state)) { return .settled(state) }
-            let d = dir(.forwarded)
-            let fd: FileDescriptor
-            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch {
-                if error.errno == .noSuchFileOrDirectory || error.errno == .tooManySymbolicLinkLevels { return .unknown }
-                throw error
-            }
-            defer { Sys.close(fd) }
-            let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: d.path(name))
-            guard var job = try? Job.decode(bytes, limits: limits), (job.jobId ?? id) == id else { return .unknown }
+            guard let loc = try read(name, in: .forwarded, id: id),
+                  var job = try? Job.decode(loc.bytes, limits: limits), (job.jobId ?? id) == id else { return .unknown }
             job.jobId = id
             return .waiting(job)
         }

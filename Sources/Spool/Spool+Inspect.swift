@@ -100,7 +100,7 @@ extension Spool {
         }
     }
 
-    private func read(_ name: String, in state: SpoolState, id: String) throws(SystemCallError) -> JobLocation? {
+    func read(_ name: String, in state: SpoolState, id: String) throws(SystemCallError) -> JobLocation? {
         let d = dir(state)
         let fd: FileDescriptor
         do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch {

@@ -98,6 +98,21 @@ extension Spool {
         }
     }
 
+    /// The names of the records in `area` (none when it does not exist yet).
+    public func recordNames(in area: String) throws(SpoolError) -> [String] {
+        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
+        return try wrap { () throws(SystemCallError) -> [String] in
+            let top = try root()
+            defer { Sys.close(top.fd) }
+            let d: Directory
+            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
+                return []
+            }
+            defer { Sys.close(d.fd) }
+            return try Sys.list(d).filter { !$0.hasPrefix(".") }
+        }
+    }
+
     /// The spool's own directory, opened afresh (the parent of `tmp/`).
     private func root() throws(SystemCallError) -> Directory {
         try Sys.openDirectory("..", in: dir(.tmp)).renamed(path)

@@ -82,18 +82,29 @@ public final class Spool: Sendable {
                 do throws(SystemCallError) { try Sys.makeDirectory(parent, mode: 0o777) } catch where error.errno == .fileExists {}
             }
             for sub in [""] + SpoolState.allCases.map({ "/" + $0.rawValue }) {
-                let p = path + sub
-                do throws(SystemCallError) {
-                    try Sys.makeDirectory(p, mode: directoryMode)
-                    try Sys.chmod(p, mode: directoryMode)  // mkdir honours the umask; the mode is the contract
-                } catch where error.errno == .fileExists {
-                    continue
-                }
+                try makeSpoolDirectory(path + sub)
             }
         } catch {
             throw SpoolError.system(error)
         }
         return try Spool(path: path, limits: limits)
+    }
+
+    /// Creates one of the spool's directories with its contract mode (mkdir honours the umask,
+    /// so the mode is set again); an existing one is left as it is.
+    static func makeSpoolDirectory(_ p: String) throws(SystemCallError) {
+        do throws(SystemCallError) {
+            try Sys.makeDirectory(p, mode: directoryMode)
+            try Sys.chmod(p, mode: directoryMode)
+        } catch where error.errno == .fileExists {}
+    }
+
+    /// The name of this host (`gethostname`), as job histories record it.
+    public static var hostName: String { Sys.hostName() }
+
+    /// The names in a state directory, without dot files, in directory order.
+    public func names(in state: SpoolState) throws(SpoolError) -> [String] {
+        try wrap { () throws(SystemCallError) in try Sys.list(dir(state)) }.filter { !$0.hasPrefix(".") }
     }
 
     func dir(_ state: SpoolState) -> Directory {
