@@ -171,13 +171,13 @@ public final class Bridge {
     static let rescanMilliseconds: Int64 = 5_000
     /// How often `jobsOut` runs crash recovery (dead claims go back to `new/`).
     static let recoveryMilliseconds: Int64 = 60_000
-    static let lagMilliseconds: Int64 = 5_000
+    static let gaugeMilliseconds: Int64 = 5_000
 
     public func run() throws {
         defer { shutdown() }
         try start()
         var scanDue = true
-        var lastScan: Int64 = 0, lastRecovery: Int64 = 0, lastLag: Int64 = 0
+        var lastScan: Int64 = 0, lastRecovery: Int64 = 0, lastGauges: Int64 = 0
         onReady?()
         while !stopper.isStopping {
             onTick?()
@@ -203,9 +203,9 @@ public final class Bridge {
                 if configuration.jobsOut != nil, !forwardWaiting() { scanDue = true }
                 if configuration.resultsOut != nil, !publishResults() { scanDue = true }
             }
-            if now - lastLag >= Self.lagMilliseconds {
-                lastLag = now
-                recordLag()
+            if now - lastGauges >= Self.gaugeMilliseconds {
+                lastGauges = now
+                recordGauges()
             }
             var timeout = Int32(clamping: max(1, min(Self.rescanMilliseconds, tickMilliseconds)))
             if busy { timeout = 0 } else if scanDue { timeout = Int32(clamping: max(10, min(1_000, retryAt - now))) }
@@ -367,6 +367,12 @@ public final class Bridge {
             }
         }
         moveConfirmed()
+    }
+
+    /// The gauges, every few seconds (not on every turn: counting what awaits delivery walks
+    /// every pending message): consumer lag over the assigned partitions, high watermark (cached)
+    /// minus position, and the messages awaiting their delivery reports.
+    private func recordGauges() {
         var jobs = 0, results = 0
         for p in pending.values {
             switch p {
@@ -377,10 +383,6 @@ public final class Bridge {
         }
         BridgeMetrics.awaitingDelivery(kind: "job", jobs + unsent.count)
         BridgeMetrics.awaitingDelivery(kind: "result", results)
-    }
-
-    /// Consumer lag over the assigned partitions: high watermark (cached) minus position.
-    private func recordLag() {
         for (c, topic) in [(jobsConsumer, configuration.jobsIn), (resultsConsumer, configuration.resultsIn)] {
             guard let c, let topic else { continue }
             var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
