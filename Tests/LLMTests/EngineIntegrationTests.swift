@@ -261,7 +261,8 @@ struct EngineIntegrationTests {
     @Test("an idle engine sleeps, even with transfers waiting on a slow server")
     func idleUsesNoCPU() async throws {
         try await withFakeLLM { server, engine in
-            let client = try chatClient(server, engine, timeout: .seconds(30))
+            // A timeout far beyond the test, so that no call's timer can fire inside the measured window.
+            let client = try chatClient(server, engine, timeout: .seconds(300))
             // Held at a gate the server counts as waiting (a plain "hang" is not counted).
             let tasks = (0..<200).map { i in Task { try await client.complete(fake("gate=idle,n=\(i)")) } }
             // Idle means every request has reached the server (connects and sends wake the loop; on a
