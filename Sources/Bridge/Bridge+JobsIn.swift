@@ -121,7 +121,7 @@ extension Bridge {
         while true {
             let seq = nextSeq
             nextSeq += 1
-            let err = Kafka.produce(p, topic: dlq, key: message.key ?? [], value: message.value, headers: headers, opaque: seq)
+            let err = produce(p, topic: dlq, key: message.key ?? [], value: message.value, headers: headers, opaque: seq)
             if err == RD_KAFKA_RESP_ERR_NO_ERROR {
                 pending[seq] = .deadLetter
                 while deadLetterReports[seq] == nil {

@@ -1,6 +1,8 @@
 import CKafka
 import Logging
 import Spool
+import Synchronization
+import Dispatch
 
 /// Jobs out: jobs arriving in `new/` are held (locked where they are, so no worker takes them),
 /// produced to `--jobs-out`, and moved to `forwarded/` once Kafka confirms them.
@@ -18,9 +20,13 @@ extension Bridge {
         }
         // new/ is listed once and worked through across turns (listing 100,000 names each time the
         // in-flight cap is reached would cost more than the jobs); a fresh listing when it runs out.
+        // The listing keeps the directory's own order (ext4: its hash order, not the names'):
+        // walking new/ in that order, and moving confirmed jobs in it, makes each rename cheaper
+        // (measured: 8.6 against 10.3 µs on 30,000 files). Every job goes; Kafka keeps order only
+        // per partition anyway.
         if backlogNext >= backlog.count {
             backlogNext = 0
-            do { backlog = try spool.waiting() } catch {
+            do { backlog = try spool.names(in: .new) } catch {
                 backlog = []
                 logger.error("cannot list new/: \(error)")
                 retryAt = Self.nowMs() + 1_000
@@ -28,7 +34,7 @@ extension Bridge {
             }
         }
         while backlogNext < backlog.count {
-            if pending.count + unsent.count >= configuration.maxForwarding || stopper.isStopping { return false }
+            if pending.count + unsent.count + moving.count >= configuration.maxForwarding || stopper.isStopping { return false }
             let name = backlog[backlogNext]
             backlogNext += 1
             if held.contains(name) { continue }  // ours already, on its way
@@ -67,7 +73,7 @@ extension Bridge {
         if let u = job.userId { headers.append(("userId", Array(u.utf8))) }
         if let t = job.tenantId { headers.append(("tenantId", Array(t.utf8))) }
         let seq = nextSeq
-        let err = Kafka.produce(p, topic: topic, key: Array(hold.id.utf8), value: value, headers: headers, opaque: seq)
+        let err = produce(p, topic: topic, key: Array(hold.id.utf8), value: value, headers: headers, opaque: seq)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             unsent.append(hold)
             if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
@@ -96,21 +102,50 @@ extension Bridge {
         }
     }
 
-    /// Moves the confirmed jobs to `forwarded/` (one fsync for all).
+    /// Hands the confirmed jobs to the mover, which moves them to `forwarded/` (one fsync for all)
+    /// on a thread of its own: the renames, most of the work per job, overlap reading and
+    /// producing the next jobs. ``collectMoved()`` takes the outcome back on this thread.
     func moveConfirmed() {
         guard !confirmed.isEmpty else { return }
-        let batch = confirmed
-        confirmed.removeAll()
-        do {
-            try spool.forward(batch: batch)
-            counts.forwarded += batch.count
-            for hold in batch { logger.info("forwarded", metadata: ["jobId": "\(hold.id)", "topic": "\(configuration.jobsOut ?? "")"]) }
-        } catch {
-            // They are in Kafka already; released, they wait in new/ and are sent again (at-least-once).
-            logger.error("cannot move forwarded jobs: \(error)")
-            retryAt = Self.nowMs() + 1_000
+        // In the order they were produced, which is new/'s listing order (see forwardWaiting).
+        let batch = confirmed.sorted { $0.seq < $1.seq }.map(\.hold)
+        confirmed.removeAll(keepingCapacity: true)
+        for hold in batch { moving[hold.id] = hold }
+        let spool = self.spool, outbox = self.moved, watcher = self.watcher
+        mover.async {
+            var failure: SpoolError?
+            do throws(SpoolError) { try spool.forward(batch: batch) } catch { failure = error }
+            outbox.post(MovedBatch(holds: batch, error: failure))
+            watcher.wake()
         }
-        for hold in batch { unhold(hold) }
+    }
+
+    /// Takes the outcome of the batches the mover finished: counts, logs, lets go of the holds.
+    /// `wait` first lets the mover finish everything handed to it (at shutdown).
+    func collectMoved(wait: Bool = false) {
+        if wait { mover.sync {} }
+        for batch in moved.take() {
+            for hold in batch.holds { moving[hold.id] = nil }
+            if let error = batch.error {
+                // They are in Kafka already; released, they wait in new/ and are sent again (at-least-once).
+                logger.error("cannot move forwarded jobs: \(error)")
+                retryAt = Self.nowMs() + 1_000
+            } else {
+                counts.forwarded += batch.holds.count
+                for hold in batch.holds {
+                    logger.info("forwarded", metadata: ["jobId": "\(hold.id)", "topic": "\(configuration.jobsOut ?? "")"])
+                    // Its result came back while it was being moved: the result won (see handleResult).
+                    if hold.isSettled { dropForwardedCopy(hold.id) }
+                }
+            }
+            for hold in batch.holds { unhold(hold) }
+        }
+    }
+
+    private func dropForwardedCopy(_ id: String) {
+        do { try spool.dropSettledForwarded(id) } catch {
+            logger.warning("cannot retire the forwarded copy of a settled job (recovery will): \(error)", metadata: ["jobId": "\(id)"])
+        }
     }
 
     /// Lets go of a held job (it stays in `new/` unless it was moved).
@@ -132,4 +167,19 @@ extension Bridge {
             logger.error("recovery failed: \(error)")
         }
     }
+}
+
+/// A batch the mover finished: its holds, and the error that stopped it, if any.
+struct MovedBatch: Sendable {
+    let holds: [Hold]
+    let error: SpoolError?
+}
+
+/// Where the mover leaves finished batches for the bridge's thread.
+final class MovedBatches: Sendable {
+    private let batches = Mutex<[MovedBatch]>([])
+
+    func post(_ batch: MovedBatch) { batches.withLock { $0.append(batch) } }
+
+    func take() -> [MovedBatch] { batches.withLock { b in defer { b.removeAll() }; return b } }
 }

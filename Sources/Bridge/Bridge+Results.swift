@@ -43,7 +43,7 @@ extension Bridge {
                 if let u = doc["userId"]?.stringValue { headers.append(("userId", Array(u.utf8))) }
                 if let t = doc["tenantId"]?.stringValue { headers.append(("tenantId", Array(t.utf8))) }
                 let seq = nextSeq
-                let err = Kafka.produce(p, topic: topic, key: Array(id.utf8), value: bytes, headers: headers, opaque: seq)
+                let err = produce(p, topic: topic, key: Array(id.utf8), value: bytes, headers: headers, opaque: seq)
                 if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
                     _ = rd_kafka_poll(p, 100)
                     settleDeliveries()
@@ -93,9 +93,10 @@ extension Bridge {
         }
         var meta = position
         meta["jobId"] = "\(decoded.id)"
-        // A job still held for its hand-over (its delivery report not yet served) is settled here;
-        // forward(batch:) then retires its copy in new/.
-        let heldHold = pending.values.lazy.compactMap { p -> Hold? in
+        // A job still held for its hand-over (its delivery report not yet served, or being moved)
+        // is settled here; forward(batch:) then retires its copy in new/ (or, if the mover got there
+        // first, collectMoved retires the copy it moved).
+        let heldHold = moving[decoded.id] ?? pending.values.lazy.compactMap { p -> Hold? in
             if case .job(let hold) = p, hold.id == decoded.id { return hold } else { return nil }
         }.first
         let heldJob = heldHold?.job

@@ -2,6 +2,7 @@ import CKafka
 public import Logging
 import Spool
 import Synchronization
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,13 +36,16 @@ public struct BridgeConfiguration: Sendable {
     public var deadLetterTopic: String?
     /// librdkafka properties (`-X key=value`), applied after the bridge's defaults.
     public var properties: [(String, String)]
-    /// Most jobs claimed for `jobsOut` and awaiting their delivery reports (each holds a descriptor).
+    /// Most jobs held for `jobsOut` and not yet in `forwarded/` (each holds a descriptor; the
+    /// bridge raises its open-file limit and stays below it).
     public var maxForwarding: Int
+    /// Enough to keep full batches going to Kafka while earlier ones are confirmed and moved.
+    public static let defaultMaxForwarding = 5000
 
     public init(spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil, jobsOut: String? = nil,
                 resultsIn: String? = nil, resultsGroup: String? = nil, resultsOut: String? = nil,
                 resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
-                properties: [(String, String)] = [], maxForwarding: Int = 1000) {
+                properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding) {
         self.spoolPath = spoolPath
         self.brokers = brokers
         self.group = group
@@ -86,7 +90,7 @@ public final class BridgeStopper: Sendable {
 /// * results out: each `done/ID.json` and `failed/ID.json` is produced, and recorded in
 ///   `SPOOL/.published/` once confirmed.
 public final class Bridge {
-    let configuration: BridgeConfiguration
+    var configuration: BridgeConfiguration
     let logger: Logger
     let spool: Spool
     let watcher: SpoolWatcher
@@ -100,6 +104,10 @@ public final class Bridge {
     var contexts: [ClientContext] = []
     var producerContext: ClientContext?
 
+    /// The producer's topic handles, by name. Made right after the producer so that its first
+    /// metadata request names them: a topic first named later waits for librdkafka's once-a-second
+    /// topic scan before its first message can go out.
+    var topicHandles: [String: OpaquePointer] = [:]
     /// Produced messages awaiting their delivery reports, by sequence number.
     var pending: [Int: Pending] = [:]
     var nextSeq = 1
@@ -115,8 +123,14 @@ public final class Bridge {
     var held: Set<String> = []
     /// Held jobs whose produce call must be retried.
     var unsent: [Hold] = []
-    /// Held jobs whose delivery reports confirmed them, to move to `forwarded/` together.
-    var confirmed: [Hold] = []
+    /// Held jobs whose delivery reports confirmed them (with their produce sequence numbers), to
+    /// move to `forwarded/` together.
+    var confirmed: [(seq: Int, hold: Hold)] = []
+    /// Confirmed jobs handed to the mover and not yet collected, by id.
+    var moving: [String: Hold] = [:]
+    /// The mover: moves confirmed jobs to `forwarded/` off the loop's thread.
+    let mover = DispatchQueue(label: "llmspool.bridge.forward")
+    let moved = MovedBatches()
     /// When a failed produce or delivery may be tried again (monotonic ms).
     var retryAt: Int64 = 0
     /// Called once the Kafka clients exist and the loop is about to start (systemd's READY=1).
@@ -159,7 +173,8 @@ public final class Bridge {
         var watched: [SpoolState] = []
         if configuration.jobsOut != nil { watched.append(.new) }
         if configuration.resultsOut != nil { watched += [.done, .failed] }
-        watcher = try SpoolWatcher(spool, states: watched)
+        // Arrivals only: the bridge's own moves out of new/ must not wake it.
+        watcher = try SpoolWatcher(spool, states: watched, events: .arrivals)
         stopper = BridgeStopper(watcher: watcher)
     }
 
@@ -173,8 +188,20 @@ public final class Bridge {
     static let recoveryMilliseconds: Int64 = 60_000
     static let gaugeMilliseconds: Int64 = 5_000
 
+    /// Descriptors kept for everything but holds: directories, the watcher, librdkafka's sockets.
+    static let reservedDescriptors = 256
+
     public func run() throws {
         defer { shutdown() }
+        if configuration.jobsOut != nil {
+            let limit = Spool.raiseOpenFileLimit()
+            let most = max(1, limit - Self.reservedDescriptors)
+            if configuration.maxForwarding > most {
+                logger.notice("the open-file limit (\(limit)) allows \(most) jobs held for Kafka at once, fewer than --max-forwarding; raise LimitNOFILE",
+                              metadata: ["maxForwarding": "\(configuration.maxForwarding)"])
+                configuration.maxForwarding = most
+            }
+        }
         try start()
         var scanDue = true
         var lastScan: Int64 = 0, lastRecovery: Int64 = 0, lastGauges: Int64 = 0
@@ -187,6 +214,7 @@ public final class Bridge {
             if let p = producer {
                 _ = rd_kafka_poll(p, 0)
                 settleDeliveries()
+                collectMoved()
             }
             if let dead = contexts.first(where: { $0.fatal.load(ordering: .acquiring) }) {
                 throw KafkaError("the Kafka \(dead.role) client hit a fatal error (see the log); exiting so that it restarts clean")
@@ -231,6 +259,12 @@ public final class Bridge {
             producer = p
             producerContext = ctx
             contexts.append(ctx)
+            for topic in [configuration.jobsOut, configuration.resultsOut, dlqTopic].compactMap({ $0 }) where topicHandles[topic] == nil {
+                guard let rkt = rd_kafka_topic_new(p, topic, nil) else {
+                    throw KafkaError("topic \(topic): \(Kafka.errorString(rd_kafka_last_error()))")
+                }
+                topicHandles[topic] = rkt
+            }
             listen(rd_kafka_queue_get_main(p))
             if let t = configuration.resultsOut {
                 logger.info("producing results", metadata: ["topic": "\(t)", "of": "\(configuration.resultScope.rawValue)",
@@ -287,8 +321,11 @@ public final class Bridge {
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.warning("flush: \(Kafka.errorString(err)); \(pending.count) messages unconfirmed (results are sent again on restart, jobs go back to new/)")
             }
+            for rkt in topicHandles.values { rd_kafka_topic_destroy(rkt) }
+            topicHandles.removeAll()
             rd_kafka_destroy(p)
             producer = nil
+            collectMoved(wait: true)
         }
         // Jobs never confirmed stay in new/ (they may reach Kafka twice: at-least-once).
         for case .job(let hold) in pending.values { unhold(hold) }
@@ -335,8 +372,17 @@ public final class Bridge {
     }
 
     /// Reads the delivery reports served by the last `rd_kafka_poll` and acts on each.
+    /// Produces one message to `topic`, one of the producer's topics (see ``topicHandles``).
+    func produce(_ p: OpaquePointer, topic: String, key: [UInt8], value: [UInt8], headers: [(String, [UInt8])],
+                 opaque: Int) -> rd_kafka_resp_err_t {
+        guard let rkt = topicHandles[topic] else { return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC }
+        return Kafka.produce(p, topic: rkt, key: key, value: value, headers: headers, opaque: opaque)
+    }
+
     func settleDeliveries() {
         guard let ctx = producerContext else { return }
+        var jobsDelivered = 0
+        defer { BridgeMetrics.delivered(topic: configuration.jobsOut ?? "", kind: "job", count: jobsDelivered) }
         for (seq, err) in ctx.takeReports() {
             guard let what = pending.removeValue(forKey: seq) else { continue }
             switch what {
@@ -356,8 +402,8 @@ public final class Bridge {
                 }
             case .job(let hold):
                 if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    confirmed.append(hold)
-                    BridgeMetrics.delivered(topic: configuration.jobsOut ?? "", kind: "job")
+                    confirmed.append((seq, hold))
+                    jobsDelivered += 1
                 } else {
                     BridgeMetrics.deliveryError(topic: configuration.jobsOut ?? "", kind: "job")
                     logger.error("job delivery failed; it stays in new/ and is sent again: \(Kafka.errorString(err))", metadata: ["jobId": "\(hold.id)"])

@@ -10,8 +10,9 @@ enum BridgeMetrics {
     }
 
     /// A message confirmed by its delivery report: a job, a result or a dead letter.
-    static func delivered(topic: String, kind: String) {
-        Counter(label: "llmspool_bridge_delivered_total", dimensions: [("topic", topic), ("kind", kind)]).increment()
+    static func delivered(topic: String, kind: String, count: Int = 1) {
+        guard count > 0 else { return }
+        Counter(label: "llmspool_bridge_delivered_total", dimensions: [("topic", topic), ("kind", kind)]).increment(by: count)
     }
 
     /// A produce call refused or a delivery report with an error.

@@ -63,7 +63,7 @@ enum Kafka {
     }
 
     /// Produces one message (key and value copied). Returns the error code; on success librdkafka owns the headers.
-    static func produce(_ rk: OpaquePointer, topic: String, key: [UInt8], value: [UInt8],
+    static func produce(_ rk: OpaquePointer, topic: OpaquePointer, key: [UInt8], value: [UInt8],
                         headers: [(String, [UInt8])], opaque: Int) -> rd_kafka_resp_err_t {
         let hdrs = rd_kafka_headers_new(headers.count)
         for (name, bytes) in headers {

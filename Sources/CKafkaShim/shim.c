@@ -1,11 +1,11 @@
 #include "CKafkaShim.h"
 
-rd_kafka_resp_err_t ckafka_produce(rd_kafka_t *rk, const char *topic,
+rd_kafka_resp_err_t ckafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *topic,
                                    const void *key, size_t key_len,
                                    const void *value, size_t value_len,
                                    rd_kafka_headers_t *headers, void *opaque) {
     return rd_kafka_producev(rk,
-                             RD_KAFKA_V_TOPIC(topic),
+                             RD_KAFKA_V_RKT(topic),
                              RD_KAFKA_V_KEY(key, key_len),
                              RD_KAFKA_V_VALUE((void *)value, value_len),
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -134,6 +134,16 @@ extension Spool {
         }
     }
 
+    /// Retires `forwarded/ID.json` if the job has a result in `done/` or `failed/` (what recovery
+    /// does for every such copy), for a holder whose job was settled while it was being moved.
+    public func dropSettledForwarded(_ id: String) throws(SpoolError) {
+        guard JobID.isValid(id), hasForwarded else { return }
+        let name = id + ".json"
+        try wrap { () throws(SystemCallError) in
+            if try hasResult(name) { try retire(name, from: .forwarded) }
+        }
+    }
+
     /// Whether `done/NAME` or `failed/NAME` exists.
     func hasResult(_ name: String) throws(SystemCallError) -> Bool {
         if try Sys.exists(name, in: dir(.done)) { return true }

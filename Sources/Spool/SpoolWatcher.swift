@@ -24,8 +24,25 @@ public final class SpoolWatcher: Sendable {
     private let event: FileDescriptor
     private let states: [Int32: SpoolState]
 
-    /// Watches `states` of `spool` for files created, moved in or out, written and closed, or deleted.
-    public init(_ spool: Spool, states: [SpoolState] = [.new]) throws(SpoolError) {
+    /// Which changes wake a waiter.
+    public enum Events: Sendable {
+        /// Files moved in, or written and closed.
+        case arrivals
+        /// Arrivals, and files moved out or deleted.
+        case all
+
+        var mask: UInt32 {
+            switch self {
+            case .arrivals: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)
+            case .all: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
+            }
+        }
+    }
+
+    /// Watches `states` of `spool` for `events`: by default files moved in or out, written and
+    /// closed, or deleted. A process that only takes files away watches `.arrivals`, so that its own
+    /// moves do not wake it.
+    public init(_ spool: Spool, states: [SpoolState] = [.new], events: Events = .all) throws(SpoolError) {
         let ifd = try spool.wrap { () throws(SystemCallError) in try Sys.inotifyInit(path: spool.path) }
         let efd: FileDescriptor
         do { efd = try Sys.eventFD(path: spool.path) } catch {
@@ -34,7 +51,7 @@ public final class SpoolWatcher: Sendable {
         }
         inotify = ifd
         event = efd
-        let mask = UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
+        let mask = events.mask
         var watches: [Int32: SpoolState] = [:]
         for state in states {
             do { watches[try Sys.addWatch(ifd, spool.dir(state).path, mask: mask)] = state } catch {

@@ -68,6 +68,35 @@ struct SpoolForwardTests {
         #expect(t.visible(.done) == [id + ".json"])
     }
 
+    @Test func aResultThatCameBackWhileTheJobWasMovedRetiresTheForwardedCopy() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        let a = try t.spool.enqueue(Job(prompt: "settled"))
+        let b = try t.spool.enqueue(Job(prompt: "still waiting"))
+        let ha = try hold(t, a), hb = try hold(t, b)
+        // a's result is stored while the mover renames it (too late to retire it in new/ instead).
+        #expect(try t.spool.settleForwarded(a, document: .object(["jobId": .string(a), "response": .string("r")]), into: .done))
+        try t.spool.forward(batch: [ha, hb])
+        #expect(t.visible(.forwarded).contains(a + ".json"))
+        try t.spool.dropSettledForwarded(a)
+        try t.spool.dropSettledForwarded(b)  // no result: stays
+        #expect(t.visible(.forwarded) == [b + ".json"])
+        #expect(t.visible(.done) == [a + ".json"])
+    }
+
+    @Test func readingAJobLeavesItsAccessTimeAlone() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        let id = try t.spool.enqueue(Job(prompt: "p"))
+        let path = t.path(.new, id + ".json")
+        var times = [timespec(tv_sec: 1_000_000, tv_nsec: 0), timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)]  // mtime: UTIME_OMIT
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)  // atime far older than mtime: relatime would update it
+        try hold(t, id).release()
+        var st = stat()
+        #expect(stat(path, &st) == 0)
+        #expect(st.st_atim.tv_sec == 1_000_000)
+    }
+
     @Test func aSecondJobWithAForwardedIdIsDeadLetteredNotLost() throws {
         let t = try TestSpool()
         defer { t.remove() }

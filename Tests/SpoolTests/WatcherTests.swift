@@ -81,6 +81,18 @@ struct SpoolWatcherTests {
         withExtendedLifetime(claim) {}
     }
 
+    @Test func anArrivalsWatcherSleepsThroughMovesOut() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        let id = try t.spool.enqueue(Job(prompt: "p"))
+        let watcher = try SpoolWatcher(t.spool, events: .arrivals)
+        let claim = try t.claim(id: id)  // moved out of new/: no wake-up
+        #expect(watcher.wait(timeoutMilliseconds: 200) == .timeout)
+        let next = try t.spool.enqueue(Job(prompt: "q"))
+        #expect(watcher.wait(timeoutMilliseconds: 1000) == .changed(arrived: [.new: [next + ".json"]], overflow: false))
+        withExtendedLifetime(claim) {}
+    }
+
     @Test func wakeEndsAWait() throws {
         let t = try TestSpool()
         defer { t.remove() }

@@ -49,11 +49,19 @@ enum Sys {
     }
 
     /// Opens an existing entry for reading without following symlinks or blocking on FIFOs.
+    /// `O_NOATIME` (Linux; glibc declares it only under `_GNU_SOURCE`).
+    static let noAccessTime: Int32 = 0o1_000_000
+
+    /// Reading does not update the file's access time (`O_NOATIME`, which saves an inode write
+    /// per job; nothing in a spool uses access times) unless the file belongs to another user,
+    /// where the kernel refuses it and the file is opened plainly.
     static func openForReading(_ name: String, in dir: Directory) throws(SystemCallError) -> FileDescriptor {
-        let fd = try retrying("openat", dir.path(name)) {
-            openat(dir.fd.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+        let flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
+        do throws(SystemCallError) {
+            return FileDescriptor(rawValue: try retrying("openat", dir.path(name)) { openat(dir.fd.rawValue, name, flags | noAccessTime) })
+        } catch where error.errno == .notPermitted {
+            return FileDescriptor(rawValue: try retrying("openat", dir.path(name)) { openat(dir.fd.rawValue, name, flags) })
         }
-        return FileDescriptor(rawValue: fd)
     }
 
     /// Opens an existing regular file for appending, without following symlinks or blocking on FIFOs.
@@ -283,4 +291,19 @@ extension Glibc.stat {
     var isRegularFile: Bool { (st_mode & S_IFMT) == S_IFREG }
     var modifiedMilliseconds: Int64 { Int64(st_mtim.tv_sec) * 1000 + Int64(st_mtim.tv_nsec) / 1_000_000 }
     func sameFile(as other: Glibc.stat) -> Bool { st_dev == other.st_dev && st_ino == other.st_ino }
+}
+
+extension Spool {
+    /// Raises this process's soft limit on open files to its hard limit (a daemon holding a
+    /// descriptor per job in flight needs more than the usual 1,024) and returns the limit in force.
+    public static func raiseOpenFileLimit() -> Int {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return 1024 }
+        if rl.rlim_cur < rl.rlim_max {
+            var raised = rl
+            raised.rlim_cur = rl.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { rl = raised }
+        }
+        return Int(clamping: rl.rlim_cur)
+    }
 }

@@ -76,8 +76,8 @@ struct BridgeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("DLQ for invalid messages on --jobs-in (default error.TOPIC.GROUP; \"\" for none).", valueName: "TOPIC"))
     var dlq: String?
 
-    @Option(name: .customLong("max-forwarding"), help: "Most jobs awaiting Kafka's confirmation at once with --jobs-out (default 1000).")
-    var maxForwarding: Int = 1000
+    @Option(name: .customLong("max-forwarding"), help: "Most jobs held for Kafka at once with --jobs-out, sent or being moved to forwarded/ (default 5000).")
+    var maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding
 
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "key=value"))
     var properties: [String] = []
