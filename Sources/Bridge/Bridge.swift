@@ -371,7 +371,6 @@ public final class Bridge {
         return more && !stopper.isStopping
     }
 
-    /// Reads the delivery reports served by the last `rd_kafka_poll` and acts on each.
     /// Produces one message to `topic`, one of the producer's topics (see ``topicHandles``).
     func produce(_ p: OpaquePointer, topic: String, key: [UInt8], value: [UInt8], headers: [(String, [UInt8])],
                  opaque: Int) -> rd_kafka_resp_err_t {
@@ -379,6 +378,7 @@ public final class Bridge {
         return Kafka.produce(p, topic: rkt, key: key, value: value, headers: headers, opaque: opaque)
     }
 
+    /// Reads the delivery reports served by the last `rd_kafka_poll` and acts on each.
     func settleDeliveries() {
         guard let ctx = producerContext else { return }
         var jobsDelivered = 0
