@@ -56,6 +56,8 @@ extension Spool {
                     let leases = LeaseCheck(self, holding: false)
                     defer { leases.close() }
                     for name in names {
+                        // Parked under a live lease: live, without opening the file.
+                        if try parkedAlive(name, leases).alive { s.liveClaims += 1; continue }
                         guard let fd = try? Sys.openForReading(name, in: dir(.cur)) else { continue }
                         defer { Sys.close(fd) }
                         if try Sys.tryLock(fd, path: dir(.cur).path(name)), try !parkedAlive(name, leases).alive {
