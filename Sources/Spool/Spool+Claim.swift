@@ -4,12 +4,18 @@ import Glibc
 import Synchronization
 import SystemPackage
 
-/// A job this process owns: its file is in `cur/` and locked with `flock` through ``fd``.
+/// A job this process owns: its file is in `cur/ID.json`.
 ///
-/// The lock is what tells live claims from dead ones: the kernel drops it when the process
-/// dies, however it dies, and recovery gives back only claims whose lock it can take.
-/// Releasing a `Claim` without finishing it (or the process dying) leaves the job in `cur/`
-/// for recovery.
+/// A claim is alive while its owner is: recovery gives back only claims whose owner is gone.
+/// A claim proves its owner alive in one of two ways:
+/// - **parked** (the usual): the marker `cur/.ID.json.lease` names the claiming `Spool`'s lease,
+///   whose `flock` that object holds for its whole life. The claim holds no descriptor, so a
+///   process can keep as many claims as it likes with one descriptor between them.
+/// - **held**: the claim keeps the job file's descriptor, locked with `flock` (when it could not
+///   park, and for claims recovery makes to dead-letter a job).
+///
+/// Either way the kernel drops the lock when the process dies, however it dies. Releasing a
+/// `Claim` without finishing it (or the process dying) leaves the job in `cur/` for recovery.
 public final class Claim: Sendable {
     public let id: String
     public let job: Job
@@ -17,23 +23,45 @@ public final class Claim: Sendable {
     public let bytes: [UInt8]
     /// When the claim was made (RFC 3339).
     public let claimedAt: String
-    let fd: FileDescriptor
+    let hold: Hold
     private let released = Atomic<Bool>(false)
 
-    init(id: String, job: Job, bytes: [UInt8], fd: FileDescriptor) {
+    enum Hold: Sendable {
+        /// The job file's descriptor, locked.
+        case descriptor(FileDescriptor)
+        /// Parked under the spool's lease: the marker `cur/.ID.json.lease` names it.
+        case lease(Lease, Spool)
+    }
+
+    convenience init(id: String, job: Job, bytes: [UInt8], fd: FileDescriptor) {
+        self.init(id: id, job: job, bytes: bytes, hold: .descriptor(fd))
+    }
+
+    init(id: String, job: Job, bytes: [UInt8], hold: Hold) {
         self.id = id
         self.job = job
         self.bytes = bytes
-        self.fd = fd
+        self.hold = hold
         claimedAt = Timestamp.now()
     }
 
-    /// Closes the descriptor, which drops the lock. Idempotent.
+    /// Drops what proves the claim alive: closes the descriptor (dropping its lock), or removes
+    /// the marker. Called once the job file has left `cur/`, or to abandon the claim. Idempotent.
     func release() {
-        if !released.exchange(true, ordering: .acquiringAndReleasing) { Sys.close(fd) }
+        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        switch hold {
+        case .descriptor(let fd): Sys.close(fd)
+        case .lease(_, let spool): spool.unpark(id + ".json")
+        }
     }
 
     public var isReleased: Bool { released.load(ordering: .acquiring) }
+
+    /// Whether the claim is parked under its spool's lease (it holds no descriptor).
+    public var isParked: Bool {
+        if case .lease = hold { return true }
+        return false
+    }
 
     deinit { release() }
 }
@@ -58,7 +86,10 @@ extension Spool {
 
     /// Claims `new/NAME`: lock, read, rename to `cur/`, validate. A valid job ends as
     /// `cur/ID.json` and is returned; anything else is dead-lettered with its exact bytes.
-    public func claim(_ name: String, settleMilliseconds: Int64 = Spool.settleMilliseconds) throws(SpoolError) -> ClaimOutcome {
+    ///
+    /// The claim is parked under this object's lease (no descriptor kept; see ``Claim``) unless
+    /// `park` is false or it cannot park, in which case it keeps its file's locked descriptor.
+    public func claim(_ name: String, settleMilliseconds: Int64 = Spool.settleMilliseconds, park: Bool = true) throws(SpoolError) -> ClaimOutcome {
         if name.hasPrefix(".") { return .gone }
         return try wrap { () throws(SystemCallError) -> ClaimOutcome in
             let new = dir(.new), cur = dir(.cur)
@@ -126,6 +157,10 @@ extension Spool {
                 return try reject(curName, IntakeError(
                     kind: .idClash, message: "job \(id) already exists in \(state.rawValue)/", field: "jobId"),
                     originalName: name, idIsTaken: true)
+            }
+            // Park: the marker first, while the descriptor still holds the lock, then let it go.
+            if park, let lease = self.park(canonical) {
+                return .claimed(Claim(id: id, job: job, bytes: bytes, hold: .lease(lease, self)))
             }
             keep = true
             return .claimed(Claim(id: id, job: job, bytes: bytes, fd: fd))

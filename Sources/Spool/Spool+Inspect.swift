@@ -8,7 +8,7 @@ public struct SpoolStatus: Sendable, Equatable {
     public var counts: [SpoolState: Int] = [:]
     /// Milliseconds since the oldest file in `new/` was last modified, nil when `new/` is empty.
     public var oldestWaitingMilliseconds: Int64?
-    /// `cur/` files whose claiming process is alive (lock held).
+    /// `cur/` files whose claiming process is alive (the file's lock held, or parked under a live lease).
     public var liveClaims = 0
     /// `cur/` files whose claiming process died: `llmspool recover` gives them back.
     public var deadClaims = 0
@@ -52,10 +52,19 @@ extension Spool {
                     }
                 }
                 if state == .cur {
+                    // The rule recovery uses: live when the file's lock is held or it is parked under a live lease.
+                    let leases = LeaseCheck(self, holding: false)
+                    defer { leases.close() }
                     for name in names {
+                        // Parked under a live lease: live, without opening the file.
+                        if try parkedAlive(name, leases).alive { s.liveClaims += 1; continue }
                         guard let fd = try? Sys.openForReading(name, in: dir(.cur)) else { continue }
                         defer { Sys.close(fd) }
-                        if try Sys.tryLock(fd, path: dir(.cur).path(name)) { s.deadClaims += 1 } else { s.liveClaims += 1 }
+                        if try Sys.tryLock(fd, path: dir(.cur).path(name)), try !parkedAlive(name, leases).alive {
+                            s.deadClaims += 1
+                        } else {
+                            s.liveClaims += 1
+                        }
                     }
                 }
             }

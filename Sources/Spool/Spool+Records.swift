@@ -114,7 +114,7 @@ extension Spool {
     }
 
     /// The spool's own directory, opened afresh (the parent of `tmp/`).
-    private func root() throws(SystemCallError) -> Directory {
+    func root() throws(SystemCallError) -> Directory {
         try Sys.openDirectory("..", in: dir(.tmp)).renamed(path)
     }
 }

@@ -1,12 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import SystemPackage
 
 /// A spool directory: `tmp/ new/ cur/ done/ failed/`, where every state change is a rename.
 ///
-/// A `Spool` holds one open descriptor per state directory and does every operation relative to
-/// them, so it keeps working on the same directories even if the path is renamed under it.
+/// A `Spool` holds one open descriptor per state directory (and, once it has claimed a job, one
+/// for its lease) and does every operation relative to them, so it keeps working on the same directories even if the path is renamed under it.
 /// It is safe to use from many threads and many processes at once.
 public final class Spool: Sendable {
     public let path: String
@@ -14,6 +15,8 @@ public final class Spool: Sendable {
     let dirs: [Directory]  // indexed by SpoolState.required's order
     /// `forwarded/`, when the spool has one (it is optional; see ``SpoolState/required``).
     let forwardedDir: Directory?
+    /// This object's lease (`.leases/ID`, locked), taken at the first claim; see ``Lease``.
+    let leaseSlot = Mutex<Lease?>(nil)
 
     /// Mode of the spool's directories: owner and group may enqueue and work; setgid so that
     /// files inherit the spool's group (see docs/spool-format.md).

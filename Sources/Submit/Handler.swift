@@ -232,7 +232,8 @@ public struct Handler: Sendable {
             switch loc.state {
             case .new, .tmp:
                 let outcome: ClaimOutcome
-                do { outcome = try spool.claim(loc.name) } catch { throw unavailable(error) }
+                // Held for a moment only: keep the descriptor rather than take a lease for this one request.
+                do { outcome = try spool.claim(loc.name, park: false) } catch { throw unavailable(error) }
                 guard case .claimed(let claim) = outcome else { continue }  // taken meanwhile: look again
                 do {
                     try spool.fail(claim, Failure(kind: "cancelled", message: "cancelled by \(identity.userId) with DELETE"))

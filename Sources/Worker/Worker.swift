@@ -33,9 +33,16 @@ public final class Worker: Service {
         if fds.after != fds.before {
             logger.info("raised the open-file limit", metadata: ["from": "\(fds.before)", "to": "\(fds.after)"])
         }
-        let allowed = DescriptorLimit.maxInFlight(forLimit: fds.after)
+        // One lease for all claims: each call in flight then holds only its connection.
+        var perCall = 1
+        do { try spool.takeLease() } catch {
+            perCall = 2
+            logger.warning("no lease: each claim keeps its file's descriptor", metadata: ["error": "\(error)"])
+        }
+        let allowed = DescriptorLimit.maxInFlight(forLimit: fds.after, perCall: perCall)
         if configuration.maxInFlight > allowed {
-            logger.warning("fewer calls in flight than asked: each holds a claim lock and a connection", metadata: [
+            logger.warning(perCall == 1 ? "fewer calls in flight than asked: each holds a connection"
+                                        : "fewer calls in flight than asked: each holds a claim lock and a connection", metadata: [
                 "asked": "\(configuration.maxInFlight)", "allowed": "\(allowed)", "open_file_limit": "\(fds.after)",
             ])
             configuration.maxInFlight = allowed

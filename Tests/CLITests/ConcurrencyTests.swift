@@ -123,6 +123,55 @@ struct ConcurrencyTests {
         #expect(again["givenBack"]?.arrayValue?.isEmpty == true)
     }
 
+    @Test("a claimer holding 400 parked claims uses a handful of descriptors; killed, three recoverers at once give each back exactly once and clear its markers and lease")
+    func killedParkedClaimerIsRecoveredOnce() throws {
+        let s = try TestSpool()
+        defer { s.remove() }
+        let ids = try Spool(path: s.path).enqueue(batch: (0..<500).map { Job(prompt: "job \($0)") }, durability: .volatile)
+        let (p, out, _) = CLI.process(["debug-claim", "--max", "400", "--then", "hold"], spool: s.path)
+        try p.run()
+        var text = ""
+        while !text.contains("holding\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let held = text.split(separator: "\n").map(String.init).filter { $0 != "holding" }
+        #expect(held.count == 400)
+        let descriptors = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.processIdentifier)/fd")) ?? []).count
+        #expect(descriptors > 0 && descriptors < 40, "the claimer holds \(descriptors) descriptors for 400 claims")
+        let leases = { ((try? FileManager.default.contentsOfDirectory(atPath: s.path + "/.leases")) ?? []).sorted() }
+        let curAll = { ((try? FileManager.default.contentsOfDirectory(atPath: s.path + "/cur")) ?? []).sorted() }
+        #expect(leases().count == 1)
+        #expect(curAll().filter { $0.hasSuffix(".lease") }.count == 400)
+        let live = try JSONParser.parse(try CLI.run(["recover", "--json"], spool: s.path).stdout)
+        #expect(live["live"]?.intValue == 400 && live["givenBack"]?.arrayValue?.isEmpty == true)
+
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let status = try JSONParser.parse(try CLI.run(["status", "--json"], spool: s.path).stdout)
+        #expect(status["deadClaims"]?.intValue == 400 && status["liveClaims"]?.intValue == 0)
+
+        let recoverers = (0..<3).map { _ in CLI.process(["recover", "--json"], spool: s.path) }
+        for (r, _, _) in recoverers { try r.run() }
+        var back: [String] = []
+        for (r, rOut, _) in recoverers {
+            let data = rOut.fileHandleForReading.readDataToEndOfFile()
+            r.waitUntilExit()
+            #expect(r.terminationStatus == 0)
+            back += (try JSONParser.parse(Array(data)))["givenBack"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        }
+        // A recoverer that met the dead lease locked by another counted its claims live; one more pass settles any rest.
+        let last = try JSONParser.parse(try CLI.run(["recover", "--json"], spool: s.path).stdout)
+        back += last["givenBack"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(back.count == 400, "given back \(back.count) times for 400 claims")
+        #expect(Set(back) == Set(held))
+        #expect(curAll().isEmpty, "cur/ still has \(curAll().prefix(3))")
+        #expect(leases().isEmpty)
+        #expect(s.names("new") == ids.map { $0 + ".json" }.sorted())
+        for id in held.prefix(50) { #expect(try s.json("new", id + ".json")["attempts"]?.intValue == 1) }
+    }
+
     @Test("claim-and-finish processes killed 12 times mid-stream: every job done exactly once, none lost")
     func chaos() throws {
         let s = try TestSpool()

@@ -84,6 +84,56 @@ enum Sys {
         _ = try retrying("mkdir", path) { mkdir(path, mode) }
     }
 
+    /// `mkdirat` then `fchmodat` (mkdir honours the umask, so the mode is set again).
+    /// Fails with `EEXIST` when the entry exists.
+    static func makeDirectory(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) {
+        _ = try retrying("mkdirat", dir.path(name)) { mkdirat(dir.fd.rawValue, name, mode) }
+        _ = try retrying("fchmodat", dir.path(name)) { fchmodat(dir.fd.rawValue, name, mode, 0) }
+    }
+
+    /// `symlinkat(target, dir, name)`. Returns false when `name` exists (EEXIST): it never replaces.
+    static func symlink(_ target: String, named name: String, in dir: Directory) throws(SystemCallError) -> Bool {
+        while true {
+            if symlinkat(target, dir.fd.rawValue, name) == 0 { return true }
+            let err = Errno(rawValue: llmspool_errno())
+            if err == .interrupted { continue }
+            if err == .fileExists { return false }
+            throw SystemCallError(call: "symlinkat", path: dir.path(name), errno: err)
+        }
+    }
+
+    /// What `readlinkat` found at a name.
+    enum Link: Equatable {
+        case missing
+        /// The entry exists but is not a symbolic link (EINVAL).
+        case notALink
+        case target(String)
+    }
+
+    /// `readlinkat`: the text of a symbolic link (at most 256 bytes: a longer text comes back cut, which no caller takes for an id).
+    static func readLink(_ name: String, in dir: Directory) throws(SystemCallError) -> Link {
+        var buf = [CChar](repeating: 0, count: 256)
+        while true {
+            let n = readlinkat(dir.fd.rawValue, name, &buf, buf.count)
+            if n >= 0 {
+                return .target(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+            let err = Errno(rawValue: llmspool_errno())
+            if err == .interrupted { continue }
+            if err == .noSuchFileOrDirectory { return .missing }
+            if err == .invalidArgument { return .notALink }
+            throw SystemCallError(call: "readlinkat", path: dir.path(name), errno: err)
+        }
+    }
+
+    /// `unlinkat`, where a missing entry is not an error (someone else removed it). Returns whether it removed one.
+    @discardableResult
+    static func unlinkIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> Bool {
+        do throws(SystemCallError) { try unlink(name, in: dir); return true } catch where error.errno == .noSuchFileOrDirectory {
+            return false
+        }
+    }
+
     static func chmod(_ path: String, mode: mode_t) throws(SystemCallError) {
         _ = try retrying("chmod", path) { Glibc.chmod(path, mode) }
     }
@@ -132,10 +182,11 @@ enum Sys {
         _ = try retrying("unlinkat", dir.path(name)) { unlinkat(dir.fd.rawValue, name, 0) }
     }
 
-    /// `flock(LOCK_EX | LOCK_NB)`. Returns false when another open file description holds the lock.
-    static func tryLock(_ fd: FileDescriptor, path: @autoclosure () -> String) throws(SystemCallError) -> Bool {
+    /// `flock(LOCK_EX | LOCK_NB)` (`LOCK_SH | LOCK_NB` when `shared`). Returns false when another
+    /// open file description holds a conflicting lock.
+    static func tryLock(_ fd: FileDescriptor, shared: Bool = false, path: @autoclosure () -> String) throws(SystemCallError) -> Bool {
         while true {
-            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { return true }
+            if flock(fd.rawValue, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 { return true }
             let err = Errno(rawValue: llmspool_errno())
             if err == .interrupted { continue }
             if err == .wouldBlock { return false }

@@ -65,9 +65,10 @@ struct Recover: ParsableCommand {
                     "deadLettered": .array(r.deadLettered.map { .string($0) }),
                     "live": .integer(r.live), "repairedRejections": .integer(r.repairedRejections),
                     "removedTemporaries": .integer(r.removedTemporaries),
+                    "removedMarkers": .integer(r.removedMarkers), "removedLeases": .integer(r.removedLeases),
                 ]).text)
             } else {
-                Output.line("gave back \(r.givenBack.count), already settled \(r.alreadySettled.count), dead-lettered \(r.deadLettered.count), live \(r.live), repaired \(r.repairedRejections), removed \(r.removedTemporaries) from tmp/")
+                Output.line("gave back \(r.givenBack.count), already settled \(r.alreadySettled.count), dead-lettered \(r.deadLettered.count), live \(r.live), repaired \(r.repairedRejections), removed \(r.removedTemporaries) from tmp/, \(r.removedMarkers) markers, \(r.removedLeases) dead leases")
             }
         }
     }
