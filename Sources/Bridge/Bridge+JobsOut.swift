@@ -94,7 +94,7 @@ extension Bridge {
     /// A file in `new/` that is not a valid job: claimed, which dead-letters it with the reason.
     private func deadLetterFile(_ name: String) {
         do {
-            if case .rejected(let key, let why) = try spool.claim(name) {
+            if case .rejected(let key, let why) = try spool.claim(name, park: false) {
                 logger.error("not a valid job, dead-lettered: \(why)", metadata: ["file": "\(name)", "failed": "\(key)"])
             }
         } catch {

@@ -194,7 +194,7 @@ public final class Bridge {
     public func run() throws {
         defer { shutdown() }
         if configuration.jobsOut != nil {
-            let limit = Spool.raiseOpenFileLimit()
+            let limit = Spool.raiseOpenFileLimit().after
             let most = max(1, limit - Self.reservedDescriptors)
             if configuration.maxForwarding > most {
                 logger.notice("the open-file limit (\(limit)) allows \(most) jobs held for Kafka at once, fewer than --max-forwarding; raise LimitNOFILE",

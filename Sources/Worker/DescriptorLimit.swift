@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Spool
 
 /// Each call in flight holds one descriptor: its connection. (Its claim holds none: it is parked
 /// under the worker's one lease, see `Spool.Claim`. A claim that could not park keeps its file's
@@ -13,17 +11,7 @@ enum DescriptorLimit {
     static let reserve = 256
 
     /// Raises the soft limit to the hard one; returns (before, after).
-    static func raise() -> (before: Int, after: Int) {
-        var rl = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return (1024, 1024) }
-        let before = Int(clamping: rl.rlim_cur)
-        if rl.rlim_cur < rl.rlim_max {
-            var raised = rl
-            raised.rlim_cur = rl.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { rl = raised }
-        }
-        return (before, Int(clamping: rl.rlim_cur))
-    }
+    static func raise() -> (before: Int, after: Int) { Spool.raiseOpenFileLimit() }
 
     /// The most calls in flight that `limit` descriptors allow, at `perCall` descriptors each
     /// (1 with a lease; 2 when claims must keep their descriptor).

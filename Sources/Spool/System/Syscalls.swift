@@ -346,15 +346,17 @@ extension Glibc.stat {
 
 extension Spool {
     /// Raises this process's soft limit on open files to its hard limit (a daemon holding a
-    /// descriptor per job in flight needs more than the usual 1,024) and returns the limit in force.
-    public static func raiseOpenFileLimit() -> Int {
+    /// descriptor per job in flight needs more than the usual 1,024); returns the limit before
+    /// and the limit in force after.
+    public static func raiseOpenFileLimit() -> (before: Int, after: Int) {
         var rl = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return 1024 }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return (1024, 1024) }
+        let before = Int(clamping: rl.rlim_cur)
         if rl.rlim_cur < rl.rlim_max {
             var raised = rl
             raised.rlim_cur = rl.rlim_max
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { rl = raised }
         }
-        return Int(clamping: rl.rlim_cur)
+        return (before, Int(clamping: rl.rlim_cur))
     }
 }
