@@ -261,14 +261,21 @@ struct EngineIntegrationTests {
     @Test("an idle engine sleeps, even with transfers waiting on a slow server")
     func idleUsesNoCPU() async throws {
         try await withFakeLLM { server, engine in
-            let client = try chatClient(server, engine, timeout: .seconds(30))
-            let tasks = (0..<200).map { _ in Task { try await client.complete(fake("hang")) } }
+            // Held far longer than the test: no transfer's timeout can fire inside the window.
+            let client = try chatClient(server, engine, timeout: .seconds(600))
+            let held = 50
+            let tasks = (0..<held).map { _ in Task { try await client.complete(fake("hang")) } }
+            defer { for t in tasks { t.cancel() } }
             // Idle means every request has reached the server (connects and sends wake the loop; on a
-            // loaded machine they can take longer than any fixed pause).
-            let deadline = ContinuousClock.now + .seconds(30)
-            while try await server.stats(engine).waiting < 200, ContinuousClock.now < deadline {
+            // loaded machine they can take longer than any fixed pause). The stand-in counts a hung
+            // request once it has read it.
+            let deadline = ContinuousClock.now + .seconds(90)
+            var reached = 0
+            while reached < held, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
+                reached = try await server.stats(engine).requests
             }
+            try #require(reached >= held, "only \(reached) of \(held) requests reached the stand-in in 90 s")
             try await Task.sleep(for: .milliseconds(300))
             let tid = engine.shared.loopThreadID.load(ordering: .relaxed)
             let cpuBefore = try #require(threadCPUTicks(tid))
@@ -276,7 +283,7 @@ struct EngineIntegrationTests {
             try await Task.sleep(for: .seconds(2))
             let cpu = try #require(threadCPUTicks(tid)) - cpuBefore
             let turns = engine.shared.iterations.load(ordering: .relaxed) - turnsBefore
-            #expect(turns <= 3, "the loop woke \(turns) times in 2 s with 200 idle transfers")
+            #expect(turns <= 3, "the loop woke \(turns) times in 2 s with \(held) idle transfers")
             #expect(cpu <= 1, "the loop used \(cpu) ticks of CPU in 2 s")
             for t in tasks { t.cancel() }
             for t in tasks { _ = try? await t.value }
