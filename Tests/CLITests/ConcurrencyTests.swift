@@ -71,13 +71,10 @@ struct ConcurrencyTests {
         #expect(s.names("new").isEmpty && s.names("cur").isEmpty && s.names("failed").isEmpty)
     }
 
-    @Test("a claimer killed with SIGKILL: recovery gives back exactly its jobs, and never a live claim")
-    func killedClaimerIsRecovered() throws {
-        let s = try TestSpool()
-        defer { s.remove() }
-        let spool = try Spool(path: s.path)
-        let ids = try spool.enqueue(batch: (0..<50).map { Job(prompt: "job \($0)") })
-        let (p, out, _) = CLI.process(["debug-claim", "--max", "20", "--then", "hold"], spool: s.path)
+    /// Starts `llmspool debug-claim` claiming up to `count` jobs and holding them; returns the
+    /// process and the ids it says it holds, once it says so.
+    func startClaimer(claiming count: Int, spool: String) throws -> (Process, [String]) {
+        let (p, out, _) = CLI.process(["debug-claim", "--max", "\(count)", "--then", "hold"], spool: spool)
         try p.run()
         var text = ""
         while !text.contains("holding\n") {
@@ -85,7 +82,16 @@ struct ConcurrencyTests {
             if chunk.isEmpty { break }
             text += String(decoding: chunk, as: UTF8.self)
         }
-        let held = text.split(separator: "\n").map(String.init).filter { $0 != "holding" }
+        return (p, text.split(separator: "\n").map(String.init).filter { $0 != "holding" })
+    }
+
+    @Test("a claimer killed with SIGKILL: recovery gives back exactly its jobs, and never a live claim")
+    func killedClaimerIsRecovered() throws {
+        let s = try TestSpool()
+        defer { s.remove() }
+        let spool = try Spool(path: s.path)
+        let ids = try spool.enqueue(batch: (0..<50).map { Job(prompt: "job \($0)") })
+        let (p, held) = try startClaimer(claiming: 20, spool: s.path)
         #expect(held.count == 20)
         #expect(s.names("cur") == held.map { $0 + ".json" }.sorted())
 
@@ -128,15 +134,7 @@ struct ConcurrencyTests {
         let s = try TestSpool()
         defer { s.remove() }
         let ids = try Spool(path: s.path).enqueue(batch: (0..<500).map { Job(prompt: "job \($0)") }, durability: .volatile)
-        let (p, out, _) = CLI.process(["debug-claim", "--max", "400", "--then", "hold"], spool: s.path)
-        try p.run()
-        var text = ""
-        while !text.contains("holding\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        let held = text.split(separator: "\n").map(String.init).filter { $0 != "holding" }
+        let (p, held) = try startClaimer(claiming: 400, spool: s.path)
         #expect(held.count == 400)
         let descriptors = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.processIdentifier)/fd")) ?? []).count
         #expect(descriptors > 0 && descriptors < 40, "the claimer holds \(descriptors) descriptors for 400 claims")
