@@ -23,6 +23,9 @@ public struct WorkerConfiguration: Sendable {
     public var requestTimeoutMs: Int64 = 600_000
     /// Longest the TCP and TLS handshakes may take (default 10 s).
     public var connectTimeoutMs: Int64 = 10_000
+    /// Connections to the LLM's host at most (0, the default: no limit). Calls beyond them wait
+    /// for a free connection — or, over HTTP/2, share one (up to 100 streams each).
+    public var maxConnections: Int = 0
     /// On SIGTERM: how long in-flight calls may take to finish before they are given back (25 s).
     public var gracePeriodMs: Int64 = 25_000
     /// Full rescan of new/ and crash recovery, as a safety net for inotify (10 s).
@@ -84,6 +87,7 @@ public struct WorkerConfiguration: Sendable {
             case "gracePeriodSeconds": gracePeriodMs = try ms(k, v)
             case "requestTimeoutSeconds": requestTimeoutMs = max(1, try ms(k, v))
             case "connectTimeoutSeconds": connectTimeoutMs = max(1, try ms(k, v))
+            case "maxConnections": maxConnections = try int(k, v, 0...100_000)
             case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
             case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
             case "llmURL":
@@ -137,7 +141,7 @@ public struct WorkerConfiguration: Sendable {
     public static let keys = [
         "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "defaultMaxTokens", "backoffBaseSeconds",
         "backoffCapSeconds", "maxRetryAfterSeconds", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
-        "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
+        "maxConnections", "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
     ]
 
     /// These settings as a `worker` section, every key present (`null`: not set); `apply` of it
@@ -159,6 +163,7 @@ public struct WorkerConfiguration: Sendable {
         o["gracePeriodSeconds"] = seconds(gracePeriodMs)
         o["requestTimeoutSeconds"] = seconds(requestTimeoutMs)
         o["connectTimeoutSeconds"] = seconds(connectTimeoutMs)
+        o["maxConnections"] = .integer(maxConnections)
         o["rescanIntervalSeconds"] = seconds(rescanIntervalMs)
         o["logPrompts"] = .bool(logPrompts)
         o["logLevel"] = .string(logLevel)

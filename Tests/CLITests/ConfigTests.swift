@@ -24,7 +24,7 @@ struct ConfigTests {
         {
           "spool": "/srv/spool",
           "worker": {"llmURL": "https://llm.example/v1", "model": "file-model", "maxInFlight": 8, "maxAttempts": 2,
-                     "logPrompts": true, "metricsAddress": "127.0.0.1:9464",
+                     "logPrompts": true, "metricsAddress": "127.0.0.1:9464", "maxConnections": 3,
                      "tenants": {"*": {"maxInFlight": 4}, "acme": {"tokensPerMinute": 5000}}},
           "bridge": {"brokers": "file:9092", "group": "file-group", "jobsIn": "file-jobs", "resultsOut": "file-results",
                      "deadLetterTopic": "file-dlq", "logLevel": "debug",
@@ -170,6 +170,7 @@ struct ConfigTests {
         #expect(fileOnly["worker"]?["maxInFlight"] == .integer(8))
         #expect(fileOnly["worker"]?["logPrompts"] == .bool(true))
         #expect(fileOnly["worker"]?["requestTimeoutSeconds"] == .integer(600), "a default")
+        #expect(fileOnly["worker"]?["maxConnections"] == .integer(3))
 
         let env = ["LLMSPOOL_SPOOL": "/env/spool", "LLMSPOOL_LLM_URL": "builtin:echo", "LLMSPOOL_LOG_LEVEL": "warning"]
         let withEnv = try JSONParser.parse(try run(["worker", "--config", f, "--print-config"], env: env).stdout)

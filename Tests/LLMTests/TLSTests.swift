@@ -45,21 +45,55 @@ struct TLSTests {
         let engine = try CurlEngine(configuration: .init(caFile: cert.certificate))
         defer { engine.shutdown() }
         let client = ChatClient(configuration: .init(baseURL: "https://127.0.0.1:\(nginx.port)/v1"), engine: engine)
-        let versions = try await withThrowingTaskGroup(of: Int.self) { group in
-            for i in 0..<80 {
+        #expect(await Self.callAtOnce(80, engine, client) == ["HTTP/2": 80])
+        #expect(engine.statistics.connectionsOpened == 1)
+    }
+
+    @Test(
+        "HTTP/2 over TLS with a per-host connection limit: hundreds of calls at once share the allowed connections",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: Nginx.binary), "needs nginx (apt-get install nginx)"))
+    func http2ConnectionLimit() async throws {
+        let cert = try SelfSignedCertificate()
+        defer { cert.remove() }
+        let nginx = try Nginx(certificate: cert)
+        defer { nginx.stop() }
+        let engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: 3, caFile: cert.certificate))
+        defer { engine.shutdown() }
+        let client = ChatClient(configuration: .init(baseURL: "https://127.0.0.1:\(nginx.port)/v1"), engine: engine)
+        #expect(await Self.callAtOnce(300, engine, client) == ["HTTP/2": 300])
+        #expect(engine.statistics.connectionsOpened <= 3, "\(engine.statistics.connectionsOpened) connections for a limit of 3")
+    }
+}
+
+extension TLSTests {
+    /// Makes `n` calls at once; returns how many ended how ("HTTP/2", or the error).
+    ///
+    /// libcurl 7.88 now and then loses a stream opened while a connection starts ("Stream error
+    /// in the HTTP/2 framing layer", curl error 92; seen in about one run in six of 80 or 300
+    /// calls): a transient error, which the worker retries. So each call here gets one retry,
+    /// and only after a transient error.
+    static func callAtOnce(_ n: Int, _ engine: CurlEngine, _ client: ChatClient) async -> [String: Int] {
+        await withTaskGroup(of: String.self) { group in
+            for i in 0..<n {
                 group.addTask {
-                    let r = try await engine.perform(client.httpRequest(for: ChatRequest(model: "m", prompt: "n\(i)")))
-                    _ = try ChatCompletion.parse(r)
-                    return r.httpVersion
+                    for attempt in 1...2 {
+                        do {
+                            let r = try await engine.perform(client.httpRequest(for: ChatRequest(model: "m", prompt: "n\(i)")))
+                            _ = try ChatCompletion.parse(r)
+                            return "HTTP/\(r.httpVersion)"
+                        } catch let error as LLMError where error.isTransient && attempt == 1 {
+                            continue
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                    return "unreachable"
                 }
             }
-            var all: [Int] = []
-            for try await v in group { all.append(v) }
+            var all: [String: Int] = [:]
+            for await o in group { all[o, default: 0] += 1 }
             return all
         }
-        #expect(versions.count == 80)
-        #expect(versions.allSatisfy { $0 == 2 })
-        #expect(engine.statistics.connectionsOpened == 1)
     }
 }
 

@@ -208,7 +208,7 @@ enum ResponderFactory {
                 throw Failed("API key: \(error)", code: ExitStatus.dataError)
             }
             let engine: CurlEngine
-            do { engine = try CurlEngine() } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
+            do { engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: configuration.maxConnections)) } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
             let client = ChatClient(
                 configuration: ChatClient.Configuration(
                     baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
