@@ -34,7 +34,7 @@ extension Bridge {
             }
         }
         while backlogNext < backlog.count {
-            if pending.count + unsent.count + moving.count >= configuration.maxForwarding || stopper.isStopping { return false }
+            if pending.count + unsent.count + moving >= configuration.maxForwarding || stopper.isStopping { return false }
             let name = backlog[backlogNext]
             backlogNext += 1
             if held.contains(name) { continue }  // ours already, on its way
@@ -88,6 +88,7 @@ extension Bridge {
         }
         nextSeq += 1
         pending[seq] = .job(hold)
+        sent[hold.id] = hold
         return true
     }
 
@@ -110,7 +111,7 @@ extension Bridge {
         // In the order they were produced, which is new/'s listing order (see forwardWaiting).
         let batch = confirmed.sorted { $0.seq < $1.seq }.map(\.hold)
         confirmed.removeAll(keepingCapacity: true)
-        for hold in batch { moving[hold.id] = hold }
+        moving += batch.count
         let spool = self.spool, outbox = self.moved, watcher = self.watcher
         mover.async {
             var failure: SpoolError?
@@ -125,7 +126,7 @@ extension Bridge {
     func collectMoved(wait: Bool = false) {
         if wait { mover.sync {} }
         for batch in moved.take() {
-            for hold in batch.holds { moving[hold.id] = nil }
+            moving -= batch.holds.count
             if let error = batch.error {
                 // They are in Kafka already; released, they wait in new/ and are sent again (at-least-once).
                 logger.error("cannot move forwarded jobs: \(error)")
@@ -152,6 +153,7 @@ extension Bridge {
     func unhold(_ hold: Hold) {
         hold.release()
         held.remove(hold.name)
+        if sent[hold.id] === hold { sent[hold.id] = nil }
     }
 
     /// One pass of crash recovery: dead workers' claims back to `new/`, `forwarded/` copies whose

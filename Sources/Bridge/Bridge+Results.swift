@@ -96,9 +96,7 @@ extension Bridge {
         // A job still held for its hand-over (its delivery report not yet served, or being moved)
         // is settled here; forward(batch:) then retires its copy in new/ (or, if the mover got there
         // first, collectMoved retires the copy it moved).
-        let heldHold = moving[decoded.id] ?? pending.values.lazy.compactMap { p -> Hold? in
-            if case .job(let hold) = p, hold.id == decoded.id { return hold } else { return nil }
-        }.first
+        let heldHold = sent[decoded.id]
         let heldJob = heldHold?.job
         while true {
             do {

@@ -126,8 +126,11 @@ public final class Bridge {
     /// Held jobs whose delivery reports confirmed them (with their produce sequence numbers), to
     /// move to `forwarded/` together.
     var confirmed: [(seq: Int, hold: Hold)] = []
-    /// Confirmed jobs handed to the mover and not yet collected, by id.
-    var moving: [String: Hold] = [:]
+    /// Confirmed jobs handed to the mover and not yet collected.
+    var moving = 0
+    /// Held jobs produced and not yet let go (awaiting their reports, confirmed or being moved),
+    /// by id: where a result that comes back first finds its job.
+    var sent: [String: Hold] = [:]
     /// The mover: moves confirmed jobs to `forwarded/` off the loop's thread.
     let mover = DispatchQueue(label: "llmspool.bridge.forward")
     let moved = MovedBatches()
