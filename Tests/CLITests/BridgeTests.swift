@@ -91,7 +91,13 @@ final class KafkaMock {
         try p.run()
         if let stdin { inPipe.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? inPipe.fileHandleForWriting.close()
-        let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        // kcat -C may not exit on SIGTERM while it waits on the mock cluster: SIGKILL it 2 s later,
+        // so that a message that never comes fails the test instead of hanging the suite.
+        let killer = DispatchWorkItem {
+            guard p.isRunning else { return }
+            p.terminate()
+            DispatchQueue.global().asyncAfter(deadline: .now() + 2) { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
@@ -146,6 +152,11 @@ struct BridgeTests {
         let (b, bErr) = try Self.startBridge(s.path, bridgeArgs)
 
         let r = try KafkaMock.kcat(["-C", "-b", brokers, "-t", "ai-results-out-0", "-o", "beginning", "-c", "1", "-f", "%k\t%s\n"])
+        // The poison message is in Spring's DLQ with its original bytes and x-original-* headers. Read
+        // while the bridge still runs: the two messages have different keys, so they sit on different
+        // partitions, and job-1's result may be out before the poison message is even consumed.
+        let dlq = try KafkaMock.kcat(["-C", "-b", brokers, "-t", "error.ai-jobs-out-0.llm", "-o", "beginning", "-c", "1",
+                                      "-f", "%k|%s|%h\n"], timeout: 15)
         let first = Self.stop(b, bErr)
         #expect(first.status == 0, "bridge exit status: \(first.log)")
         let parts = r.stdout.split(separator: "\t", maxSplits: 1).map(String.init)
@@ -157,9 +168,6 @@ struct BridgeTests {
         #expect(result["userId"]?.stringValue == "alice")
         #expect(first.log.contains("skipping an invalid message"), "the poison message was not reported")
         #expect(FileManager.default.fileExists(atPath: s.path + "/.published/job-1"))
-        // The poison message is in Spring's DLQ with its original bytes and x-original-* headers.
-        let dlq = try KafkaMock.kcat(["-C", "-b", brokers, "-t", "error.ai-jobs-out-0.llm", "-o", "beginning", "-c", "1",
-                                      "-f", "%k|%s|%h\n"], timeout: 15)
         #expect(dlq.stdout.hasPrefix("poison|not json|"), "DLQ: \(dlq.stdout)")
         #expect(dlq.stdout.contains("x-original-topic=ai-jobs-out-0"), "DLQ: \(dlq.stdout)")
         #expect(dlq.stdout.contains("x-exception-message=invalid-json"), "DLQ: \(dlq.stdout)")
