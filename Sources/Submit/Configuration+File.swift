@@ -3,7 +3,7 @@ public import Spool
 
 /// The `cgi` section of the configuration file. The CGI reads the file only when
 /// `LLMSPOOL_CONFIG` names it (a request should not pay for a file it was not told about);
-/// the variables of the environment, then `--spool`/`--tokens`, override it.
+/// the variables of the environment override it.
 extension Configuration {
     /// The settings of `LLMSPOOL_CONFIG`'s file (top-level `spool` and the `cgi` section), or
     /// the defaults with ``settingsError`` set when the file is missing or invalid.

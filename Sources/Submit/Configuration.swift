@@ -1,9 +1,11 @@
-/// Settings of the submit endpoint, from the environment the web server passes (and flags).
+/// Settings of the submit endpoint, from the environment the web server passes and the
+/// configuration file only — never from the command line: Apache's mod_cgi turns a query string
+/// without `=` into arguments (RFC 3875 4.4), so a client writes the command line.
 ///
 /// | variable | meaning | default |
 /// |---|---|---|
-/// | `LLMSPOOL_SPOOL` (`--spool DIR`) | the spool | `./spool` |
-/// | `LLMSPOOL_TOKENS` (`--tokens FILE`) | bearer token file | none: only `REMOTE_USER` |
+/// | `LLMSPOOL_SPOOL` | the spool | `./spool` |
+/// | `LLMSPOOL_TOKENS` | bearer token file (a path; `-` is not standard input) | none: only `REMOTE_USER` |
 /// | `LLMSPOOL_TENANT` | tenant of users named by `REMOTE_USER` | none |
 /// | `LLMSPOOL_MAX_BODY` | largest request body, bytes | 1048576 |
 /// | `LLMSPOOL_MAX_WAITING` | waiting jobs per tenant before 429 | 1000 |
@@ -37,9 +39,9 @@ public struct Configuration: Sendable, Equatable {
 
     public init() {}
 
-    /// Reads the settings from `env` and `arguments` (`--spool DIR`, `--tokens FILE`; others are
-    /// ignored, since servers may pass a query string as arguments).
-    public static func from(env: (String) -> String?, arguments: [String] = []) -> Configuration {
+    /// Reads the settings from `env` (and `LLMSPOOL_CONFIG`'s file). There is deliberately no
+    /// way to pass arguments: whatever a server puts on the command line is the client's.
+    public static func from(env: (String) -> String?) -> Configuration {
         var c = Configuration.fromSettingsFile(env: env)
         func nonEmpty(_ name: String) -> String? { env(name).flatMap { $0.isEmpty ? nil : $0 } }
         func number(_ name: String, _ range: ClosedRange<Int>) -> Int? {
@@ -54,18 +56,6 @@ public struct Configuration: Sendable, Equatable {
         if let n = number("LLMSPOOL_HEARTBEAT", 1...3600) { c.heartbeatMilliseconds = Int64(n) * 1000 }
         if let n = number("LLMSPOOL_EVENTS_PAD", 0...(1 << 20)) { c.eventPaddingBytes = n }
         if let n = number("LLMSPOOL_STREAM_MAX", 1...86400) { c.maxStreamMilliseconds = Int64(n) * 1000 }
-        var k = 0
-        while k < arguments.count {
-            let a = arguments[k]
-            if (a == "--spool" || a == "--tokens"), k + 1 < arguments.count {
-                if a == "--spool" { c.spoolPath = arguments[k + 1] } else { c.tokensPath = arguments[k + 1] }
-                k += 2
-                continue
-            }
-            if a.hasPrefix("--spool=") { c.spoolPath = String(a.dropFirst(8)) }
-            if a.hasPrefix("--tokens=") { c.tokensPath = String(a.dropFirst(9)) }
-            k += 1
-        }
         return c
     }
 }

@@ -40,7 +40,7 @@ public struct Handler: Sendable {
         try Authenticator.identify(request, defaultTenant: configuration.defaultTenant) { () throws(Problem) -> TokenFile? in
             guard let path = configuration.tokensPath else { return nil }
             do {
-                let bytes = try Spool.readInput(path, limit: 4 << 20)
+                let bytes = try Spool.readFile(path, limit: 4 << 20)  // never standard input: that is the request body
                 return try TokenFile.parse(String(decoding: bytes, as: UTF8.self))
             } catch let e as SpoolError {
                 throw Handler.serverProblem("cannot read the token file: \(e)")
@@ -121,6 +121,7 @@ public struct Handler: Sendable {
                 if !won { return try submit(request, body: body, identity: identity, spool: spool, base: base) }  // lost a race: replay the winner
             }
         }
+        if job.submittedAt == nil { job.submittedAt = Timestamp.now() }  // set here so that the 202 can say it
         do {
             try spool.enqueue(job)
         } catch {

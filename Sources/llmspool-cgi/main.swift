@@ -6,4 +6,5 @@ import Glibc
 #endif
 import Submit
 
-exit(CGI.main(arguments: Array(CommandLine.arguments.dropFirst())))
+// Arguments are ignored: a server may build them from the client's query string.
+exit(CGI.main())

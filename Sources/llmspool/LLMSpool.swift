@@ -1,5 +1,10 @@
 import ArgumentParser
 import Spool
+import Submit
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct LLMSpool: AsyncParsableCommand {
@@ -24,6 +29,15 @@ struct LLMSpool: AsyncParsableCommand {
             CGICommand.self, DebugClaim.self, BridgeCommand.self, ConfigCommand.self,
         ]
     )
+
+    /// `llmspool cgi` run by a web server (`GATEWAY_INTERFACE` set) answers the request without
+    /// parsing its command line at all: a server may build it from the client's query string
+    /// (Apache does, for a query without `=`), so `?--help` or `?--spool+x` must mean nothing.
+    static func main() async {
+        let arguments = CommandLine.arguments.dropFirst()
+        if arguments.first == "cgi", getenv("GATEWAY_INTERFACE") != nil { Glibc.exit(CGI.main()) }
+        await main(nil)
+    }
 }
 
 /// `--spool DIR`, shared by every command that works on a spool.

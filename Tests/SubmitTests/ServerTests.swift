@@ -7,8 +7,8 @@ import Testing
 import Glibc
 #endif
 
-/// llmspool-cgi under real lighttpd and nginx + fcgiwrap, started from contrib/'s configs and
-/// driven over HTTP with curl.
+/// llmspool-cgi under real lighttpd, nginx + fcgiwrap and Apache (mod_cgid), started from
+/// contrib/'s configs and driven over HTTP with curl.
 @Suite("Under real web servers", .serialized)
 struct ServerTests {
     static let kinds = ServerKind.allCases.filter(\.available)
@@ -127,7 +127,7 @@ struct ServerTests {
         #expect(big.header("Content-Type") == "application/problem+json")
         let method = try HTTP.request("PUT", s.base + "/jobs", headers: bearer("alice"), body: Array("x".utf8))
         #expect(method.status == 405)
-        #expect(method.header("Allow") == "GET, POST")
+        #expect(method.header("Allow") == "GET, HEAD, POST")
         #expect(s.names("new").isEmpty)
         #expect(s.names("tmp").isEmpty)
     }
@@ -225,6 +225,67 @@ struct ServerTests {
         #expect(r.header("Retry-After") != nil)
         #expect(try s.post("carol", "another tenant").status == 202)
         #expect(s.names("new").count == 1001)
+    }
+
+    /// Apache's mod_cgid turns a query string without `=` into the program's arguments (split on
+    /// `+`): `--tokens FILE` once chose the token file, and `--tokens -` read it from the request
+    /// body. Every server gets the same requests; none may change who the caller is.
+    @Test("a query string that a server makes into arguments changes nothing: 401, nothing written", arguments: kinds)
+    func queryArguments(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let id = try #require(try s.post("alice", "alice's secret").json?["jobId"]?.stringValue)
+        // The attacker's own token file, naming alice, in a place the program can read.
+        let forged = "sha256:\(SHA256.hex(Array("attacker".utf8))) alice acme\n"
+        try forged.write(toFile: s.dir.file("forged"), atomically: true, encoding: .utf8)
+        _ = try run("/bin/chmod", ["0644", s.dir.file("forged")])
+        let attacker = ["Authorization": "Bearer attacker"]
+        for query in ["--tokens+\(s.dir.file("forged"))", "--tokens=\(s.dir.file("forged"))", "--tokens+-", "--help", "--spool+/nonexistent"] {
+            let list = try s.get(nil, "/jobs?" + query, headers: attacker)
+            #expect(list.status == 401, "GET ?\(query): \(list)")
+            #expect(list.text.contains("alice's") == false)
+            let one = try s.get(nil, "/jobs/\(id)?" + query, headers: attacker)
+            #expect(one.status == 401, "GET /jobs/ID?\(query): \(one)")
+            let cancel = try HTTP.request("DELETE", s.base + "/jobs/\(id)?" + query, headers: attacker)
+            #expect(cancel.status == 401, "DELETE ?\(query): \(cancel)")
+            // `--tokens -` would read the token file from standard input: the body.
+            let post = try HTTP.request("POST", s.base + "/jobs?" + query, headers: attacker.merging(["Content-Type": "text/plain"]) { a, _ in a },
+                                        body: Array(forged.utf8))
+            #expect(post.status == 401, "POST ?\(query): \(post)")
+        }
+        #expect(s.names("new") == [id + ".json"], "nothing was cancelled or added")
+        #expect(s.names("failed").isEmpty)
+        // The owner still gets her job, whatever the query says.
+        let own = try s.get("alice", "/jobs/\(id)?--spool+/nonexistent")
+        #expect(own.status == 200, "\(own)")
+        #expect(own.json?["jobId"]?.stringValue == id)
+    }
+
+    @Test("HEAD answers as GET without a body; …/events/ with a trailing slash streams; 202 says submittedAt", arguments: kinds)
+    func headAndSlash(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let posted = try s.post("alice", "echo me")
+        #expect(posted.status == 202)
+        let id = try #require(posted.json?["jobId"]?.stringValue)
+        let submitted = try #require(posted.json?["submittedAt"]?.stringValue, "\(posted)")
+        #expect(submitted.hasSuffix("Z") && submitted.count >= 20)
+        let job = try JSONParser.parse(try Data(contentsOf: URL(fileURLWithPath: s.spool + "/new/" + id + ".json")).map { $0 })
+        #expect(job["submittedAt"]?.stringValue == submitted, "the 202 says what the spool holds")
+
+        for path in ["/jobs/\(id)", "/jobs", "/jobs/\(id)/events"] {
+            let head = try HTTP.request("HEAD", s.base + path, headers: bearer("alice"), maxTime: 10)
+            #expect(head.status == 200, "HEAD \(path): \(head)")
+            #expect(head.body.isEmpty, "HEAD \(path)")
+        }
+        #expect(try HTTP.request("HEAD", s.base + "/jobs/\(id)", maxTime: 10).status == 401)
+        #expect(try HTTP.request("HEAD", s.base + "/jobs/\(id)", headers: bearer("bob"), maxTime: 10).status == 404)
+
+        try s.startWorker()
+        #expect(eventually(20) { s.names("done") == [id + ".json"] })
+        let slash = try s.get("alice", "/jobs/\(id)/events/")
+        #expect(slash.status == 200, "\(slash)")
+        #expect(parseEvents(slash.text).last?.name == "done", "\(slash)")
     }
 
     @Test("503 and no partial file when the spool's disk is full", arguments: kinds)

@@ -9,14 +9,22 @@ import Glibc
 #endif
 
 enum ServerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case lighttpd, nginx
+    case lighttpd, nginx, apache
     var testDescription: String { rawValue }
     var available: Bool {
         switch self {
         case .lighttpd: Bin.which("lighttpd") != nil
         case .nginx: Bin.which("nginx") != nil && Bin.which("fcgiwrap") != nil
+        case .apache: Bin.which("apache2") != nil && FileManager.default.fileExists(atPath: Apache.modules + "/mod_cgid.so")
         }
     }
+}
+
+enum Apache {
+    static let modules = "/usr/lib/apache2/modules"
+    /// The user Apache's children (and so the CGI program) run as when it is started as root:
+    /// Apache refuses to serve as root.
+    static let user = "www-data"
 }
 
 /// Token file lines for the tests: alice and bob of tenant acme, carol of tenant other.
@@ -28,8 +36,9 @@ func bearer(_ user: String) -> [String: String] {
     ["Authorization": "Bearer " + testTokens.first { $0.user == user }!.token]
 }
 
-/// lighttpd, or nginx + fcgiwrap, on 127.0.0.1 and a free port, serving contrib/'s config with
-/// llmspool-cgi on a fresh spool, all in a temporary directory, as the current user.
+/// lighttpd, nginx + fcgiwrap, or Apache with mod_cgid, on 127.0.0.1 and a free port, serving
+/// contrib/'s config with llmspool-cgi on a fresh spool, all in a temporary directory, as the
+/// current user (Apache started as root runs the program as www-data: see `Apache.user`).
 final class Server: @unchecked Sendable {
     let kind: ServerKind
     let dir: TempDir
@@ -113,6 +122,46 @@ final class Server: @unchecked Sendable {
             try conf.write(toFile: dir.file("nginx.conf"), atomically: true, encoding: .utf8)
             processes.append(try Background(Bin.which("nginx")!, ["-p", dir.path, "-c", dir.file("nginx.conf"), "-e", dir.file("error.log")],
                                             log: dir.file("nginx.out")))
+        case .apache:
+            // Started as root, Apache runs the program as Apache.user: give that user the program
+            // (copied out of a build tree it may not be able to enter), the spool's group and the tokens.
+            var cgi = Bin.cgi
+            var runAs = ""
+            if geteuid() == 0 {
+                cgi = dir.file("llmspool-cgi")
+                if !FileManager.default.fileExists(atPath: cgi) { try FileManager.default.copyItem(atPath: Bin.cgi, toPath: cgi) }
+                guard let pw = getpwnam(Apache.user) else { throw ServerError("no user \(Apache.user) to run Apache's children as") }
+                runAs = "User \(Apache.user)\nGroup #\(pw.pointee.pw_gid)"
+                for path in [dir.path, spool] { _ = try run("/bin/chown", ["-R", ":\(pw.pointee.pw_gid)", path]) }
+                _ = try run("/bin/chmod", ["g+rx", dir.path])
+            }
+            let m = Apache.modules
+            let conf = """
+                ServerRoot "\(dir.path)"
+                LoadModule mpm_event_module \(m)/mod_mpm_event.so
+                LoadModule authz_core_module \(m)/mod_authz_core.so
+                LoadModule alias_module \(m)/mod_alias.so
+                LoadModule cgid_module \(m)/mod_cgid.so
+                LoadModule env_module \(m)/mod_env.so
+                \(runAs)
+                Listen 127.0.0.1:\(port)
+                ServerName 127.0.0.1
+                PidFile \(dir.file("apache.pid"))
+                ErrorLog \(dir.file("error.log"))
+                DefaultRuntimeDir \(dir.path)
+                ScriptSock \(dir.file("cgid.sock"))
+                Mutex file:\(dir.path) default
+                DocumentRoot \(dir.path)
+                MaxRequestWorkers 64
+                ThreadsPerChild 16
+                Define llmspool_cgi \(cgi)
+                Define llmspool_spool \(spool)
+                Define llmspool_tokens \(dir.file("tokens"))
+                Include \(Bin.repo)/contrib/apache.conf
+
+                """
+            try conf.write(toFile: dir.file("apache.conf"), atomically: true, encoding: .utf8)
+            processes.append(try Background(Bin.which("apache2")!, ["-f", dir.file("apache.conf"), "-DFOREGROUND"], log: dir.file("apache.out")))
         }
         // Up when it answers HTTP (any status).
         guard eventually(10, { (try? HTTP.request("GET", base + "/", maxTime: 2))?.status ?? 0 > 0 }) else {

@@ -113,7 +113,10 @@ enum HTTP {
                         maxTime: Double = 20) throws -> HTTPResult {
         let dir = try TempDir("curl")
         defer { dir.remove() }
-        var args = ["-sS", "-X", method, "-o", dir.file("body"), "-D", dir.file("headers"), "-w", "%{http_code}",
+        // curl -X HEAD would wait for the body that Content-Length announces; --head does not
+        // (and writes the headers where the body would go: no body is kept for HEAD).
+        let head = method == "HEAD"
+        var args = (head ? ["-sS", "--head"] : ["-sS", "-X", method]) + ["-o", head ? "/dev/null" : dir.file("body"), "-D", dir.file("headers"), "-w", "%{http_code}",
                     "--max-time", String(maxTime), "-H", "Expect:"]
         for (k, v) in headers { args += ["-H", "\(k): \(v)"] }
         if let body {

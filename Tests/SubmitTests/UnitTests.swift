@@ -26,6 +26,26 @@ struct IdentityTests {
         #expect(throws: TokenFileError.self) { try TokenFile.parse("sha256:\(SHA256.hex([1])) ../evil\n") }
     }
 
+    @Test("a token file line holding the hash of the empty string is refused, naming its line; an empty token is no one's")
+    func emptyToken() throws {
+        let empty = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 alice acme\n"
+        #expect(SHA256.hex([]) == String(empty.dropFirst(7).prefix(64)))
+        do {
+            _ = try TokenFile.parse("# ok\nsha256:\(SHA256.hex(Array("t1".utf8))) bob\n" + empty)
+            Issue.record("the empty token's hash was accepted")
+        } catch {
+            #expect(error.line == 3)
+            #expect(error.description.contains("empty"))
+        }
+        // Even a file that somehow holds it never maps "" (or spaces, trimmed away) to anyone.
+        let file = TokenFile(entries: [TokenEntry(digest: SHA256.hash([]), identity: Identity(userId: "alice"))])
+        #expect(file.identify(token: "") == nil)
+        for header in ["Bearer ", "Bearer    ", "Bearer \t"] {
+            let r = try Request.fromCGI { ["HTTP_AUTHORIZATION": header][$0] }
+            #expect(throws: Problem.self) { try Authenticator.identify(r) { () throws(Problem) -> TokenFile? in file } }
+        }
+    }
+
     @Test("REMOTE_USER wins; empty counts as absent; Bearer checked; none → 401")
     func authenticator() throws {
         let tokens = try TokenFile.parse("sha256:\(SHA256.hex(Array("tok".utf8))) alice acme\n")
@@ -66,6 +86,7 @@ struct RoutingTests {
         ("GET", "/jobs/jobs", Route.show(id: "jobs"), "/jobs"),
         ("GET", "/jobs/events", Route.show(id: "events"), "/jobs"),
         ("GET", "//jobs//x/", Route.show(id: "x"), "/jobs"),
+        ("GET", "/jobs/abc/events/", Route.events(id: "abc"), "/jobs"),
     ])
     func routes(_ method: String, _ path: String, _ route: Route, _ base: String) throws {
         let r = try Route.resolve(method: method, path: path)

@@ -67,6 +67,15 @@ public enum StandardIO {
     }
 
     /// One line to standard error, which web servers put in their error log.
+    /// The index just past the blank line (`CRLF CRLF`) that ends a CGI header block, if it is there.
+    static func endOfHeaders(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for k in 3..<bytes.count where bytes[k] == 0x0A && bytes[k - 1] == 0x0D && bytes[k - 2] == 0x0A && bytes[k - 3] == 0x0D {
+            return k + 1
+        }
+        return nil
+    }
+
     public static func log(_ line: String) {
         write(Array((line + "\n").utf8), to: .standardError)
     }

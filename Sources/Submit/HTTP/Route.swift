@@ -10,7 +10,8 @@ public enum Route: Sendable, Equatable {
     case cancel(id: String)
 
     /// Routes a method and path, or says why not (404 for an unknown path or an impossible id,
-    /// 405 with `Allow` for a wrong method).
+    /// 405 with `Allow` for a wrong method). A trailing slash is ignored (`…/events/` is
+    /// `…/events`). `HEAD` reaches here as `GET` (the CGI drops the body).
     public static func resolve(method: String, path: String) throws(Problem) -> (route: Route, base: String) {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         let n = segments.count
@@ -24,7 +25,7 @@ public enum Route: Sendable, Equatable {
                     detail: "\(method) is not allowed here; use \(methods)", headers: ["Allow": methods])
         }
         if n >= 3, segments[n - 3] == "jobs", segments[n - 1] == "events" {
-            guard method == "GET" else { throw allow("GET") }
+            guard method == "GET" else { throw allow("GET, HEAD") }
             return (.events(id: try checkID(segments[n - 2])), base(n - 3))
         }
         if n >= 2, segments[n - 2] == "jobs" {
@@ -32,14 +33,14 @@ public enum Route: Sendable, Equatable {
             switch method {
             case "GET": return (.show(id: id), base(n - 2))
             case "DELETE": return (.cancel(id: id), base(n - 2))
-            default: throw allow("GET, DELETE")
+            default: throw allow("GET, HEAD, DELETE")
             }
         }
         if n >= 1, segments[n - 1] == "jobs" {
             switch method {
             case "POST": return (.submit, base(n - 1))
             case "GET": return (.list, base(n - 1))
-            default: throw allow("GET, POST")
+            default: throw allow("GET, HEAD, POST")
             }
         }
         throw Problem(.notFound, "not-found", "No such resource.", detail: "the API is POST/GET …/jobs, GET/DELETE …/jobs/ID, GET …/jobs/ID/events")

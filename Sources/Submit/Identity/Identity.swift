@@ -39,6 +39,11 @@ public struct Identity: Sendable, Equatable {
 public struct TokenEntry: Sendable, Equatable {
     public var digest: [UInt8]
     public var identity: Identity
+
+    public init(digest: [UInt8], identity: Identity) {
+        self.digest = digest
+        self.identity = identity
+    }
 }
 
 /// A token file: lines `sha256:HEX userId [tenantId]`, `#` comments and blank lines ignored.
@@ -46,6 +51,8 @@ public struct TokenEntry: Sendable, Equatable {
 /// every entry in constant time.
 public struct TokenFile: Sendable, Equatable {
     public var entries: [TokenEntry]
+
+    public init(entries: [TokenEntry]) { self.entries = entries }
 
     /// Parses a token file; a malformed line is an error naming its line number.
     public static func parse(_ text: String) throws(TokenFileError) -> TokenFile {
@@ -60,6 +67,9 @@ public struct TokenFile: Sendable, Equatable {
             guard words[0].hasPrefix("sha256:"), let digest = Hex.decode(words[0].dropFirst(7)), digest.count == 32 else {
                 throw TokenFileError(line: k + 1, "the token hash must be sha256: followed by 64 hex digits")
             }
+            guard digest != TokenFile.emptyTokenDigest else {
+                throw TokenFileError(line: k + 1, "this is the SHA-256 of the empty string: an empty token would sign in (a server that keeps trailing spaces passes `Bearer ` with one); hash a real token")
+            }
             let user = String(words[1])
             let tenant = words.count == 3 ? String(words[2]) : nil
             do {
@@ -73,8 +83,13 @@ public struct TokenFile: Sendable, Equatable {
         return TokenFile(entries: entries)
     }
 
+    /// SHA-256 of the empty string, which no line may hold.
+    static let emptyTokenDigest = SHA256.hash([])
+
     /// The identity of a presented token, or nil. Every entry is compared, in constant time.
+    /// An empty token is never anyone's.
     public func identify(token: String) -> Identity? {
+        guard !token.isEmpty else { return nil }
         let digest = SHA256.hash(Array(token.utf8))
         var found: Identity?
         for entry in entries where constantTimeEqual(entry.digest, digest) && found == nil {

@@ -13,25 +13,18 @@ struct CGICommand: ParsableCommand {
             LLMSPOOL_MAX_WAITING, LLMSPOOL_COUNT_CACHE, LLMSPOOL_HEARTBEAT, LLMSPOOL_STREAM_MAX (see \
             docs/cgi.md). With LLMSPOOL_CONFIG set, the configuration file's spool and "cgi" section \
             are read first and the variables override them (docs/configuration.md). \
-            The llmspool-cgi executable is the same program without this command's start-up cost.
+            The llmspool-cgi executable is the same program without this command's start-up cost. \
+            No setting is taken from the command line: a server may build it from the client's query string.
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The spool directory (env LLMSPOOL_SPOOL, default ./spool).", valueName: "DIR"))
-    var spool: String?
-
-    @Option(name: .long, help: ArgumentHelp("The bearer token file (env LLMSPOOL_TOKENS).", valueName: "FILE"))
-    var tokens: String?
-
-    /// Servers may pass an ISINDEX-style query string as arguments (RFC 3875 4.4); they are ignored.
-    @Argument(help: .hidden)
+    /// Servers may pass an ISINDEX-style query string as arguments (RFC 3875 4.4): they are the
+    /// client's, so they are ignored (under a server, `LLMSpool.main` never parses them at all).
+    @Argument(parsing: .allUnrecognized, help: .hidden)
     var ignored: [String] = []
 
     func run() throws {
-        var args: [String] = []
-        if let spool { args += ["--spool", spool] }
-        if let tokens { args += ["--tokens", tokens] }
-        let status = CGI.main(arguments: args)
+        let status = CGI.main()
         if status != 0 { throw ExitCode(status) }
     }
 }
