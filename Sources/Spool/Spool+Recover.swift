@@ -39,6 +39,8 @@ extension Spool {
     ///   back to `new/` with `attempts` raised; its marker goes with it;
     /// - markers left without their `cur/` file, and lease files of dead processes that no marker
     ///   names any more, are removed;
+    /// - a cancel hold (`new/.cancel.*`) whose canceller died goes back under its name, or is
+    ///   retired if its dead letter is in `failed/`;
     /// - a `failed/KEY.original` without its `KEY.json` gets its dead letter rewritten;
     /// - `tmp/` loses retired files and writers' leftovers older than 36 hours.
     /// A live claim is never touched. The pass keeps the lock of every dead lease it meets until it
@@ -55,6 +57,7 @@ extension Spool {
             try sweepMarkers(names, leases, &report)
             try sweepLeases(leases, &report)
             try sweepForwarded(&report)
+            try recoverCancelHolds(&report)
             try repairRejections(&report)
             try sweepTemporaries(&report)
         }

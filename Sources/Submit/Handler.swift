@@ -232,15 +232,14 @@ public struct Handler: Sendable {
             let (loc, doc) = try owned(id, identity: identity, spool: spool)
             switch loc.state {
             case .new, .tmp:
-                let outcome: ClaimOutcome
-                // Held for a moment only: keep the descriptor rather than take a lease for this one request.
-                do { outcome = try spool.claim(loc.name, park: false) } catch { throw unavailable(error) }
-                guard case .claimed(let claim) = outcome else { continue }  // taken meanwhile: look again
+                // Not through cur/: the web server's user may not write there (two-user layout).
+                let outcome: CancelOutcome
                 do {
-                    try spool.fail(claim, Failure(kind: "cancelled", message: "cancelled by \(identity.userId) with DELETE"))
+                    outcome = try spool.cancelWaiting(loc.name, Failure(kind: "cancelled", message: "cancelled by \(identity.userId) with DELETE"))
                 } catch {
                     throw unavailable(error)
                 }
+                guard outcome == .cancelled else { continue }  // taken meanwhile: look again
                 let (after, afterDoc) = try owned(id, identity: identity, spool: spool)
                 return .json(200, JobView.json(id: id, state: after.state, document: afterDoc, base: base))
             case .cur:

@@ -134,6 +134,11 @@ enum Sys {
         }
     }
 
+    /// `lchown`: owner and group of a path (a symlink itself, never what it points to).
+    static func chown(_ path: String, owner: uid_t, group: gid_t) throws(SystemCallError) {
+        _ = try retrying("lchown", path) { Glibc.lchown(path, owner, group) }
+    }
+
     static func chmod(_ path: String, mode: mode_t) throws(SystemCallError) {
         _ = try retrying("chmod", path) { Glibc.chmod(path, mode) }
     }
