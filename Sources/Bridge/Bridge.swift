@@ -41,11 +41,18 @@ public struct BridgeConfiguration: Sendable {
     public var maxForwarding: Int
     /// Enough to keep full batches going to Kafka while earlier ones are confirmed and moved.
     public static let defaultMaxForwarding = 5000
+    /// The longest a stop may take, from the stop request to the end of ``Bridge/run()`` (ms):
+    /// closing the consumers, flushing the producer, putting back what was held. What is not done
+    /// by then is left (and said so); see ``BridgeStopIncomplete``.
+    public var stopTimeoutMs: Int64
+    /// Below systemd's `TimeoutStopSec=20s` in `llmspool-bridge.service`.
+    public static let defaultStopTimeoutMs: Int64 = 15_000
 
     public init(spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil, jobsOut: String? = nil,
                 resultsIn: String? = nil, resultsGroup: String? = nil, resultsOut: String? = nil,
                 resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
-                properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding) {
+                properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding,
+                stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs) {
         self.spoolPath = spoolPath
         self.brokers = brokers
         self.group = group
@@ -58,22 +65,43 @@ public struct BridgeConfiguration: Sendable {
         self.deadLetterTopic = deadLetterTopic
         self.properties = properties
         self.maxForwarding = maxForwarding
+        self.stopTimeoutMs = stopTimeoutMs
     }
+}
+
+/// A stop that could not do everything within ``BridgeConfiguration/stopTimeoutMs`` (or found the
+/// spool gone): what was left, one item per part. Nothing is lost — each item says what happens
+/// to it on the next start — but the exit should not look clean.
+public struct BridgeStopIncomplete: Error, CustomStringConvertible, Sendable {
+    public var left: [String]
+    public var description: String { "the bridge stopped with work left: " + left.joined(separator: "; ") }
 }
 
 /// Ends a bridge's ``Bridge/run()`` from any thread (a signal handler's queue, a test).
 public final class BridgeStopper: Sendable {
     private let flag = Atomic<Bool>(false)
+    private let requested = Atomic<Int64>(0)
+    private let step = Mutex<String>("running")
     private let watcher: SpoolWatcher
 
     init(watcher: SpoolWatcher) { self.watcher = watcher }
 
     public func stop() {
+        _ = requested.compareExchange(expected: 0, desired: Bridge.nowMs(), ordering: .relaxed)
         flag.store(true, ordering: .releasing)
         watcher.wake()
     }
 
     public var isStopping: Bool { flag.load(ordering: .acquiring) }
+
+    /// When ``stop()`` was first called (monotonic ms), or 0.
+    var requestedAt: Int64 { requested.load(ordering: .relaxed) }
+
+    /// What the bridge is doing now, for a line logged by whoever gives up waiting for it
+    /// (a watchdog after a stop request): e.g. "closing the Kafka consumers".
+    public var currentStep: String { step.withLock { $0 } }
+
+    func note(_ what: String) { step.withLock { $0 = what } }
 }
 
 /// Mirrors a spool to and from Kafka. ``run()`` runs on the calling thread until ``stopper`` is told to stop.
@@ -194,8 +222,22 @@ public final class Bridge {
     /// Descriptors kept for everything but holds: directories, the watcher, librdkafka's sockets.
     static let reservedDescriptors = 256
 
+    /// Runs until stopped; then stops within ``BridgeConfiguration/stopTimeoutMs`` of the stop
+    /// request, throwing ``BridgeStopIncomplete`` if anything was left.
     public func run() throws {
-        defer { shutdown() }
+        do { try serve() } catch {
+            _ = shutdown()
+            throw error
+        }
+        let left = shutdown()
+        if !left.isEmpty {
+            let e = BridgeStopIncomplete(left: left)
+            logger.error("\(e)")
+            throw e
+        }
+    }
+
+    private func serve() throws {
         if configuration.jobsOut != nil {
             let limit = Spool.raiseOpenFileLimit().after
             let most = max(1, limit - Self.reservedDescriptors)
@@ -243,7 +285,7 @@ public final class Bridge {
             if !pending.isEmpty { timeout = min(timeout, 1_000) }
             if case .changed = watcher.wait(timeoutMilliseconds: timeout) { scanDue = true }
         }
-        logger.notice("stopping", metadata: ["awaitingDelivery": "\(pending.count)"])
+        logger.notice("stopping", metadata: ["awaitingDelivery": "\(pending.count)", "limitMs": "\(configuration.stopTimeoutMs)"])
     }
 
     // MARK: start and stop
@@ -307,38 +349,113 @@ public final class Bridge {
         queues.append(queue)
     }
 
-    private func shutdown() {
+    /// Time kept at the end of a stop for putting back what was held and the last log lines.
+    static let stopMarginMilliseconds: Int64 = 1_000
+
+    /// Closes the consumers (committing the stored offsets, leaving the group), flushes the
+    /// producer and puts back what was held — each step bounded, so the whole ends by the stop
+    /// request plus ``BridgeConfiguration/stopTimeoutMs``. Returns what was left undone.
+    ///
+    /// librdkafka 2.0's `rd_kafka_consumer_close()` can wait for good when no broker is left to
+    /// answer: the consumers are closed on threads of their own, and one still closing when its
+    /// time is up is abandoned (its offsets stored since the last commit are consumed again
+    /// after a restart; their jobs are then known and skipped).
+    private func shutdown() -> [String] {
+        let begun = Self.nowMs()
+        let asked = stopper.requestedAt
+        let deadline = max(begun, (asked > 0 ? asked : begun) + configuration.stopTimeoutMs - Self.stopMarginMilliseconds)
+        var left: [String] = []
         for q in queues { rd_kafka_queue_destroy(q) }
         queues.removeAll()
-        for c in [jobsConsumer, resultsConsumer].compactMap({ $0 }) {
-            // Commits the stored offsets and leaves the group.
-            let err = rd_kafka_consumer_close(c)
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR { logger.warning("consumer close: \(Kafka.errorString(err))") }
-            rd_kafka_destroy(c)
+        let consumers = [(jobsConsumer, "jobs"), (resultsConsumer, "results")].compactMap { c, role in c.map { (KafkaHandle($0), role) } }
+        if !consumers.isEmpty {
+            stopper.note("closing the Kafka consumers (committing offsets, leaving the group)")
+            // Half the time left at most, so that the producer's flush gets the rest.
+            let closeBy = begun + max(0, deadline - begun) / 2
+            let logger = self.logger
+            let closing = consumers.map { handle, role in
+                Self.onThread {
+                    let err = rd_kafka_consumer_close(handle.rk)
+                    if err != RD_KAFKA_RESP_ERR_NO_ERROR { logger.warning("\(role) consumer close: \(Kafka.errorString(err))") }
+                    rd_kafka_destroy(handle.rk)
+                }
+            }
+            for (done, (_, role)) in zip(closing, consumers) where !Self.wait(done, untilMs: closeBy) {
+                left.append("the \(role) consumer did not close within \(closeBy - begun) ms (no broker answering?): offsets stored since its last commit were not committed, so those messages are consumed again after a restart")
+            }
         }
         jobsConsumer = nil
         resultsConsumer = nil
         if let p = producer {
-            let err = rd_kafka_flush(p, 10_000)
+            stopper.note("flushing the producer (\(pending.count) messages awaiting delivery)")
+            let flushMs = Int32(clamping: min(10_000, max(0, deadline - Self.nowMs())))
+            let err = rd_kafka_flush(p, flushMs)
+            _ = rd_kafka_poll(p, 0)
             settleDeliveries()
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                logger.warning("flush: \(Kafka.errorString(err)); \(pending.count) messages unconfirmed (results are sent again on restart, jobs go back to new/)")
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR || !pending.isEmpty {
+                var jobs = 0, results = 0, deadLetters = 0
+                for p in pending.values {
+                    switch p {
+                    case .job: jobs += 1
+                    case .result: results += 1
+                    case .deadLetter: deadLetters += 1
+                    }
+                }
+                left.append("\(pending.count) messages not confirmed by Kafka within \(flushMs) ms: \(jobs) jobs (they stay in new/ and are sent again), \(results) results (sent again after a restart), \(deadLetters) dead letters")
+                // Drop what is queued, so that destroying the producer does not wait for it.
+                _ = rd_kafka_purge(p, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
             }
             for rkt in topicHandles.values { rd_kafka_topic_destroy(rkt) }
             topicHandles.removeAll()
-            rd_kafka_destroy(p)
+            stopper.note("closing the producer")
+            let handle = KafkaHandle(p)
+            if !Self.wait(Self.onThread { rd_kafka_destroy(handle.rk) }, untilMs: max(deadline, Self.nowMs() + 200)) {
+                left.append("the producer did not close")
+            }
             producer = nil
-            collectMoved(wait: true)
+            stopper.note("moving confirmed jobs to forwarded/")
+            let mover = self.mover
+            if Self.wait(Self.onThread { mover.sync {} }, untilMs: max(deadline, Self.nowMs() + 200)) {
+                collectMoved()
+            } else {
+                left.append("\(moving) confirmed jobs were still being moved to forwarded/ (recovery finishes or undoes each move)")
+            }
         }
         // Jobs never confirmed stay in new/ (they may reach Kafka twice: at-least-once).
+        stopper.note("putting back held jobs")
         for case .job(let hold) in pending.values { unhold(hold) }
         for hold in unsent { unhold(hold) }
         pending.removeAll()
         unsent.removeAll()
+        if access(spool.path + "/" + SpoolState.new.rawValue, F_OK) != 0 {
+            left.append("the spool \(spool.path) is gone (\(String(cString: strerror(errno)))): nothing could be written to it")
+        }
+        if !left.isEmpty {
+            // A client abandoned mid-close may still call back into its context: keep them all alive.
+            for ctx in contexts { _ = Unmanaged.passRetained(ctx) }
+        }
+        stopper.note("stopped")
         let c = counts
         logger.notice("stopped", metadata: ["enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
                                             "skipped": "\(c.skipped)", "published": "\(c.published)",
-                                            "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)"])
+                                            "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)",
+                                            "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))"])
+        return left
+    }
+
+    /// Runs `work` on a thread of its own; the semaphore is signalled when it ends.
+    static func onThread(_ work: @escaping @Sendable () -> Void) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            work()
+            done.signal()
+        }
+        return done
+    }
+
+    /// Waits for `done` until `untilMs` (monotonic); false if it had not been signalled by then.
+    static func wait(_ done: DispatchSemaphore, untilMs: Int64) -> Bool {
+        done.wait(timeout: .now() + .milliseconds(Int(max(0, untilMs - nowMs())))) == .success
     }
 
     // MARK: the event loop's pieces
@@ -470,6 +587,12 @@ public final class Bridge {
     static func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8] {
         pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: count)) } ?? []
     }
+}
+
+/// A librdkafka client handle passed to the thread that closes it (librdkafka's calls are thread-safe).
+struct KafkaHandle: @unchecked Sendable {
+    let rk: OpaquePointer
+    init(_ rk: OpaquePointer) { self.rk = rk }
 }
 
 /// A consumed message, copied out of librdkafka's buffers.

@@ -37,6 +37,8 @@ public struct BridgeSettings: Sendable, Equatable {
     public var deadLetterTopic: String?
     public var metricsAddress: String?
     public var logLevel: String?
+    /// The longest a stop may take, in ms (`--stop-timeout`; the bridge's default is 15 s).
+    public var stopTimeoutMs: Int64?
     /// Applied in this order, before any `-X`.
     public var properties: [Property] = []
 
@@ -44,6 +46,8 @@ public struct BridgeSettings: Sendable, Equatable {
 
     /// The group the bridge uses when none is set.
     public static let defaultGroup = "llmspool-bridge"
+    /// The stop limit when none is set (ms); the same as `BridgeConfiguration.defaultStopTimeoutMs`.
+    public static let defaultStopTimeoutMs: Int64 = 15_000
 
     /// Reads a `bridge` section; errors name the key under `prefix` (`bridge.jobsIn`).
     public static func parse(_ section: JSONObject, at prefix: String = "bridge.") throws(DocumentError) -> BridgeSettings {
@@ -72,6 +76,7 @@ public struct BridgeSettings: Sendable, Equatable {
                 b.deadLetterTopic = s.isEmpty ? "" : try v.topic()
             case "metricsAddress": b.metricsAddress = try v.hostPort()
             case "logLevel": b.logLevel = v.isNull ? nil : try v.logLevel()
+            case "stopTimeoutSeconds": b.stopTimeoutMs = v.isNull ? nil : try v.seconds(1...3_600)
             case "properties":
                 for (name, p) in try v.section().settings(under: v.path + ".") {
                     if name.isEmpty || name.contains("=") { throw DocumentError(field: p.path, "is not a librdkafka property name") }
@@ -95,7 +100,7 @@ public struct BridgeSettings: Sendable, Equatable {
 
     /// Every key of the section, in the order `json()` writes them.
     public static let keys = ["brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "resultsOf",
-                              "deadLetterTopic", "metricsAddress", "logLevel", "properties"]
+                              "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "properties"]
 
     /// The section as JSON, every key present: unset ones as `null`, except where the bridge's
     /// default is known (`group`, `logLevel`, the DLQ of `jobsIn`). Parsing it gives back the same
@@ -117,6 +122,7 @@ public struct BridgeSettings: Sendable, Equatable {
         o["deadLetterTopic"] = str(dlq)
         o["metricsAddress"] = str(metricsAddress)
         o["logLevel"] = .string(logLevel ?? "info")
+        o["stopTimeoutSeconds"] = .double(Double(stopTimeoutMs ?? Self.defaultStopTimeoutMs) / 1000)
         o["properties"] = .object(JSONObject(properties.map { .init($0.key, .string(Self.isSecret($0.key) ? "(hidden)" : $0.value)) }))
         return .object(o)
     }

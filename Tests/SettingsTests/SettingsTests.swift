@@ -129,6 +129,7 @@ struct SettingsTests {
         #expect(json["group"] == .string("llmspool-bridge"))
         #expect(json["deadLetterTopic"] == .string("error.jobs.llmspool-bridge"))
         #expect(json["jobsOut"] == .null)
+        #expect(json["stopTimeoutSeconds"] == .double(15))
         guard case .object(let o) = json else { Issue.record("not an object"); return }
         #expect(o.keys == BridgeSettings.keys)
         var again = try BridgeSettings.parse(o)
@@ -136,7 +137,10 @@ struct SettingsTests {
         again.group = nil
         again.deadLetterTopic = nil
         again.logLevel = nil
+        again.stopTimeoutMs = nil
         #expect(again == b)
+        #expect(try bridge(#"{"stopTimeoutSeconds": 2.5}"#).stopTimeoutMs == 2_500)
+        bridgeBad(#"{"stopTimeoutSeconds": 0}"#, "bridge.stopTimeoutSeconds")
     }
 
     @Test("the bridge section's JSON hides the values of secret properties")

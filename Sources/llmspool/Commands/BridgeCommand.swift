@@ -37,6 +37,9 @@ struct BridgeCommand: ParsableCommand {
 
             -X key=value passes any librdkafka property (repeatable; applied after the bridge's \
             defaults). SIGTERM or SIGINT: flush, commit, leave unconfirmed jobs in new/, exit 0. \
+            The stop takes at most --stop-timeout (default 15s); what is not done by then (a \
+            consumer close no broker answers, messages not confirmed) is left, named in the log, \
+            and the exit status is 75; a second signal exits at once, also with 75. \
             See docs/bridge.md.
 
             Every option may also be set in the configuration file's "bridge" section (--config \
@@ -87,6 +90,10 @@ struct BridgeCommand: ParsableCommand {
                                valueName: "HOST:PORT"))
     var metricsAddress: String?
 
+    @Option(name: .customLong("stop-timeout"),
+            help: ArgumentHelp("On SIGTERM, the longest the stop may take before the bridge exits anyway (default 15s).", valueName: "DURATION"))
+    var stopTimeout: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -107,6 +114,13 @@ struct BridgeCommand: ParsableCommand {
         if let a = metricsAddress, MetricsServer.parse(a) == nil {
             throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9465)")
         }
+        if let t = stopTimeout, !(1_000...3_600_000).contains(HumanDuration.parseMilliseconds(t) ?? 0) {
+            throw ValidationError("--stop-timeout \"\(t)\" is not a duration from 1s to 1h")
+        }
+    }
+
+    var stopTimeoutMilliseconds: Int64 {
+        stopTimeout.flatMap(HumanDuration.parseMilliseconds) ?? BridgeConfiguration.defaultStopTimeoutMs
     }
 
     func run() throws {
@@ -120,13 +134,21 @@ struct BridgeCommand: ParsableCommand {
             spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn, jobsOut: jobsOut,
             resultsIn: resultsIn, resultsGroup: resultsGroup, resultsOut: resultsOut,
             resultScope: resultsOf.flatMap(ResultScope.init(rawValue:)) ?? .all, deadLetterTopic: dlq,
-            properties: pairs, maxForwarding: maxForwarding)
+            properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds)
         // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.
         let request = StopRequest()
+        // A stop that overruns its limit (stuck in librdkafka, or on a spool that hangs) or a
+        // second signal ends the process: the bridge's own steps are bounded a little below this.
+        let watchdog = StopWatchdog(what: "bridge", limitMs: stopTimeoutMilliseconds + 500, logger: logger) {
+            request.currentStep
+        }
         let sources = [SIGTERM, SIGINT].map { sig in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { request.fire() }
+            source.setEventHandler {
+                watchdog.signalled()
+                request.fire()
+            }
             source.resume()
             return source
         }
@@ -151,11 +173,16 @@ struct BridgeCommand: ParsableCommand {
                     }
                 }
                 defer { notifier.notify("STOPPING=1") }
-                try bridge.run()
+                try Self.run(bridge)
                 return
             }
-            try bridge.run()
+            try Self.run(bridge)
         }
+    }
+
+    /// Runs the bridge; a stop that left work (already logged by the bridge) exits 75.
+    static func run(_ bridge: Bridge) throws {
+        do { try bridge.run() } catch is BridgeStopIncomplete { throw ExitCode(ExitStatus.temporary) }
     }
 }
 
@@ -170,6 +197,9 @@ private final class StopRequest: Sendable {
         }
         stopper?.stop()
     }
+
+    /// What the bridge is doing, for the watchdog's last line.
+    var currentStep: String { state.withLock { $0.stopper?.currentStep ?? "starting (connecting to Kafka)" } }
 
     func attach(_ stopper: BridgeStopper) {
         let fired = state.withLock { s in

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import LLM
 import Logging
 import Metrics
@@ -7,6 +8,9 @@ import ServiceLifecycle
 import Settings
 import Spool
 import Worker
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,8 +32,11 @@ struct WorkerCommand: AsyncParsableCommand {
             OPENAI_API_KEY). It is never logged.
 
             SIGTERM or SIGINT: stop claiming, let calls in flight finish within the grace period, \
-            give the rest back to new/, exit 0. With $NOTIFY_SOCKET set it reports READY, STOPPING \
-            and WATCHDOG to systemd.
+            give the rest back to new/, exit 0. The stop takes at most the grace period plus 5 s: \
+            past that, or on a second signal, the worker exits 75 with a log line saying what was \
+            left (claims in cur/ go back to new/ through recovery); it also exits 75 if the spool \
+            was removed under it. With $NOTIFY_SOCKET set it reports READY, STOPPING and WATCHDOG \
+            to systemd.
 
             --metrics-address HOST:PORT (e.g. 127.0.0.1:9464) serves Prometheus metrics at \
             GET /metrics; off by default. The metrics are listed in docs/worker.md.
@@ -118,7 +125,25 @@ struct WorkerCommand: AsyncParsableCommand {
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
             let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            let spoolPath = conf.spoolPath
+            let watchdog = StopWatchdog(what: "worker", limitMs: conf.gracePeriodMs + Self.stopMarginMs, logger: logger) {
+                Self.leftInSpool(spoolPath)
+            }
+            let sources = [SIGTERM, SIGINT].map { sig in
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { watchdog.signalled() }
+                source.resume()
+                return source
+            }
+            defer { sources.forEach { $0.cancel() } }
             try await group.run()
+            if access(spoolPath + "/cur", F_OK) != 0 {
+                logger.error("stopped, but the spool \(spoolPath) is gone: nothing could be given back or written")
+                throw ExitCode(ExitStatus.temporary)
+            }
+        } catch let code as ExitCode {
+            throw code
         } catch {
             let f = Failed(error)
             Output.error(f.message)
@@ -168,6 +193,22 @@ struct WorkerCommand: AsyncParsableCommand {
 }
 
 extension WorkerCommand {
+    /// Time a stop may take past the grace period: cancelled calls give their jobs back, the
+    /// libcurl engine stops. Past it the watchdog ends the process (status 75).
+    static let stopMarginMs: Int64 = 5_000
+
+    /// What a stop that overran leaves, for the watchdog's line.
+    static func leftInSpool(_ path: String) -> String {
+        guard let dir = opendir(path + "/cur") else { return "the spool \(path) is gone (\(String(cString: strerror(errno))))" }
+        defer { closedir(dir) }
+        var claims = 0
+        while let e = readdir(dir) {
+            let first = withUnsafeBytes(of: e.pointee.d_name) { $0.first ?? 0 }
+            if first != UInt8(ascii: ".") { claims += 1 }
+        }
+        return "\(claims) entries in \(path)/cur (claims of this or other workers, and their markers); recovery gives dead claims back to new/"
+    }
+
     /// Bootstraps swift-metrics with a Prometheus registry and serves it on `address`.
     static func startMetrics(_ address: String) throws -> MetricsServer {
         let registry = PrometheusCollectorRegistry()
