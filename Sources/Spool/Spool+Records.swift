@@ -14,9 +14,12 @@ extension Spool {
     /// The directory that holds the CGI endpoint's recent counts of waiting jobs per tenant tag:
     /// caches, rebuilt from `new/` whenever in doubt.
     public static let waitingCountArea = ".waiting"
+    /// The directory of the Batch API (docs/batch.md): uploaded files (`file-ID`, `file-ID.meta`)
+    /// and batch records (`batch_ID`).
+    public static let batchArea = ".batches"
 
-    /// A record's bytes and when it was written; nil when there is none.
-    public func readRecord(_ name: String, in area: String) throws(SpoolError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? {
+    /// A record's bytes (at most `limit`, 64 KiB unless said) and when it was written; nil when there is none.
+    public func readRecord(_ name: String, in area: String, limit: Int = 64 << 10) throws(SpoolError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? {
         precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         guard JobID.isValid(name) else { return nil }
         return try wrap { () throws(SystemCallError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? in
@@ -32,7 +35,7 @@ extension Spool {
             defer { Sys.close(fd) }
             let st = try Sys.stat(fd, path: d.path(name))
             guard st.isRegularFile else { return nil }
-            return (try Sys.readAll(fd, limit: 64 << 10, path: d.path(name)), st.modifiedMilliseconds)
+            return (try Sys.readAll(fd, limit: limit, path: d.path(name)), st.modifiedMilliseconds)
         }
     }
 
@@ -95,6 +98,25 @@ extension Spool {
             defer { Sys.close(fd) }
             try Sys.writeAll(fd, bytes, path: d.path(name))
             return true
+        }
+    }
+
+    /// Removes a record; false when there was none.
+    @discardableResult
+    public func removeRecord(_ name: String, in area: String) throws(SpoolError) -> Bool {
+        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
+        guard JobID.isValid(name) else { return false }
+        return try wrap { () throws(SystemCallError) -> Bool in
+            let top = try root()
+            defer { Sys.close(top.fd) }
+            let d: Directory
+            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
+                return false
+            }
+            defer { Sys.close(d.fd) }
+            let removed = try Sys.unlinkIfPresent(name, in: d)
+            if removed { try Sys.fsync(d) }
+            return removed
         }
     }
 

@@ -20,7 +20,7 @@ public enum SpoolLayout: Sendable, Equatable {
         guard case .twoUser = self else { return Spool.directoryMode }
         switch directory {
         case "tmp": return 0o3770  // sticky: each user may rename or remove only its own files
-        case "new", "failed", Spool.idempotencyArea, Spool.waitingCountArea: return 0o2770
+        case "new", "failed", Spool.idempotencyArea, Spool.waitingCountArea, Spool.batchArea: return 0o2770
         default: return 0o2750  // the spool itself, cur/, done/, forwarded/, .leases/: the worker's alone
         }
     }
@@ -30,7 +30,7 @@ public enum SpoolLayout: Sendable, Equatable {
     var directories: [String] {
         let states = SpoolState.allCases.map(\.rawValue)
         guard case .twoUser = self else { return states }
-        return states + [Spool.leasesDirectory, Spool.idempotencyArea, Spool.waitingCountArea]
+        return states + [Spool.leasesDirectory, Spool.idempotencyArea, Spool.waitingCountArea, Spool.batchArea]
     }
 }
 

@@ -36,6 +36,7 @@ extension Configuration {
                 defaultTenant = try v.optionalString()
                 if let t = defaultTenant { try Job.checkName(t, field: v.path) }
             case "maxBodyBytes": maxBodyBytes = try v.int(1...(64 << 20))
+            case "maxFileBytes": maxFileBytes = try v.int(1...(512 << 20))
             case "maxWaitingPerTenant": maxWaitingPerTenant = try v.int(1...10_000_000)
             case "heartbeatSeconds": heartbeatMilliseconds = Int64(try v.int(1...3600)) * 1000
             case "maxStreamSeconds": maxStreamMilliseconds = Int64(try v.int(1...86400)) * 1000
@@ -46,8 +47,8 @@ extension Configuration {
         }
     }
 
-    public static let cgiKeys = ["tokensFile", "defaultTenant", "maxBodyBytes", "maxWaitingPerTenant", "heartbeatSeconds",
-                                 "maxStreamSeconds", "eventPaddingBytes"]
+    public static let cgiKeys = ["tokensFile", "defaultTenant", "maxBodyBytes", "maxFileBytes", "maxWaitingPerTenant",
+                                 "heartbeatSeconds", "maxStreamSeconds", "eventPaddingBytes"]
 
     /// The `cgi` section these settings amount to, every key present (`null`: not set).
     public func cgiSectionJSON() -> JSONValue {
@@ -55,6 +56,7 @@ extension Configuration {
         o["tokensFile"] = tokensPath.map(JSONValue.string) ?? .null
         o["defaultTenant"] = defaultTenant.map(JSONValue.string) ?? .null
         o["maxBodyBytes"] = .integer(maxBodyBytes)
+        o["maxFileBytes"] = .integer(maxFileBytes)
         o["maxWaitingPerTenant"] = .integer(maxWaitingPerTenant)
         o["heartbeatSeconds"] = .integer(Int(heartbeatMilliseconds / 1000))
         o["maxStreamSeconds"] = .integer(Int(maxStreamMilliseconds / 1000))

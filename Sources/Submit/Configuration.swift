@@ -8,6 +8,7 @@
 /// | `LLMSPOOL_TOKENS` | bearer token file (a path; `-` is not standard input) | none: only `REMOTE_USER` |
 /// | `LLMSPOOL_TENANT` | tenant of users named by `REMOTE_USER` | none |
 /// | `LLMSPOOL_MAX_BODY` | largest request body, bytes | 1048576 |
+/// | `LLMSPOOL_MAX_FILE` | largest Batch API upload (`POST /v1/files`), bytes | 67108864 |
 /// | `LLMSPOOL_MAX_WAITING` | waiting jobs per tenant before 429 | 1000 |
 /// | `LLMSPOOL_COUNT_CACHE` | milliseconds a tenant's count of waiting jobs is reused before `new/` is counted again; 0: count every time | 1000 |
 /// | `LLMSPOOL_HEARTBEAT` | seconds between event-stream heartbeats | 15 |
@@ -21,6 +22,8 @@ public struct Configuration: Sendable, Equatable {
     public var tokensPath: String?
     public var defaultTenant: String?
     public var maxBodyBytes = 1 << 20
+    /// The largest Batch API upload (`POST /v1/files`): 64 MiB.
+    public var maxFileBytes = 64 << 20
     public var maxWaitingPerTenant = 1000
     /// How long a count of a tenant's waiting jobs (``WaitingCount``) is reused; 0 counts `new/` on every POST.
     public var waitingCountMaxAgeMilliseconds: Int64 = 1000
@@ -51,6 +54,7 @@ public struct Configuration: Sendable, Equatable {
         if let t = nonEmpty("LLMSPOOL_TOKENS") { c.tokensPath = t }
         if let t = nonEmpty("LLMSPOOL_TENANT") { c.defaultTenant = t }
         if let n = number("LLMSPOOL_MAX_BODY", 1...(64 << 20)) { c.maxBodyBytes = n }
+        if let n = number("LLMSPOOL_MAX_FILE", 1...(512 << 20)) { c.maxFileBytes = n }
         if let n = number("LLMSPOOL_MAX_WAITING", 1...10_000_000) { c.maxWaitingPerTenant = n }
         if let n = number("LLMSPOOL_COUNT_CACHE", 0...60_000) { c.waitingCountMaxAgeMilliseconds = Int64(n) }
         if let n = number("LLMSPOOL_HEARTBEAT", 1...3600) { c.heartbeatMilliseconds = Int64(n) * 1000 }

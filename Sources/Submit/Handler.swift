@@ -30,6 +30,7 @@ public struct Handler: Sendable {
             case .cancel(let id): return try cancel(id, identity: identity, spool: spool, base: base)
             case .list: return try list(request, identity: identity, spool: spool, base: base)
             case .events: return Problem(.internalError, "internal", "Internal error.", detail: "events are streamed").response
+            default: return try batchAPI(route, request, body: body, store: BatchStore(spool: spool, owner: identity, maxFileBytes: configuration.maxFileBytes))
             }
         } catch {
             return error.response

@@ -34,7 +34,14 @@ public struct ChatResponder: Responder {
         client.httpRequest(for: ChatRequest(
             model: model,
             messages: Prompt.messages(job).map { LLM.ChatMessage(role: $0.role, content: $0.content) },
-            maxTokens: maxTokens, temperature: job.temperature))
+            maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job)))
+    }
+
+    /// Members of the job's `request` object (a Batch API line's other request fields, docs/batch.md),
+    /// sent as they are — but never ones that would change how the answer is read or multiply it.
+    static func requestOptions(_ job: Job) -> JSONObject {
+        guard case .object(let o)? = job.extra.first(where: { $0.key == "request" })?.value else { return JSONObject() }
+        return JSONObject(o.members.filter { !["stream", "stream_options", "n", "model", "messages"].contains($0.key) })
     }
 
     @inline(never)

@@ -69,15 +69,16 @@ struct FuzzTests {
     @Test("random CGI variables and paths: routing yields only valid ids, Content-Length only digits")
     func variables() {
         var rng = SplitMix(seed: 42)
-        let pieces = ["/", "jobs", "events", "..", ".", "%2F", "a", "01a2-b_c.d", "", "//", "\u{0}", "é", String(repeating: "x", count: 130)]
+        let pieces = ["/", "jobs", "events", "v1", "files", "batches", "content", "cancel", "..", ".", "%2F", "a", "01a2-b_c.d", "", "//", "\u{0}", "é", String(repeating: "x", count: 130)]
         let methods = ["GET", "POST", "DELETE", "PUT", "HEAD", "", "get"]
         for _ in 0..<3000 {
             let path = (0..<Int(rng.next() % 6)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined(separator: "/")
             let method = methods[Int(rng.next() % UInt64(methods.count))]
             if let r = try? Route.resolve(method: method, path: path) {
                 switch r.route {
-                case .show(let id), .events(let id), .cancel(let id): #expect(JobID.isValid(id))
-                case .submit, .list: break
+                case .show(let id), .events(let id), .cancel(let id), .file(let id), .fileContent(let id), .deleteFile(let id),
+                     .batch(let id), .cancelBatch(let id): #expect(JobID.isValid(id))
+                case .submit, .list, .uploadFile, .createBatch, .listBatches: break
                 }
             }
             let length = String(rng.next() % 3 == 0 ? "\(rng.next())" : path)

@@ -28,10 +28,10 @@ public enum CGI {
         let head = request.method == "HEAD"
         if head { request.method = "GET" }
         let out: ([UInt8]) -> Bool = head ? headOnly() : { StandardIO.write($0) }
-        let body: Body = request.hasBody
-            ? StandardIO.readBody(contentLength: request.contentLength, limit: configuration.maxBodyBytes)
-            : .bytes([])
-        if case .events? = (try? Route.resolve(method: request.method, path: request.path))?.route {
+        let route = (try? Route.resolve(method: request.method, path: request.path))?.route
+        let limit = route == .uploadFile ? configuration.maxFileBytes : configuration.maxBodyBytes  // a Batch API upload
+        let body: Body = request.hasBody ? StandardIO.readBody(contentLength: request.contentLength, limit: limit) : .bytes([])
+        if case .events? = route {
             if let response = handler.streamEvents(request, write: out) {
                 return out(response.cgiBytes()) || head ? 0 : 1
             }

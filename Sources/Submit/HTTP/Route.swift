@@ -8,6 +8,23 @@ public enum Route: Sendable, Equatable {
     case show(id: String)
     case events(id: String)
     case cancel(id: String)
+    // The OpenAI Batch API (docs/batch.md), under `…/v1/`.
+    case uploadFile
+    case file(id: String)
+    case fileContent(id: String)
+    case deleteFile(id: String)
+    case createBatch
+    case listBatches
+    case batch(id: String)
+    case cancelBatch(id: String)
+
+    /// Whether the route belongs to the Batch API (its bodies have their own limit).
+    public var isBatchAPI: Bool {
+        switch self {
+        case .submit, .list, .show, .events, .cancel: false
+        default: true
+        }
+    }
 
     /// Routes a method and path, or says why not (404 for an unknown path or an impossible id,
     /// 405 with `Allow` for a wrong method). A trailing slash is ignored (`…/events/` is
@@ -23,6 +40,39 @@ public enum Route: Sendable, Equatable {
         func allow(_ methods: String) -> Problem {
             Problem(.methodNotAllowed, "method-not-allowed", "Method not allowed.",
                     detail: "\(method) is not allowed here; use \(methods)", headers: ["Allow": methods])
+        }
+        // The Batch API: …/v1/files[/ID[/content]], …/v1/batches[/ID[/cancel]].
+        func v1(_ k: Int, _ what: String) -> Bool { n >= k && segments[n - k] == "v1" && segments[n - k + 1] == what }
+        if v1(2, "files") {
+            guard method == "POST" else { throw allow("POST") }
+            return (.uploadFile, base(n - 2))
+        }
+        if v1(3, "files") {
+            let id = try checkID(segments[n - 1])
+            switch method {
+            case "GET": return (.file(id: id), base(n - 3))
+            case "DELETE": return (.deleteFile(id: id), base(n - 3))
+            default: throw allow("GET, HEAD, DELETE")
+            }
+        }
+        if v1(4, "files"), segments[n - 1] == "content" {
+            guard method == "GET" else { throw allow("GET, HEAD") }
+            return (.fileContent(id: try checkID(segments[n - 2])), base(n - 4))
+        }
+        if v1(2, "batches") {
+            switch method {
+            case "POST": return (.createBatch, base(n - 2))
+            case "GET": return (.listBatches, base(n - 2))
+            default: throw allow("GET, HEAD, POST")
+            }
+        }
+        if v1(3, "batches") {
+            guard method == "GET" else { throw allow("GET, HEAD") }
+            return (.batch(id: try checkID(segments[n - 1])), base(n - 3))
+        }
+        if v1(4, "batches"), segments[n - 1] == "cancel" {
+            guard method == "POST" else { throw allow("POST") }
+            return (.cancelBatch(id: try checkID(segments[n - 2])), base(n - 4))
         }
         if n >= 3, segments[n - 3] == "jobs", segments[n - 1] == "events" {
             guard method == "GET" else { throw allow("GET, HEAD") }
@@ -43,6 +93,6 @@ public enum Route: Sendable, Equatable {
             default: throw allow("GET, HEAD, POST")
             }
         }
-        throw Problem(.notFound, "not-found", "No such resource.", detail: "the API is POST/GET …/jobs, GET/DELETE …/jobs/ID, GET …/jobs/ID/events")
+        throw Problem(.notFound, "not-found", "No such resource.", detail: "the API is POST/GET …/jobs, GET/DELETE …/jobs/ID, GET …/jobs/ID/events, and the Batch API under …/v1/files and …/v1/batches")
     }
 }
