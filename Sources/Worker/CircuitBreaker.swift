@@ -9,8 +9,9 @@
 ///
 /// *Open*: no call starts. After ``Settings/probeIntervalMs`` one call may go through as a
 /// *probe* (state *probing*, nothing else starts meanwhile). A probe that fails transiently opens
-/// it again for twice the interval (up to ``Settings/maxProbeIntervalMs``); any other ending of a
-/// probe — or of a call started before the breaker opened — *closes* it, with a fresh window.
+/// it again for twice the interval (up to ``Settings/maxProbeIntervalMs``); any other ending of
+/// the probe *closes* it, with a fresh window. While it is not closed, the endings of calls started
+/// before it opened count for nothing (they may have been answered before the outage began).
 public struct CircuitBreaker: Sendable {
     public struct Settings: Sendable, Equatable {
         public var enabled = true
@@ -85,6 +86,9 @@ public struct CircuitBreaker: Sendable {
     /// Records how a call ended: `failedTransiently` or not; `probe` when it was the probe.
     public mutating func record(failedTransiently: Bool, probe: Bool, nowMs: Int64) -> Transition? {
         guard settings.enabled else { return nil }
+        // Once open, only the probe speaks for the endpoint: a call started before it opened may
+        // have been answered before the outage began.
+        if state != .closed && !probe { return nil }
         if !failedTransiently {
             streakStartMs = nil
             if state != .closed {
@@ -109,9 +113,8 @@ public struct CircuitBreaker: Sendable {
             nextProbeMs = nowMs + probeIntervalMs
             return .opened
         case .open:
-            return nil  // a call started before it opened
+            return nil  // a probe that ended after probeAbandoned
         case .probing:
-            guard probe else { return nil }
             state = .open
             probeIntervalMs = min(max(1, settings.maxProbeIntervalMs), probeIntervalMs * 2)
             nextProbeMs = nowMs + probeIntervalMs

@@ -190,6 +190,7 @@ struct IncidentTests {
         kill(w.processIdentifier, SIGTERM)
         w.waitUntilExit()
         let log = (try? String(contentsOfFile: s.dir.file("worker.log"), encoding: .utf8)) ?? ""
+        if let keep = ProcessInfo.processInfo.environment["LLMSPOOL_TEST_KEEP_LOG"] { try? log.write(toFile: keep, atomically: true, encoding: .utf8) }
         #expect(log.contains("circuit breaker open") && log.contains("circuit breaker closed"))
     }
 }

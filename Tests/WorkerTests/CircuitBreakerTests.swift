@@ -29,8 +29,10 @@ struct CircuitBreakerTests {
         #expect(b.record(failedTransiently: true, probe: false, nowMs: 200) == .opened)
         #expect(b.state == .open && b.openedAtMs == 200)
         #expect(b.permit(nowMs: 500) == .wait(untilMs: 1200))
-        // Calls started before it opened and failing now change nothing.
+        // Calls started before it opened change nothing, whether they failed or were answered.
         #expect(b.record(failedTransiently: true, probe: false, nowMs: 600) == nil)
+        #expect(b.record(failedTransiently: false, probe: false, nowMs: 700) == nil)
+        #expect(b.state == .open)
         #expect(b.permit(nowMs: 1200) == .probe)
         b.probeStarted()
         #expect(b.state == .probing && b.probes == 1)
