@@ -94,6 +94,8 @@ public final class Worker: Service {
         var log: AttemptLog
         /// When it may be called again (monotonic).
         var dueMs: Int64
+        /// Why the last call failed.
+        var cause: FailureCause
     }
 
     /// How a call ended, reported back to the loop by its task.
@@ -422,8 +424,15 @@ extension Worker {
                     "error": "\(r.failure.map { "\($0.kind): \($0.message)" } ?? "-")",
                 ])
             case .closed:
+                // Jobs backing off from transient failures failed because of the outage: due now.
+                var resumed = 0
+                for k in retries.indices where retries[k].cause == .transient && retries[k].dueMs > now {
+                    retries[k].dueMs = now
+                    resumed += 1
+                }
                 logger.notice("circuit breaker closed: calls resume", metadata: [
                     "open_since": "\(breakerOpenedAt ?? "?")", "probes": "\(r.probe ? breaker.probes : 0)",
+                    "retries_due_now": "\(resumed)",
                 ])
                 breakerOpenedAt = nil
             }
@@ -624,7 +633,7 @@ extension Worker {
                 let budget = config.retryBudget(for: claim.job)
                 switch budget.decide(after: f.cause, retryAfterMs: f.retryAfterMs, probe: context.probe, log: history, nowMs: ended) {
                 case .retry(let delay):
-                    report.result = .retry(Retry(claim: claim, attempts: attempts, log: history, dueMs: ended + delay))
+                    report.result = .retry(Retry(claim: claim, attempts: attempts, log: history, dueMs: ended + delay, cause: f.cause))
                     log.notice("call failed; will retry", metadata: [
                         "error": "\(f.kind): \(f.message)", "cause": "\(f.cause.rawValue)", "attempt": "\(attempts.count)",
                         "retry_in_ms": "\(delay)",
