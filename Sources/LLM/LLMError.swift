@@ -50,6 +50,9 @@ public struct LLMError: Error, Sendable, Equatable, CustomStringConvertible {
     /// True when the same request may succeed later (see ``RetryPolicy/isTransient(_:)``).
     public var isTransient: Bool { RetryPolicy.isTransient(self) }
 
+    /// Which retry budget this failure draws on (see ``RetryPolicy/cause(_:)``).
+    public var cause: FailureCause { RetryPolicy.cause(self) }
+
     public var description: String {
         var s = "\(kind.rawValue): \(message)"
         if let requestID { s += " [request \(requestID)]" }

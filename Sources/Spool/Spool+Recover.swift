@@ -170,7 +170,10 @@ extension Spool {
         for marker in try Sys.list(cur) where marker.hasPrefix(".") && Spool.claimName(ofMarker: marker) != nil {
             if case .target(let id) = try Sys.readLink(marker, in: cur) { named.insert(id) }
         }
-        for id in dead.subtracting(named) where try Sys.unlinkIfPresent(id, in: area) { report.removedLeases += 1 }
+        for id in dead.subtracting(named) {
+            _ = try Sys.unlinkIfPresent(Spool.stateName(ofLease: id), in: area)  // what the dead process published
+            if try Sys.unlinkIfPresent(id, in: area) { report.removedLeases += 1 }
+        }
     }
 
     /// A second descriptor on the same open file description, so the `Claim` can own one.

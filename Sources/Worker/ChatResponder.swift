@@ -60,16 +60,16 @@ public struct ChatResponder: Responder {
         case .success(let c):
             guard let content = c.content else {
                 return (.failure(CallFailure(kind: "malformed-response", message: "the completion has no message content",
-                                             httpStatus: c.httpStatus, transient: false)), ChatResponder.budget(c.rateLimits))
+                                             httpStatus: c.httpStatus, cause: .permanent)), ChatResponder.budget(c.rateLimits))
             }
             let usage = c.usage.map { Usage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, totalTokens: $0.totalTokens) }
             return (.answer(Answer(response: content, model: c.model ?? model, finishReason: c.finishReason, usage: usage,
                                    startedAt: started)), ChatResponder.budget(c.rateLimits))
         case .failure(let e as LLMError):
-            return (.failure(CallFailure(kind: e.kind.rawValue, message: e.message, httpStatus: e.httpStatus, transient: e.isTransient,
+            return (.failure(CallFailure(kind: e.kind.rawValue, message: e.message, httpStatus: e.httpStatus, cause: e.cause,
                                          retryAfterMs: e.retryAfter.map(ChatResponder.milliseconds))), nil)
         case .failure:
-            return (.failure(CallFailure(kind: "cancelled", message: "the call was cancelled (worker stopping)", transient: true)), nil)
+            return (.failure(CallFailure(kind: "cancelled", message: "the call was cancelled (worker stopping)", cause: .transient)), nil)
         }
     }
 

@@ -1,5 +1,6 @@
 import Dispatch
 import Metrics
+import LLM
 import Spool
 
 /// The worker's metrics, through swift-metrics (a no-op until a backend is bootstrapped: the
@@ -12,13 +13,34 @@ public struct WorkerMetrics: Sendable {
     let finished = Counter(label: "llmspool_jobs_finished_total")
     let inFlight = Gauge(label: "llmspool_calls_in_flight")
     let latency = Metrics.Timer(label: WorkerMetrics.latencyLabel)
+    let breakerOpen: Gauge
+    let breakerOpenSince: Gauge
+    let probesFailed: Counter
+    let probesSucceeded: Counter
     private let refreshing = Busy()
 
-    init() {
+    /// `endpoint`: the endpoint's description (no key, no query), the breaker metrics' label.
+    init(endpoint: String = "") {
+        breakerOpen = Gauge(label: "llmspool_circuit_breaker_open", dimensions: [("endpoint", endpoint)])
+        breakerOpenSince = Gauge(label: "llmspool_circuit_breaker_open_since_seconds", dimensions: [("endpoint", endpoint)])
+        probesFailed = Counter(label: "llmspool_circuit_breaker_probes_total", dimensions: [("endpoint", endpoint), ("result", "failed")])
+        probesSucceeded = Counter(label: "llmspool_circuit_breaker_probes_total", dimensions: [("endpoint", endpoint), ("result", "succeeded")])
         claimed.increment(by: 0)
         finished.increment(by: 0)
         inFlight.record(0)
+        breakerOpen.record(0)
+        breakerOpenSince.record(0)
+        probesFailed.increment(by: 0)
+        probesSucceeded.increment(by: 0)
     }
+
+    /// The breaker's state: open (or probing) since a wall-clock time, or closed.
+    func breaker(open: Bool, sinceWallMs: Int64?) {
+        breakerOpen.record(open ? 1 : 0)
+        breakerOpenSince.record(open ? Double(sinceWallMs ?? 0) / 1000 : 0)
+    }
+
+    func probed(failed: Bool) { (failed ? probesFailed : probesSucceeded).increment() }
 
     /// A job dead-lettered: after its last attempt (kind of its last error), a bad file
     /// (`rejected`), or a claim abandoned too often (`abandoned`).
@@ -34,6 +56,9 @@ public struct WorkerMetrics: Sendable {
     /// The ending of one call, as the loop learns it.
     func ended(_ r: Worker.CallReport) {
         if let used = r.usedTokens { tokens(used, tenant: r.tenant) }
+        if r.called, r.failure?.kind != "cancelled" {
+            Counter(label: "llmspool_llm_calls_total", dimensions: [("outcome", r.failure?.cause.rawValue ?? "ok")]).increment()
+        }
         switch r.result {
         case .finished: finished.increment()
         case .failed: failed(kind: r.failure?.kind ?? "unknown")

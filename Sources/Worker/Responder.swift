@@ -1,3 +1,4 @@
+public import enum LLM.FailureCause
 public import Spool
 
 /// What a call to the LLM produced.
@@ -6,23 +7,26 @@ public enum CallOutcome: Sendable {
     case failure(CallFailure)
 }
 
-/// A failed call: what went wrong, whether trying again may help, and when the provider asked us to.
+/// A failed call: what went wrong, which retry budget it draws on, and when the provider asked us to try again.
 public struct CallFailure: Error, Sendable, Equatable {
     /// A short stable word: `http`, `timeout`, `connection`, `malformed-response`, `cancelled`, …
     public var kind: String
     public var message: String
     public var httpStatus: Int?
-    public var transient: Bool
+    public var cause: FailureCause
     /// The provider's `retry-after-ms` / `retry-after`, in milliseconds.
     public var retryAfterMs: Int64?
 
-    public init(kind: String, message: String, httpStatus: Int? = nil, transient: Bool, retryAfterMs: Int64? = nil) {
+    public init(kind: String, message: String, httpStatus: Int? = nil, cause: FailureCause, retryAfterMs: Int64? = nil) {
         self.kind = kind
         self.message = message
         self.httpStatus = httpStatus
-        self.transient = transient
+        self.cause = cause
         self.retryAfterMs = retryAfterMs
     }
+
+    /// Whether trying again may help (a rate limit or a transient failure).
+    public var transient: Bool { cause != .permanent }
 
     public var failure: Failure { Failure(kind: kind, message: message, httpStatus: httpStatus) }
 }
@@ -68,7 +72,7 @@ public struct EchoResponder: Responder {
         let started = Timestamp.now()
         if delayMs > 0 {
             do { try await Task.sleep(for: .milliseconds(delayMs)) } catch {
-                return (.failure(CallFailure(kind: "cancelled", message: "shutting down", transient: true)), nil)
+                return (.failure(CallFailure(kind: "cancelled", message: "shutting down", cause: .transient)), nil)
             }
         }
         let text = Prompt.flatten(job)

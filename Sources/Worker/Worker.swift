@@ -16,14 +16,13 @@ public final class Worker: Service {
     public let configuration: WorkerConfiguration
     let responder: any Responder
     let logger: Logger
-    let retry: RetryPolicy
-    let metrics = WorkerMetrics()
+    let metrics: WorkerMetrics
 
     public init(configuration: WorkerConfiguration, responder: any Responder, logger: Logger) {
         self.configuration = configuration
         self.responder = responder
         self.logger = logger
-        retry = configuration.retryPolicy
+        metrics = WorkerMetrics(endpoint: responder.description)
     }
 
     public func run() async throws {
@@ -90,8 +89,13 @@ public final class Worker: Service {
 
     struct Retry: Sendable {
         var claim: Claim
+        /// History records of this claim's calls.
         var attempts: [JSONValue]
+        var log: AttemptLog
+        /// When it may be called again (monotonic).
         var dueMs: Int64
+        /// Why the last call failed.
+        var cause: FailureCause
     }
 
     /// How a call ended, reported back to the loop by its task.
@@ -104,6 +108,10 @@ public final class Worker: Service {
         var budget: ProviderBudget?
         var failure: CallFailure?
         var result: Result
+        /// The circuit breaker's probe.
+        var probe = false
+        /// The endpoint was called (false: the job's deadline had passed before its call).
+        var called = true
     }
 }
 
@@ -113,6 +121,11 @@ final class Flag: @unchecked Sendable {
     private var value = false
     var isSet: Bool { lock.wait(); defer { lock.signal() }; return value }
     func set() { lock.wait(); value = true; lock.signal() }
+}
+
+extension Worker {
+    /// Writes the worker's published state in order, off the loop.
+    static let stateQueue = DispatchQueue(label: "llmspool.state")
 }
 
 /// Runs blocking file-system work on Dispatch's threads, off the cooperative pool.
@@ -146,6 +159,9 @@ extension Worker {
         var graceDeadlineMs = Int64.max
         var cancelled = false
         var providerPausedUntilMs: Int64 = 0
+        var breaker: CircuitBreaker
+        /// When the breaker last opened, wall clock (RFC 3339), for status and logs.
+        var breakerOpenedAt: String?
         var lastRescanMs: Int64 = 0
         var lastWatchdogMs: Int64 = 0
         var timer: Task<Void, Never>?
@@ -161,9 +177,11 @@ extension Worker {
             self.notifier = notifier
             self.committer = committer
             scheduler = FairScheduler(limits: { configuration.limits(for: $0) })
+            breaker = CircuitBreaker(settings: configuration.circuitBreaker)
         }
 
-        var now: Int64 { Timestamp.nowMilliseconds() }
+        /// Monotonic milliseconds: every time the loop keeps is on this clock.
+        var now: Int64 { MonotonicClock.nowMilliseconds() }
 
         mutating func run(_ events: AsyncStream<Event>) async throws {
             recover()
@@ -173,6 +191,7 @@ extension Worker {
                 "max_in_flight": "\(config.maxInFlight)", "waiting": "\(scheduler.queued)",
             ])
             notifier?.notify("READY=1\nSTATUS=working")
+            publishBreaker()
             dispatch()
             for await event in events {
                 switch event {
@@ -289,13 +308,21 @@ extension Worker {
                     wakeAt = min(wakeAt, providerPausedUntilMs)
                     break
                 }
+                // An open breaker starts nothing but its probe; jobs stay in new/ (or wait, claimed, to retry).
+                let permit = breaker.permit(nowMs: now)
+                if case .wait(let until) = permit {
+                    if until < Int64.max { wakeAt = min(wakeAt, until) }
+                    break
+                }
                 switch scheduler.next(nowMs: now) {
                 case .idle:
                     break
                 case .wait(let ms):
                     wakeAt = min(wakeAt, now + ms)
                 case .run(let pick):
-                    start(pick)
+                    let probe = permit == .probe
+                    if probe { breaker.probeStarted() }
+                    if !start(pick, probe: probe), probe { breaker.probeAbandoned(nowMs: now) }
                     continue
                 }
                 break
@@ -303,20 +330,24 @@ extension Worker {
             armTimer(wakeAt)
         }
 
-        mutating func start(_ pick: FairScheduler<Work>.Pick) {
+        /// Starts a call for the pick; false when no call started (the file could not be claimed).
+        @discardableResult
+        mutating func start(_ pick: FairScheduler<Work>.Pick, probe: Bool = false) -> Bool {
             let claim: Claim
             var attempts: [JSONValue] = []
+            var log: AttemptLog
             switch pick.item {
             case .retry(let r):
                 claim = r.claim
                 attempts = r.attempts
+                log = r.log
             case .waiting(let name):
                 known.remove(name)
                 let outcome: ClaimOutcome
                 do { outcome = try spool.claim(name) } catch {
                     logger.error("claim failed", metadata: ["file": "\(spool.path(of: name, in: .new))", "error": "\(error)"])
                     scheduler.finished(tenant: pick.tenant, reservedTokens: pick.reservedTokens, usedTokens: 0, nowMs: now)
-                    return
+                    return false
                 }
                 guard case .claimed(let c) = outcome else {
                     if case .rejected(let key, let e) = outcome {
@@ -326,16 +357,17 @@ extension Worker {
                         ])
                     }
                     scheduler.finished(tenant: pick.tenant, reservedTokens: pick.reservedTokens, usedTokens: 0, nowMs: now)
-                    return
+                    return false
                 }
                 claim = c
+                log = AttemptLog(deadlineMs: c.job.deadline.flatMap(Timestamp.parse).map { MonotonicClock.fromWallClock($0) })
                 worker.metrics.claimed.increment()
             }
             let id = nextCallID
             nextCallID += 1
             let worker = self.worker, sink = self.sink
-            let context = CallContext(claim: claim, attempts: attempts, spool: spool, committer: committer, config: config,
-                                      callID: id, tenant: pick.tenant, reservedTokens: pick.reservedTokens)
+            let context = CallContext(claim: claim, attempts: attempts, log: log, probe: probe, spool: spool, committer: committer,
+                                      config: config, callID: id, tenant: pick.tenant, reservedTokens: pick.reservedTokens)
             // Detached: a child of nothing, so the task-local values around the loop (swift-log's,
             // swift-metrics', ServiceLifecycle's) are not copied into each of thousands of call tasks;
             // nothing a call does reads them. The loop cancels calls itself (`calls`).
@@ -343,6 +375,7 @@ extension Worker {
                 sink.yield(.callEnded(await worker.call(context)))
             }
             worker.metrics.inFlight.record(calls.count)
+            return true
         }
 
         mutating func ended(_ r: CallReport) {
@@ -351,6 +384,7 @@ extension Worker {
             worker.metrics.ended(r)
             scheduler.finished(tenant: r.tenant, reservedTokens: r.reservedTokens, usedTokens: r.usedTokens, nowMs: now)
             if let b = r.budget { pace(b) }
+            observe(r)
             if let f = r.failure, f.httpStatus == 429 || f.httpStatus == 529, let after = f.retryAfterMs {
                 // The provider asked everyone to wait, not just this job.
                 providerPausedUntilMs = max(providerPausedUntilMs, now + min(after, config.maxRetryAfterMs))
@@ -363,6 +397,64 @@ extension Worker {
                     giveBack(retry)
                 } else {
                     retries.append(retry)
+                }
+            }
+        }
+
+        /// Tells the circuit breaker how a call ended, and acts on its change of state.
+        mutating func observe(_ r: CallReport) {
+            let cancelled = r.failure?.kind == "cancelled"
+            guard r.called, !cancelled else {
+                if r.probe { breaker.probeAbandoned(nowMs: now) }
+                return
+            }
+            let failed = r.failure?.cause == .transient
+            if r.probe { worker.metrics.probed(failed: failed) }
+            guard let change = breaker.record(failedTransiently: failed, probe: r.probe, nowMs: now) else { return }
+            switch change {
+            case .opened:
+                logger.warning("circuit breaker open: calls to the endpoint stop but for probes", metadata: [
+                    "endpoint": "\(worker.responder.description)", "last_error": "\(r.failure.map { "\($0.kind): \($0.message)" } ?? "-")",
+                    "probe_in_ms": "\(breaker.nextProbeMs - now)",
+                ])
+                breakerOpenedAt = Timestamp.now()
+            case .probeFailed:
+                logger.notice("circuit breaker probe failed", metadata: [
+                    "probes": "\(breaker.probes)", "next_probe_in_ms": "\(breaker.probeIntervalMs)",
+                    "error": "\(r.failure.map { "\($0.kind): \($0.message)" } ?? "-")",
+                ])
+            case .closed:
+                // Jobs backing off from transient failures failed because of the outage: due now.
+                var resumed = 0
+                for k in retries.indices where retries[k].cause == .transient && retries[k].dueMs > now {
+                    retries[k].dueMs = now
+                    resumed += 1
+                }
+                logger.notice("circuit breaker closed: calls resume", metadata: [
+                    "open_since": "\(breakerOpenedAt ?? "?")", "probes": "\(r.probe ? breaker.probes : 0)",
+                    "retries_due_now": "\(resumed)",
+                ])
+                breakerOpenedAt = nil
+            }
+            publishBreaker()
+        }
+
+        /// Shows the breaker's state in the metrics and, through the spool, to `llmspool status`.
+        func publishBreaker() {
+            let state = breaker.state
+            worker.metrics.breaker(open: state != .closed, sinceWallMs: breakerOpenedAt.flatMap(Timestamp.parse))
+            var doc: JSONObject = [
+                "endpoint": .string(worker.responder.description), "state": .string(state.rawValue),
+                "openSince": breakerOpenedAt.map(JSONValue.string) ?? .null, "updatedAt": .string(Timestamp.now()),
+            ]
+            if state != .closed {
+                doc["probes"] = .integer(breaker.probes)
+                doc["probeIntervalSeconds"] = .double(Double(breaker.probeIntervalMs) / 1000)
+            }
+            let spool = self.spool, logger = self.logger, value = JSONValue.object(["circuitBreaker": .object(doc)])
+            Worker.stateQueue.async {
+                do { try spool.publishState(value) } catch {
+                    logger.debug("could not publish the worker's state", metadata: ["error": "\(error)"])
                 }
             }
         }
@@ -415,7 +507,8 @@ extension Worker {
 
         func giveBack(_ r: Retry) {
             do {
-                try spool.giveBack(r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false)
+                try spool.giveBack(r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false,
+                                   attempts: r.attempts)
             } catch {
                 logger.error("could not give a job back; recovery will", metadata: ["job.id": "\(r.claim.id)", "error": "\(error)"])
             }
@@ -427,6 +520,9 @@ extension Worker {
     final class CallContext: Sendable {
         let claim: Claim
         let attempts: [JSONValue]
+        let log: AttemptLog
+        /// The circuit breaker's probe.
+        let probe: Bool
         let spool: Spool
         let committer: ResultCommitter
         let config: WorkerConfiguration
@@ -436,10 +532,12 @@ extension Worker {
         /// The model asked: the job's, or the default.
         let model: String
 
-        init(claim: Claim, attempts: [JSONValue], spool: Spool, committer: ResultCommitter, config: WorkerConfiguration,
-             callID: Int, tenant: String, reservedTokens: Int) {
+        init(claim: Claim, attempts: [JSONValue], log: AttemptLog, probe: Bool, spool: Spool, committer: ResultCommitter,
+             config: WorkerConfiguration, callID: Int, tenant: String, reservedTokens: Int) {
             self.claim = claim
             self.attempts = attempts
+            self.log = log
+            self.probe = probe
             self.spool = spool
             self.committer = committer
             self.config = config
@@ -455,10 +553,32 @@ extension Worker {
         // Kept small on purpose: this frame, and the responder's below it, stay allocated on the
         // task's stack for the whole call (seconds to minutes, thousands of calls at once); what
         // happens after the answer lives in `settle`'s frame, allocated only then.
+        let started = MonotonicClock.nowMilliseconds()
+        if let deadline = context.log.deadlineMs, started > deadline { return await pastDeadline(context) }
         if context.config.logPrompts { logPrompt(context.claim, tenant: context.tenant) }
-        let started = Timestamp.nowMilliseconds()
         let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens)
         return await settle(context, outcome: answer.0, budget: answer.1, model: context.model, startedMs: started)
+    }
+
+    /// Dead-letters a job whose deadline passed before its next call could start.
+    @inline(never)
+    func pastDeadline(_ context: CallContext) async -> CallReport {
+        let claim = context.claim, spool = context.spool, attempts = context.attempts
+        var report = CallReport(callID: context.callID, tenant: context.tenant, reservedTokens: context.reservedTokens, usedTokens: 0,
+                                budget: nil, failure: nil, result: .failed, probe: context.probe, called: false)
+        let failure = Failure(kind: RetryPolicy.StopReason.deadlinePassed.rawValue,
+                              message: "the job's deadline \(claim.job.deadline ?? "?") passed before it could be called"
+                                  + (attempts.isEmpty ? "" : " again (\(attempts.count) calls made)"))
+        report.failure = CallFailure(kind: failure.kind, message: failure.message, cause: .permanent)
+        do {
+            try await Disk.run { try spool.fail(claim, failure, attempts: attempts) }
+            callLogger(claim, tenant: context.tenant).warning("job failed", metadata: ["error": "\(failure.kind): \(failure.message)"])
+        } catch {
+            callLogger(claim, tenant: context.tenant).error("could not write the job's outcome; it will be retried after recovery",
+                                                            metadata: ["error": "\(error)"])
+            report.result = .abandoned
+        }
+        return report
     }
 
     func callLogger(_ claim: Claim, tenant: String) -> Logger {
@@ -481,10 +601,11 @@ extension Worker {
         let claim = context.claim, prior = context.attempts, spool = context.spool, committer = context.committer
         let config = context.config, callID = context.callID, tenant = context.tenant, reservedTokens = context.reservedTokens
         let log = callLogger(claim, tenant: tenant)
-        let elapsed = Timestamp.nowMilliseconds() - started
+        let ended = MonotonicClock.nowMilliseconds()
+        let elapsed = ended - started
         metrics.latency.recordMilliseconds(elapsed)
         var report = CallReport(callID: callID, tenant: tenant, reservedTokens: reservedTokens, usedTokens: nil,
-                                budget: budget, failure: nil, result: .abandoned)
+                                budget: budget, failure: nil, result: .abandoned, probe: context.probe)
         do {
             switch outcome {
             case .answer(let answer):
@@ -499,25 +620,32 @@ extension Worker {
                 report.failure = f
                 report.usedTokens = 0
                 if f.kind == "cancelled" {
-                    try await Disk.run { try spool.giveBack(claim, reason: "worker stopped during the call", countAttempt: false) }
+                    try await Disk.run {
+                        try spool.giveBack(claim, reason: "worker stopped during the call", countAttempt: false, attempts: prior)
+                    }
                     report.result = .givenBack
                     log.notice("job given back at shutdown")
                     return report
                 }
-                let attempts = prior + [attemptRecord(f, number: prior.count + 1, elapsedMs: elapsed)]
-                if f.transient && attempts.count < config.maxAttempts {
-                    var random = SystemRandomNumberGenerator()
-                    let delay = ChatResponder.milliseconds(retry.delay(
-                        retry: attempts.count - 1, serverDelay: f.retryAfterMs.map { .milliseconds($0) }, using: &random))
-                    report.result = .retry(Retry(claim: claim, attempts: attempts, dueMs: Timestamp.nowMilliseconds() + delay))
+                var history = context.log
+                history.record(f.cause, startedMs: started, probe: context.probe)
+                let attempts = prior + [attemptRecord(f, number: prior.count + 1, elapsedMs: elapsed, probe: context.probe)]
+                let budget = config.retryBudget(for: claim.job)
+                switch budget.decide(after: f.cause, retryAfterMs: f.retryAfterMs, probe: context.probe, log: history, nowMs: ended) {
+                case .retry(let delay):
+                    report.result = .retry(Retry(claim: claim, attempts: attempts, log: history, dueMs: ended + delay, cause: f.cause))
                     log.notice("call failed; will retry", metadata: [
-                        "error": "\(f.kind): \(f.message)", "attempt": "\(attempts.count)", "retry_in_ms": "\(delay)",
+                        "error": "\(f.kind): \(f.message)", "cause": "\(f.cause.rawValue)", "attempt": "\(attempts.count)",
+                        "retry_in_ms": "\(delay)",
                     ])
-                } else {
-                    try await Disk.run { try spool.fail(claim, f.failure, attempts: attempts) }
+                case .deadLetter(let reason):
+                    var given = f.failure
+                    if reason != .permanent { given.message += " (gave up: \(Self.explain(reason, budget, history)))" }
+                    let failure = given
+                    try await Disk.run { try spool.fail(claim, failure, attempts: attempts) }
                     report.result = .failed
                     log.warning("job failed", metadata: [
-                        "error": "\(f.kind): \(f.message)", "attempts": "\(attempts.count)",
+                        "error": "\(f.kind): \(failure.message)", "cause": "\(f.cause.rawValue)", "attempts": "\(attempts.count)",
                         "http_status": "\(f.httpStatus.map(String.init) ?? "-")",
                     ])
                 }
@@ -530,10 +658,23 @@ extension Worker {
         return report
     }
 
-    func attemptRecord(_ f: CallFailure, number: Int, elapsedMs: Int64) -> JSONValue {
+    /// One failed call in a job's history: when, what, and which budget it drew on (`cause`).
+    func attemptRecord(_ f: CallFailure, number: Int, elapsedMs: Int64, probe: Bool) -> JSONValue {
         var o: JSONObject = ["at": .string(Timestamp.now()), "kind": .string("attempt"), "attempt": .integer(number),
-                             "error": f.failure.json(), "elapsedMs": .integer(Int(elapsedMs))]
+                             "cause": .string(f.cause.rawValue), "error": f.failure.json(), "elapsedMs": .integer(Int(elapsedMs))]
         if let r = f.retryAfterMs { o["retryAfterMs"] = .integer(Int(r)) }
+        if probe { o["probe"] = .bool(true) }
         return .object(o)
+    }
+
+    /// Why a retryable failure was the last, for the dead letter's message.
+    static func explain(_ reason: RetryPolicy.StopReason, _ budget: RetryBudget, _ log: AttemptLog) -> String {
+        switch reason {
+        case .permanent: "permanent error"
+        case .attemptsExhausted: "\(log.transientFailures) calls failed transiently, the most allowed (maxAttempts \(budget.maxAttempts))"
+        case .timeBudgetExhausted:
+            "the retry time budget of \(Double(budget.timeBudgetMs) / 1000) s from the first attempt is used up after \(log.calls) calls"
+        case .deadlinePassed: "the job's deadline has passed after \(log.calls) calls"
+        }
     }
 }

@@ -10,13 +10,18 @@ public struct WorkerConfiguration: Sendable {
     public var defaultModel: String = "gpt-4o-mini"
     /// Most LLM calls in flight at once, all tenants together (default 256).
     public var maxInFlight: Int = 256
-    /// Calls per job before it is dead-lettered (default 3).
-    public var maxAttempts: Int = 3
-    /// Backoff: full jitter over min(base·2ⁿ, cap) (defaults 0.5 s and 8 s); a provider's
+    /// Calls of a job that may fail transiently (408, 409, 5xx, connection, timeout) before it is
+    /// dead-lettered (default 20). Rate limits (429, 529) never count.
+    public var maxAttempts: Int = 20
+    /// How long after its first attempt a job may still be retried after a transient failure (1 h).
+    public var retryBudgetMs: Int64 = 3_600_000
+    /// Backoff: full jitter over min(base·2ⁿ⁻¹, cap) (defaults 0.5 s and 300 s); a provider's
     /// `retry-after` is honoured up to `maxRetryAfterMs` (120 s).
     public var backoffBaseMs: Int64 = 500
-    public var backoffCapMs: Int64 = 8000
+    public var backoffCapMs: Int64 = 300_000
     public var maxRetryAfterMs: Int64 = 120_000
+    /// The circuit breaker in front of the endpoint (see ``CircuitBreaker``).
+    public var circuitBreaker = CircuitBreaker.Settings()
     /// `max_tokens` assumed when reserving a job's tokens if the job sets none (default 1024).
     public var defaultMaxTokens: Int = 1024
     /// Longest a single LLM call may take, connection included (default 600 s, as the OpenAI SDKs).
@@ -50,10 +55,10 @@ public struct WorkerConfiguration: Sendable {
 
     public init() {}
 
-    /// The retry policy these settings describe.
-    public var retryPolicy: RetryPolicy {
-        RetryPolicy(maxAttempts: maxAttempts, baseDelay: .milliseconds(backoffBaseMs), maxDelay: .milliseconds(backoffCapMs),
-                    maxServerDelay: .milliseconds(maxRetryAfterMs))
+    /// The retry budgets these settings describe, with a job's own `retry` settings over them.
+    public func retryBudget(for job: Job? = nil) -> RetryBudget {
+        RetryBudget(maxAttempts: job?.retry?.maxAttempts ?? maxAttempts, timeBudgetMs: job?.retry?.timeBudgetMs ?? retryBudgetMs,
+                    baseDelayMs: backoffBaseMs, maxDelayMs: backoffCapMs, maxServerDelayMs: maxRetryAfterMs)
     }
 
     public func limits(for tenant: String) -> TenantLimits {
@@ -81,6 +86,12 @@ public struct WorkerConfiguration: Sendable {
             case "maxInFlight": maxInFlight = try int(k, v, 1...100_000)
             case "maxAttempts": maxAttempts = try int(k, v, 1...100)
             case "defaultMaxTokens": defaultMaxTokens = try int(k, v, 1...1_000_000)
+            case "retryBudgetSeconds":
+                guard let d = v.doubleValue, d >= 0, d <= Double(JobRetry.maxTimeBudgetSeconds) else {
+                    throw DocumentError(field: k, "must be a number of seconds from 0 to \(JobRetry.maxTimeBudgetSeconds) (7 days)")
+                }
+                retryBudgetMs = Int64(d * 1000)
+            case "circuitBreaker": try applyBreaker(v)
             case "backoffBaseSeconds": backoffBaseMs = try ms(k, v)
             case "backoffCapSeconds": backoffCapMs = try ms(k, v)
             case "maxRetryAfterSeconds": maxRetryAfterMs = try ms(k, v)
@@ -137,10 +148,51 @@ public struct WorkerConfiguration: Sendable {
         }
     }
 
+    static let breakerKeys = [
+        "enabled", "window", "failureRatio", "minimumCalls", "allFailingSeconds", "probeIntervalSeconds", "maxProbeIntervalSeconds",
+    ]
+
+    /// Reads the `circuitBreaker` object; a key left out keeps its value.
+    mutating func applyBreaker(_ v: JSONValue) throws(DocumentError) {
+        guard case .object(let o) = v else { throw DocumentError(field: "circuitBreaker", "must be an object (\(Self.breakerKeys.joined(separator: ", ")))") }
+        var b = circuitBreaker
+        for m in o.members {
+            let at = "circuitBreaker." + m.key
+            func seconds(_ range: ClosedRange<Double>) throws(DocumentError) -> Int64 {
+                guard let d = m.value.doubleValue, range.contains(d) else {
+                    throw DocumentError(field: at, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
+                }
+                return Int64((d * 1000).rounded())
+            }
+            func count(_ range: ClosedRange<Int>) throws(DocumentError) -> Int {
+                guard let n = m.value.intValue, range.contains(n) else {
+                    throw DocumentError(field: at, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                }
+                return n
+            }
+            switch m.key {
+            case "enabled": guard let e = m.value.boolValue else { throw DocumentError(field: at, "must be true or false") }; b.enabled = e
+            case "window": b.window = try count(1...10_000)
+            case "minimumCalls": b.minimumCalls = try count(1...10_000)
+            case "failureRatio":
+                guard let r = m.value.doubleValue, r > 0, r <= 1 else { throw DocumentError(field: at, "must be a number above 0 and at most 1") }
+                b.failureRatio = r
+            case "allFailingSeconds": b.allFailingMs = try seconds(0.001...86_400)
+            case "probeIntervalSeconds": b.probeIntervalMs = try seconds(0.001...3600)
+            case "maxProbeIntervalSeconds": b.maxProbeIntervalMs = try seconds(0.001...3600)
+            default: throw DocumentError(field: at, "unknown setting (\(Self.breakerKeys.joined(separator: ", ")))")
+            }
+        }
+        if b.maxProbeIntervalMs < b.probeIntervalMs {
+            throw DocumentError(field: "circuitBreaker.maxProbeIntervalSeconds", "must not be below probeIntervalSeconds")
+        }
+        circuitBreaker = b
+    }
+
     /// Every key `apply(json:source:)` reads, in the order `json()` writes them.
     public static let keys = [
-        "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "defaultMaxTokens", "backoffBaseSeconds",
-        "backoffCapSeconds", "maxRetryAfterSeconds", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
+        "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "retryBudgetSeconds", "defaultMaxTokens",
+        "backoffBaseSeconds", "backoffCapSeconds", "maxRetryAfterSeconds", "circuitBreaker", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
         "maxConnections", "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
     ]
 
@@ -156,10 +208,17 @@ public struct WorkerConfiguration: Sendable {
         o["model"] = .string(defaultModel)
         o["maxInFlight"] = .integer(maxInFlight)
         o["maxAttempts"] = .integer(maxAttempts)
+        o["retryBudgetSeconds"] = seconds(retryBudgetMs)
         o["defaultMaxTokens"] = .integer(defaultMaxTokens)
         o["backoffBaseSeconds"] = seconds(backoffBaseMs)
         o["backoffCapSeconds"] = seconds(backoffCapMs)
         o["maxRetryAfterSeconds"] = seconds(maxRetryAfterMs)
+        let b = circuitBreaker
+        o["circuitBreaker"] = .object([
+            "enabled": .bool(b.enabled), "window": .integer(b.window), "failureRatio": .double(b.failureRatio),
+            "minimumCalls": .integer(b.minimumCalls), "allFailingSeconds": seconds(b.allFailingMs),
+            "probeIntervalSeconds": seconds(b.probeIntervalMs), "maxProbeIntervalSeconds": seconds(b.maxProbeIntervalMs),
+        ])
         o["gracePeriodSeconds"] = seconds(gracePeriodMs)
         o["requestTimeoutSeconds"] = seconds(requestTimeoutMs)
         o["connectTimeoutSeconds"] = seconds(connectTimeoutMs)

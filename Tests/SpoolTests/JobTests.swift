@@ -317,3 +317,33 @@ struct JobDecodeTests {
         #expect(IntakeError.Kind.abandoned.rawValue == "abandoned")
     }
 }
+
+@Suite("Job documents: a job's own retry settings and deadline")
+struct JobRetryTests {
+    @Test("retry and deadline are read, and written back the same")
+    func roundTrip() throws {
+        let j = try job(#"{"prompt": "x", "deadline": "2026-11-26T11:00:00Z", "retry": {"maxAttempts": 5, "timeBudgetSeconds": 90.5}}"#)
+        #expect(j.deadline == "2026-11-26T11:00:00Z")
+        #expect(j.retry == JobRetry(maxAttempts: 5, timeBudgetMs: 90_500))
+        #expect(try Job(json: j.json()) == j)
+        #expect(try job(#"{"prompt": "x", "retry": {}}"#).retry == JobRetry())
+        #expect(try job(#"{"prompt": "x", "retry": null, "deadline": null}"#).retry == nil)
+    }
+
+    @Test("bad values are refused, naming the field", arguments: [
+        (#"{"prompt": "x", "deadline": "tomorrow"}"#, "deadline"),
+        (#"{"prompt": "x", "deadline": 1764151200}"#, "deadline"),
+        (#"{"prompt": "x", "retry": 5}"#, "retry"),
+        (#"{"prompt": "x", "retry": {"maxAttempts": 0}}"#, "retry.maxAttempts"),
+        (#"{"prompt": "x", "retry": {"maxAttempts": 101}}"#, "retry.maxAttempts"),
+        (#"{"prompt": "x", "retry": {"maxAttempts": "3"}}"#, "retry.maxAttempts"),
+        (#"{"prompt": "x", "retry": {"timeBudgetSeconds": 0}}"#, "retry.timeBudgetSeconds"),
+        (#"{"prompt": "x", "retry": {"timeBudgetSeconds": 604801}}"#, "retry.timeBudgetSeconds"),
+        (#"{"prompt": "x", "retry": {"timeBudgetSeconds": "1h"}}"#, "retry.timeBudgetSeconds"),
+        (#"{"prompt": "x", "retry": {"budget": 10}}"#, "retry.budget"),
+        (#"{"prompt": "x", "Deadline": "2026-11-26T11:00:00Z"}"#, "Deadline"),
+    ])
+    func refused(_ text: String, _ field: String) throws {
+        #expect(try documentError(text)?.field == field)
+    }
+}

@@ -7,6 +7,16 @@ ephemeral port, printed as the first line on stdout. GET /stats returns
 at a gate}; GET /release/NAME opens gate NAME. GET /prompts returns {prompt: requests seen} (to count
 how often each job was sent).
 
+Faults for every request (GET, answered at once):
+  /faults?p429=P&p500=Q&seed=S   from now on, answer each chat request 429 with probability P,
+                                 else 500 with probability Q (P=Q=0: off); random.Random(S)
+  /outage?refuse=S&fail=T        a provider outage: the listening socket is closed for S seconds
+                                 (connections are refused; requests on connections already open
+                                 are dropped unanswered), then every chat request gets 503 for T
+                                 seconds. /stats then also counts "outage_requests" (requests that
+                                 reached the server during the outage), "outage_started" and
+                                 "outage_ended" (time.time() values).
+
 The behaviour comes from the header `X-Fake` or, failing that, from a prompt (last message)
 starting with `fake:`; a comma-separated list of options:
   (none)           200, the content is "echo: <last message>"
@@ -14,6 +24,7 @@ starting with `fake:`; a comma-separated list of options:
   status=N         answer N with an OpenAI-style error body; with retry-after=S and/or
                    retry-after-ms=MS headers if given
   fail=K,key=X     the first K requests with key X get 500, later ones succeed
+                   (failstatus=N: N instead of 500, with retry-after=S if given)
   drop             read the request, then close the connection without answering
   hang             read the request and never answer
   malformed        200 with a truncated JSON body
@@ -25,6 +36,7 @@ Options: --tls CERT KEY serves HTTPS.
 """
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -38,6 +50,10 @@ stats = {"connections": 0, "requests": 0, "waiting": 0}
 fail_counts = {}
 prompt_counts = {}
 gates = {}
+faults = {"p429": 0.0, "p500": 0.0, "random": random.Random(0)}
+outage = {"mode": None}  # None, "refuse" or "fail"
+the_server = None
+reopened = threading.Event()
 
 
 def gate(name):
@@ -91,6 +107,18 @@ class Handler(BaseHTTPRequestHandler):
                 snapshot = dict(prompt_counts)
             self.send_json(200, snapshot)
             return
+        if self.path.startswith("/faults?") or self.path.startswith("/outage?"):
+            query = dict(p.partition("=")[::2] for p in self.path.partition("?")[2].split("&") if p)
+            if self.path.startswith("/faults?"):
+                with lock:
+                    faults["p429"] = float(query.get("p429", 0))
+                    faults["p500"] = float(query.get("p500", 0))
+                    faults["random"] = random.Random(int(query.get("seed", 0)))
+            else:
+                threading.Thread(target=run_outage, args=(float(query.get("refuse", 0)), float(query.get("fail", 0))),
+                                 daemon=True).start()
+            self.send_json(200, {})
+            return
         if self.path == "/stats":
             with lock:
                 self.send_json(200, dict(stats))
@@ -118,8 +146,28 @@ class Handler(BaseHTTPRequestHandler):
             return
         with lock:
             prompt_counts[prompt] = prompt_counts.get(prompt, 0) + 1
-        opts = parse_behaviour(self.headers.get("X-Fake"), prompt)
+            mode = outage["mode"]
+            if mode:
+                stats["outage_requests"] = stats.get("outage_requests", 0) + 1
+            draw = faults["random"].random() if faults["p429"] + faults["p500"] > 0 else 1.0
         request_id = "req-%d" % n
+        if mode == "refuse":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if mode == "fail":
+            self.send_json(503, {"error": {"message": "fake outage", "type": "server_error"}}, [("x-request-id", request_id)])
+            return
+        if draw < faults["p429"]:
+            self.send_json(429, {"error": {"message": "fake rate limit", "type": "rate_limit_error"}}, [("x-request-id", request_id)])
+            return
+        if draw < faults["p429"] + faults["p500"]:
+            self.send_json(500, {"error": {"message": "fake random failure", "type": "server_error"}}, [("x-request-id", request_id)])
+            return
+        opts = parse_behaviour(self.headers.get("X-Fake"), prompt)
 
         if "gate" in opts:
             with lock:
@@ -145,8 +193,12 @@ class Handler(BaseHTTPRequestHandler):
                 seen = fail_counts.get(key, 0)
                 fail_counts[key] = seen + 1
             if seen < int(opts["fail"]):
-                self.send_json(500, {"error": {"message": "fake failure %d of %s" % (seen + 1, opts["fail"]),
-                                               "type": "server_error"}}, [("x-request-id", request_id)])
+                headers = [("x-request-id", request_id)]
+                if "retry-after" in opts:
+                    headers.append(("Retry-After", opts["retry-after"]))
+                self.send_json(int(opts.get("failstatus", "500")),
+                               {"error": {"message": "fake failure %d of %s" % (seen + 1, opts["fail"]),
+                                          "type": "server_error"}}, headers)
                 return
         if "status" in opts:
             status = int(opts["status"])
@@ -199,6 +251,31 @@ class Server(ThreadingHTTPServer):
         pass
 
 
+def run_outage(refuse, fail):
+    """Closes the listener for `refuse` seconds, then answers 503 for `fail` seconds."""
+    server = the_server
+    port = server.server_address[1]
+    with lock:
+        stats["outage_started"] = time.time()
+        stats["outage_requests"] = 0
+        outage["mode"] = "refuse"
+    server.shutdown()  # serve_forever returns; main() waits for `reopened`
+    server.socket.close()
+    time.sleep(refuse)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(server.request_queue_size)
+    server.socket = listener
+    with lock:
+        outage["mode"] = "fail"
+    reopened.set()
+    time.sleep(fail)
+    with lock:
+        outage["mode"] = None
+        stats["outage_ended"] = time.time()
+
+
 def exit_with_parent(parent):
     """Exits when the test process that started this server is gone, however it ended."""
     while True:
@@ -219,8 +296,13 @@ def main():
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(sys.argv[2], sys.argv[3])
         server.socket = context.wrap_socket(server.socket, server_side=True)
+    global the_server
+    the_server = server
     print(server.server_address[1], flush=True)
-    server.serve_forever(poll_interval=0.5)
+    while True:
+        server.serve_forever(poll_interval=0.1)
+        reopened.wait()  # an outage shut the listener: serve again once it is back
+        reopened.clear()
 
 
 if __name__ == "__main__":

@@ -45,11 +45,28 @@ public struct RetryPolicy: Sendable, Equatable {
         }
     }
 
+    /// Which budget a failure draws on (see ``FailureCause``): 429 and 529 are the provider asking
+    /// for less traffic; other transient statuses and transport failures may pass; the rest will not.
+    public static func cause(httpStatus status: Int) -> FailureCause {
+        if status == 429 || status == 529 { return .rateLimit }
+        return isTransient(httpStatus: status) ? .transient : .permanent
+    }
+
+    /// The cause of a failed call, as ``cause(httpStatus:)`` for HTTP answers.
+    public static func cause(_ error: LLMError) -> FailureCause {
+        if error.kind == .http, let status = error.httpStatus { return cause(httpStatus: status) }
+        return isTransient(error) ? .transient : .permanent
+    }
+
     public enum StopReason: String, Sendable, Equatable {
         /// The failure will not go away by retrying.
         case permanent
         /// The failure was transient but the last allowed attempt has been made.
         case attemptsExhausted = "attempts-exhausted"
+        /// The failure was transient but the time allowed for retries (from the first attempt) is over.
+        case timeBudgetExhausted = "time-budget-exhausted"
+        /// The job's own deadline has passed.
+        case deadlinePassed = "deadline-passed"
     }
 
     public enum Decision: Sendable, Equatable {

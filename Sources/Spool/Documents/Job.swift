@@ -10,6 +10,47 @@ public struct ChatMessage: Sendable, Equatable {
     }
 }
 
+/// A job's own retry settings (the `retry` member), over the worker's.
+public struct JobRetry: Sendable, Equatable {
+    /// Most calls that may fail transiently before the job is dead-lettered (1–100).
+    public var maxAttempts: Int?
+    /// How long after its first attempt the job may still be retried, in milliseconds (1 ms to 7 days).
+    public var timeBudgetMs: Int64?
+
+    public init(maxAttempts: Int? = nil, timeBudgetMs: Int64? = nil) {
+        self.maxAttempts = maxAttempts
+        self.timeBudgetMs = timeBudgetMs
+    }
+
+    public static let maxTimeBudgetSeconds = 7 * 86_400
+
+    /// Reads `{"maxAttempts": N, "timeBudgetSeconds": S}`; every member is optional, no other is allowed.
+    init(json raw: JSONValue) throws(DocumentError) {
+        guard case .object(let o) = raw else { throw DocumentError(field: "retry", "expected an object, found \(raw.typeName)") }
+        var d = FieldReader(o, prefix: "retry.")
+        maxAttempts = try d.int("maxAttempts", in: 1...100)
+        if let b = d.take("timeBudgetSeconds"), b != .null {
+            guard case .number = b, let seconds = b.doubleValue, seconds.isFinite else {
+                throw DocumentError(field: "retry.timeBudgetSeconds", "expected a number of seconds, found \(b.typeName)")
+            }
+            guard seconds >= 0.001, seconds <= Double(JobRetry.maxTimeBudgetSeconds) else {
+                throw DocumentError(field: "retry.timeBudgetSeconds", "must be from 0.001 to \(JobRetry.maxTimeBudgetSeconds) (7 days)")
+            }
+            timeBudgetMs = Int64((seconds * 1000).rounded())
+        }
+        if let unknown = d.remaining.first {
+            throw DocumentError(field: "retry." + unknown.key, "unknown field (allowed: maxAttempts, timeBudgetSeconds)")
+        }
+    }
+
+    func json() -> JSONValue {
+        var o = JSONObject()
+        if let maxAttempts { o["maxAttempts"] = .integer(maxAttempts) }
+        if let timeBudgetMs { o["timeBudgetSeconds"] = timeBudgetMs % 1000 == 0 ? .integer(Int(timeBudgetMs / 1000)) : .double(Double(timeBudgetMs) / 1000) }
+        return .object(o)
+    }
+}
+
 /// A job document (a superset of Spring Cloud Stream's `JobEvent {jobId, prompt, userId}`).
 ///
 /// Known fields are validated strictly. Unknown top-level fields are kept verbatim and carried
@@ -26,6 +67,10 @@ public struct Job: Sendable, Equatable {
     public var temperature: Double?
     public var metadata: JSONObject?
     public var submittedAt: String?
+    /// No call of this job starts after this RFC 3339 time; a job not answered by then is dead-lettered.
+    public var deadline: String?
+    /// This job's retry settings over the worker's.
+    public var retry: JobRetry?
     /// Claims of this job that ended without an answer (its worker died). Absent means 0.
     public var attempts: Int = 0
     /// What happened to earlier claims and attempts, oldest first; written by llmspool.
@@ -40,7 +85,7 @@ public struct Job: Sendable, Equatable {
 
     static let knownFields: [String] = [
         "jobId", "prompt", "messages", "userId", "tenantId", "model", "maxTokens", "temperature",
-        "metadata", "submittedAt", "attempts", "history",
+        "metadata", "submittedAt", "deadline", "retry", "attempts", "history",
     ]
 
     /// The id a job has in a spool: its `jobId`, else its file name without `.json`.
@@ -134,6 +179,12 @@ public struct Job: Sendable, Equatable {
                 throw DocumentError(field: "submittedAt", "must be an RFC 3339 date-time such as 2026-11-26T10:00:00Z")
             }
         }
+        deadline = try d.string("deadline") { v throws(DocumentError) in
+            if Timestamp.parse(v) == nil {
+                throw DocumentError(field: "deadline", "must be an RFC 3339 date-time such as 2026-11-26T10:00:00Z")
+            }
+        }
+        if let raw = d.take("retry"), raw != .null { retry = try JobRetry(json: raw) }
         attempts = try d.int("attempts", in: 0...1_000_000) ?? 0
         if let raw = d.take("history") {
             guard case .array(let h) = raw else {
@@ -172,6 +223,8 @@ public struct Job: Sendable, Equatable {
         if let temperature { o["temperature"] = .double(temperature) }
         if let metadata { o["metadata"] = .object(metadata) }
         if let submittedAt { o["submittedAt"] = .string(submittedAt) }
+        if let deadline { o["deadline"] = .string(deadline) }
+        if let retry { o["retry"] = retry.json() }
         if attempts > 0 { o["attempts"] = .integer(attempts) }
         if !history.isEmpty { o["history"] = .array(history) }
         for member in extra { o[member.key] = member.value }

@@ -6,8 +6,10 @@ struct Status: ParsableCommand {
         abstract: "Count the jobs in each state, and give the age of the oldest waiting job.",
         discussion: """
             --json prints one object: {"spool":DIR,"tmp":N,"new":N,"cur":N,"done":N,"failed":N, \
-            "oldestWaitingSeconds":S|null,"liveClaims":N,"deadClaims":N}. Dead claims are jobs in cur/ \
-            whose worker died; `llmspool recover` (or any running worker) gives them back.
+            "oldestWaitingSeconds":S|null,"liveClaims":N,"deadClaims":N,"circuitBreakers":[…]}. Dead claims \
+            are jobs in cur/ whose worker died; `llmspool recover` (or any running worker) gives them back. \
+            circuitBreakers has one entry per live worker: {"worker":LEASE,"endpoint":URL,"state":"closed"|"open"|"probing", \
+            "openSince":TIME|null,"updatedAt":TIME}, with "probes" and "probeIntervalSeconds" while not closed.
 
             --watch refreshes every --interval (default 1s) until SIGINT or SIGTERM (exit 0): on a \
             terminal, a view redrawn in place with throughput (jobs/s into done/ and failed/) and the \
@@ -52,6 +54,11 @@ struct Status: ParsableCommand {
                 o["oldestWaitingSeconds"] = s.oldestWaitingMilliseconds.map { .double(Double($0) / 1000) } ?? .null
                 o["liveClaims"] = .integer(s.liveClaims)
                 o["deadClaims"] = .integer(s.deadClaims)
+                o["circuitBreakers"] = .array(breakers(spool).map { b in
+                    var e: JSONObject = ["worker": .string(b.worker)]
+                    if case .object(let doc) = b.doc { for m in doc.members { e[m.key] = m.value } }
+                    return .object(e)
+                })
                 Output.line(JSONValue.object(o).text)
                 return
             }
@@ -64,8 +71,17 @@ struct Status: ParsableCommand {
                 if state == .cur, n > 0 { note = "  \(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "") }
                 Output.line(state.rawValue.padding(10) + String(n).leftPadding(7) + note)
             }
+            for b in breakers(spool) where b.doc["state"]?.stringValue != "closed" {
+                Output.line("breaker    \(b.doc["state"]?.stringValue ?? "?") since \(b.doc["openSince"]?.stringValue ?? "?")"
+                    + "  \(b.doc["endpoint"]?.stringValue ?? "?") (worker \(b.worker), \(b.doc["probes"]?.intValue ?? 0) probes)")
+            }
         }
     }
+}
+
+/// The circuit breakers live workers published (see `Worker`), for status.
+func breakers(_ spool: Spool) -> [(worker: String, doc: JSONValue)] {
+    ((try? spool.liveStates()) ?? []).compactMap { s in s.document["circuitBreaker"].map { (s.leaseID, $0) } }
 }
 
 extension String {

@@ -55,7 +55,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Most LLM calls in flight at once (default 256).")
     var concurrency: Int?
 
-    @Option(name: .customLong("max-attempts"), help: "Calls per job before it is dead-lettered (default 3).")
+    @Option(name: .customLong("max-attempts"), help: "Calls per job that may fail transiently before it is dead-lettered (default 20; 429/529 never count).")
     var maxAttempts: Int?
 
     @Option(name: .customLong("grace-period"), help: ArgumentHelp("On SIGTERM, how long calls in flight may finish (default 25s).", valueName: "DURATION"))
