@@ -24,6 +24,26 @@ struct LLMSpool: AsyncParsableCommand {
             CGICommand.self, DebugClaim.self, BridgeCommand.self, ConfigCommand.self,
         ]
     )
+
+    /// As ArgumentParser's own `main`, but its errors (`Error: …`, from parsing and `validate()`)
+    /// are reported like every other error: `llmspool: error: …`, then the usage.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error), message = fullMessage(for: error)
+            if code != .success, message.hasPrefix("Error: ") {
+                Output.standardError("llmspool: error: " + message.dropFirst("Error: ".count) + "\n")
+                exit(withError: code)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--spool DIR`, shared by every command that works on a spool.
@@ -67,6 +87,14 @@ struct Failed: Error, CustomStringConvertible {
     }
 
     var description: String { message }
+
+    /// Runs `body`, which creates what it names: a failed system call is an I/O error (74), even
+    /// ENOENT (a path that cannot be made), which elsewhere means missing input (66).
+    static func creating<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch SpoolError.system(let s) where !s.isTemporary {
+            throw Failed(s.description, code: ExitStatus.ioError)
+        }
+    }
 }
 
 enum ExitStatus {

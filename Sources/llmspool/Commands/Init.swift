@@ -13,7 +13,7 @@ struct Init: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let spool = try Spool.create(at: directory ?? options.path)
+            let spool = try Failed.creating { try Spool.create(at: directory ?? options.path) }
             Output.line(spool.path)
         }
     }

@@ -95,7 +95,7 @@ struct Recover: ParsableCommand {
 struct Purge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete finished jobs from done/ and/or failed/ older than a duration.",
-        discussion: "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints how many were removed.")
+        discussion: "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints what was removed, e.g. `removed 3 results from done/ last changed more than 7d ago`.")
 
     @OptionGroup var options: SpoolOptions
 
@@ -119,10 +119,10 @@ struct Purge: ParsableCommand {
         try reporting {
             let spool = try options.open()
             let age = HumanDuration.parseMilliseconds(olderThan)!
-            var removed = 0
-            if done { removed += try spool.purge(.done, olderThanMilliseconds: age) }
-            if failed { removed += try spool.purge(.failed, olderThanMilliseconds: age) }
-            Output.line(String(removed))
+            var counted: [String] = []
+            if done { counted.append("\(try spool.purge(.done, olderThanMilliseconds: age)) results from done/") }
+            if failed { counted.append("\(try spool.purge(.failed, olderThanMilliseconds: age)) dead letters from failed/") }
+            Output.line("removed \(counted.joined(separator: " and ")) last changed more than \(olderThan) ago")
         }
     }
 }
