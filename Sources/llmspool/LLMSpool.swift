@@ -25,24 +25,18 @@ struct LLMSpool: AsyncParsableCommand {
         ]
     )
 
-    /// As ArgumentParser's own `main`, but its errors (`Error: …`, from parsing and `validate()`)
-    /// are reported like every other error: `llmspool: error: …`, then the usage.
+    /// ArgumentParser's own `main`, but its errors (`Error: …`, from parsing and `validate()`) are
+    /// reported like every other error: `llmspool: error: …`, then the usage. The arguments are
+    /// parsed once more by `main(nil)`, which runs the command as before.
     static func main() async {
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-        } catch {
+        do { _ = try parseAsRoot() } catch {
             let code = exitCode(for: error), message = fullMessage(for: error)
             if code != .success, message.hasPrefix("Error: ") {
                 Output.standardError("llmspool: error: " + message.dropFirst("Error: ".count) + "\n")
                 exit(withError: code)
             }
-            exit(withError: error)
         }
+        await main(nil)
     }
 }
 
