@@ -3,10 +3,13 @@
 #   make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]   build release, install
 #   make uninstall [PREFIX=…] [DESTDIR=…]                    remove exactly what install installs
 #   make install SKIP_BUILD=1 BIN_DIR=.build/debug           install binaries built already
+#   make demo / make test                                    scripts/demo, scripts/test (each installs the
+#                                                            Debian packages the build needs first, as root)
 #
 # Layout (PREFIX=/usr/local):
 #   $(PREFIX)/bin/llmspool, llmspool-cgi                     0755
-#   $(PREFIX)/lib/systemd/system/llmspool-worker*.service    0644  (UNITDIR; systemd reads it)
+#   $(PREFIX)/lib/systemd/system/llmspool-worker.service,    0644  (UNITDIR; systemd reads it)
+#     llmspool-worker@.service, llmspool-bridge.service             (every unit in systemd/)
 #   $(PREFIX)/lib/sysusers.d/llmspool.conf                   0644  (SYSUSERSDIR)
 #   $(PREFIX)/lib/tmpfiles.d/llmspool.conf                   0644  (TMPFILESDIR)
 #   $(PREFIX)/share/doc/llmspool/*.md, contrib/*              0644  (DOCDIR; contrib/llmspool.json is the
@@ -39,12 +42,18 @@ DOCS     := README.md $(wildcard docs/*.md)
 # The paths in the source files, and what they become.
 REWRITE := sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/llmspool|$(DOCDIR)|g'
 
-.PHONY: all build install uninstall
+.PHONY: all build install uninstall demo test
 
 all: build
 
 build:
 	$(SWIFT) build -c release $(SWIFTFLAGS)
+
+demo:
+	scripts/demo
+
+test:
+	scripts/test
 
 ifeq ($(SKIP_BUILD),)
 install: build

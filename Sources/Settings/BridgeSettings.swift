@@ -86,7 +86,7 @@ public struct BridgeSettings: Sendable, Equatable {
                     b.properties.append(Property(name, s))
                 }
             default:
-                throw DocumentError(field: v.path, "unknown setting (bridge settings: \(keys.joined(separator: ", ")))")
+                throw DocumentError(field: v.path, "unknown setting\(DocumentError.didYouMean(key, in: keys)) (bridge settings: \(keys.joined(separator: ", ")))")
             }
         }
         return b

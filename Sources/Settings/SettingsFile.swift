@@ -88,7 +88,8 @@ public struct SettingsFile: Sendable, Equatable {
             throw DocumentError(field: "", "the file must hold a JSON object, not \(json.typeName)")
         }
         var file = SettingsFile(path: path)
-        let sectioned = top.keys.contains { $0 == "worker" || $0 == "bridge" || $0 == "cgi" }
+        // A near miss of a section's name (`Worker`) makes a file with sections too, so that it is named as one.
+        let sectioned = top.keys.contains { !DocumentError.didYouMean($0, in: ["worker", "bridge", "cgi"]).isEmpty }
         if let s = top["spool"] { file.spool = try SettingValue(s, at: "spool").nonEmptyString() }
         guard sectioned else {
             file.isFlatWorkerFile = true
@@ -102,7 +103,7 @@ public struct SettingsFile: Sendable, Equatable {
             case "bridge": file.bridge = try SettingValue(m.value, at: m.key).section()
             case "cgi": file.cgi = try SettingValue(m.value, at: m.key).section()
             default:
-                throw DocumentError(field: m.key, "unknown top-level setting (the top level holds \(topLevelKeys.joined(separator: ", ")); worker settings go in \"worker\")")
+                throw DocumentError(field: m.key, "unknown top-level setting\(DocumentError.didYouMean(m.key, in: topLevelKeys)) (the top level holds \(topLevelKeys.joined(separator: ", ")); worker settings go in \"worker\")")
             }
         }
         if file.worker["spool"] != nil {

@@ -32,6 +32,9 @@ public struct JobEntry: Sendable, Equatable {
     public var state: SpoolState
     public var name: String
     public var modifiedMilliseconds: Int64
+    /// For a dead letter of a file that could not become a job (its key is not a name it was
+    /// given): the name it was dropped under.
+    public var droppedAs: String?
 }
 
 extension Spool {
@@ -78,10 +81,17 @@ extension Spool {
             var entries: [JobEntry] = []
             for state in states where state != .forwarded || hasForwarded {
                 var here: [JobEntry] = []
-                for name in try Sys.list(dir(state)) where !name.hasPrefix(".") && !name.hasSuffix(".original") {
+                let names = try Sys.list(dir(state))
+                let originals = state == .failed ? Set(names.filter { $0.hasSuffix(".original") }) : []
+                for name in names where !name.hasPrefix(".") && !name.hasSuffix(".original") {
                     guard let st = try Sys.stat(name, in: dir(state)) else { continue }
-                    here.append(JobEntry(id: Job.id(fromFileName: name), state: state, name: name,
-                                         modifiedMilliseconds: st.modifiedMilliseconds))
+                    let id = Job.id(fromFileName: name)
+                    var entry = JobEntry(id: id, state: state, name: name, modifiedMilliseconds: st.modifiedMilliseconds)
+                    // Only rejected files keep an original beside their dead letter: read just those.
+                    if originals.contains(id + ".original"), let dropped = try droppedName(of: name), dropped != name {
+                        entry.droppedAs = dropped
+                    }
+                    here.append(entry)
                 }
                 entries += here.sorted { ($0.modifiedMilliseconds, $0.name) < ($1.modifiedMilliseconds, $1.name) }
             }
@@ -107,6 +117,33 @@ extension Spool {
             }
             return nil
         }
+    }
+
+    /// The dead letters of files dropped as `name` that could not become jobs (an invalid name, an
+    /// id clash, bad contents), oldest first. `name` is the file's name, with or without `.json`;
+    /// it is only compared, never used as a path. Their ``JobLocation/id`` is the key in `failed/`.
+    public func deadLetters(droppedAs name: String) throws(SpoolError) -> [JobLocation] {
+        guard !name.isEmpty, !name.contains("/") else { return [] }
+        return try wrap { () throws(SystemCallError) -> [JobLocation] in
+            let names = try Sys.list(dir(.failed))
+            var found: [JobLocation] = []
+            for original in names where original.hasSuffix(".original") && !original.hasPrefix(".") {
+                let key = String(original.dropLast(".original".count))
+                guard let dropped = try droppedName(of: key + ".json"), dropped == name || Job.id(fromFileName: dropped) == name,
+                      let loc = try read(key + ".json", in: .failed, id: key)
+                else { continue }
+                found.append(loc)
+            }
+            return found.sorted { ($0.modifiedMilliseconds, $0.id) < ($1.modifiedMilliseconds, $1.id) }
+        }
+    }
+
+    /// The name a rejected file was dropped under, from its dead letter `failed/NAME`'s `original.name`.
+    func droppedName(of name: String) throws(SystemCallError) -> String? {
+        guard let loc = try read(name, in: .failed, id: Job.id(fromFileName: name)),
+              let doc = try? JSONParser.parse(loc.bytes)
+        else { return nil }
+        return doc["original"]?["name"]?.stringValue
     }
 
     func read(_ name: String, in state: SpoolState, id: String) throws(SystemCallError) -> JobLocation? {
@@ -142,9 +179,15 @@ extension Spool {
         guard loc.state == .failed else {
             throw .cannotRequeue(id: id, reason: "it is in \(loc.state.rawValue)/, not failed/ or forwarded/")
         }
-        guard let doc = try? JSONParser.parse(loc.bytes), let jobJSON = doc["job"] else {
+        let parsed = try? JSONParser.parse(loc.bytes)
+        guard let doc = parsed, let jobJSON = doc["job"] else {
             let file = path(of: id + ".original", in: .failed)
-            throw .cannotRequeue(id: id, reason: "its original was not a valid job; fix \(file) and submit it")
+            let error = parsed?["error"]
+            let why = error?["message"]?.stringValue.map { " (\($0))" } ?? ""
+            if error?["kind"]?.stringValue == IntakeError.Kind.idClash.rawValue {
+                throw .cannotRequeue(id: id, reason: "its original is a valid job whose id was taken\(why); give it a free jobId in \(file) and submit it")
+            }
+            throw .cannotRequeue(id: id, reason: "its original was not a valid job\(why); fix \(file) and submit it")
         }
         var job: Job
         do { job = try Job(json: jobJSON, limits: limits) } catch {

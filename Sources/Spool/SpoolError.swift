@@ -34,7 +34,7 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         case .notASpool(let path, let missing):
             "\(path) is not a spool: missing \(missing.joined(separator: ", ")) (create it with `llmspool init \(path)`)"
         case .system(let e): e.description
-        case .invalidJob(let e): e.field.map { "invalid job: \(e.message) [field \($0)]" } ?? "invalid job: \(e.message)"
+        case .invalidJob(let e): "invalid job: \(e.fieldAndMessage)"
         case .idExists(let id, let state): "a job with id \(id) already exists (in \(state.rawValue)/)"
         case .notFound(let id): "no job with id \(id)"
         case .cannotRequeue(let id, let reason): "cannot requeue \(id): \(reason)"

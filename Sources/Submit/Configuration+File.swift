@@ -42,7 +42,7 @@ extension Configuration {
             case "maxStreamSeconds": maxStreamMilliseconds = Int64(try v.int(1...86400)) * 1000
             case "eventPaddingBytes": eventPaddingBytes = try v.int(0...(1 << 20))
             default:
-                throw DocumentError(field: v.path, "unknown setting (cgi settings: \(Self.cgiKeys.joined(separator: ", ")))")
+                throw DocumentError(field: v.path, "unknown setting\(DocumentError.didYouMean(key, in: Self.cgiKeys)) (cgi settings: \(Self.cgiKeys.joined(separator: ", ")))")
             }
         }
     }

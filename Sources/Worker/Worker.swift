@@ -153,6 +153,9 @@ extension Worker {
         var scheduler: FairScheduler<Work>
         var known: Set<String> = []
         var retries: [Retry] = []
+        /// Files of new/ that ended early and were too fresh to judge (still being written?), and
+        /// when their settle time is over: looked at again then, not at the next rescan.
+        var settling: [String: Int64] = [:]
         var calls: [Int: Task<Void, Never>] = [:]
         var nextCallID = 0
         var stopping = false
@@ -302,6 +305,12 @@ extension Worker {
                 }
                 retries = waiting
             }
+            if !settling.isEmpty {
+                for (name, due) in settling where due <= t {
+                    settling[name] = nil
+                    index(name)
+                }
+            }
             var wakeAt = retries.map(\.dueMs).min() ?? Int64.max
             while calls.count < config.maxInFlight {
                 if providerPausedUntilMs > now {
@@ -327,7 +336,7 @@ extension Worker {
                 }
                 break
             }
-            armTimer(wakeAt)
+            armTimer(min(wakeAt, settling.values.min() ?? Int64.max))  // claims just made may have added to settling
         }
 
         /// Starts a call for the pick; false when no call started (the file could not be claimed).
@@ -350,6 +359,9 @@ extension Worker {
                     return false
                 }
                 guard case .claimed(let c) = outcome else {
+                    if case .settling = outcome, let modified = spool.peek(name)?.modifiedMilliseconds {
+                        settling[name] = max(modified + Spool.settleMilliseconds, now) + 50
+                    }
                     if case .rejected(let key, let e) = outcome {
                         worker.metrics.failed(kind: "rejected")
                         logger.warning("rejected a bad job file", metadata: [

@@ -137,13 +137,15 @@ public struct WorkerConfiguration: Sendable {
                         case "tokensPerMinute": l.tokensPerMinute = try int(at + "." + f.key, f.value, 1...1_000_000_000)
                         case "requestsPerMinute": l.requestsPerMinute = try int(at + "." + f.key, f.value, 1...10_000_000)
                         case "maxInFlight": l.maxInFlight = try int(at + "." + f.key, f.value, 1...100_000)
-                        default: throw DocumentError(field: at + "." + f.key, "unknown setting (tokensPerMinute, requestsPerMinute, maxInFlight)")
+                        default:
+                            let limits = ["tokensPerMinute", "requestsPerMinute", "maxInFlight"]
+                            throw DocumentError(field: at + "." + f.key, "unknown setting\(DocumentError.didYouMean(f.key, in: limits)) (\(limits.joined(separator: ", ")))")
                         }
                     }
                     tenants[t.key] = l
                 }
             default:
-                throw DocumentError(field: k, "unknown setting (worker settings: \(Self.keys.joined(separator: ", ")))")
+                throw DocumentError(field: k, "unknown setting\(DocumentError.didYouMean(k, in: Self.keys)) (worker settings: \(Self.keys.joined(separator: ", ")))")
             }
         }
     }

@@ -33,9 +33,20 @@ struct LLMSpool: AsyncParsableCommand {
     /// `llmspool cgi` run by a web server (`GATEWAY_INTERFACE` set) answers the request without
     /// parsing its command line at all: a server may build it from the client's query string
     /// (Apache does, for a query without `=`), so `?--help` or `?--spool+x` must mean nothing.
+    ///
+    /// Otherwise ArgumentParser's own `main`, but its errors (`Error: …`, from parsing and
+    /// `validate()`) are reported like every other error: `llmspool: error: …`, then the usage.
+    /// The arguments are parsed once more by `main(nil)`, which runs the command as before.
     static func main() async {
         let arguments = CommandLine.arguments.dropFirst()
         if arguments.first == "cgi", getenv("GATEWAY_INTERFACE") != nil { Glibc.exit(CGI.main()) }
+        do { _ = try parseAsRoot() } catch {
+            let code = exitCode(for: error), message = fullMessage(for: error)
+            if code != .success, message.hasPrefix("Error: ") {
+                Output.standardError("llmspool: error: " + message.dropFirst("Error: ".count) + "\n")
+                exit(withError: code)
+            }
+        }
         await main(nil)
     }
 }
@@ -81,6 +92,14 @@ struct Failed: Error, CustomStringConvertible {
     }
 
     var description: String { message }
+
+    /// Runs `body`, which creates what it names: a failed system call is an I/O error (74), even
+    /// ENOENT (a path that cannot be made), which elsewhere means missing input (66).
+    static func creating<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch SpoolError.system(let s) where !s.isTemporary {
+            throw Failed(s.description, code: ExitStatus.ioError)
+        }
+    }
 }
 
 enum ExitStatus {

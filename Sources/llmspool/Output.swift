@@ -11,6 +11,8 @@ enum Output {
 
     static func warning(_ message: String) { standardError("llmspool: warning: \(message)\n") }
 
+    static func note(_ message: String) { standardError("llmspool: note: \(message)\n") }
+
     static func standardError(_ s: String) {
         var bytes = Array(s.utf8)
         var off = 0

@@ -100,6 +100,51 @@ struct BadInputTests {
         #expect(again.stderr.contains("job-1") && again.stderr.contains("done/"))
     }
 
+    @Test("a dead letter under a new key is found by the name it was dropped under: show, list, requeue")
+    func foundByDroppedName() throws {
+        let s = try TestSpool()
+        defer { s.remove() }
+        _ = try CLI.run(["submit", "--prompt", "first", "--id", "clash"], spool: s.path)
+        _ = try CLI.run(["debug-claim"], spool: s.path)
+        try s.write("new", "clash2.json", Array("{\"prompt\":\"second\",\"jobId\":\"clash\"}".utf8))
+        try s.write("new", "bad name!.json", Array("{\"prompt\":\"x\"}".utf8))
+        try s.age("new", "clash2.json")
+        try s.age("new", "bad name!.json")
+        _ = try CLI.run(["debug-claim"], spool: s.path)
+        let keys = s.names("failed").filter { $0.hasSuffix(".json") }.map { Job.id(fromFileName: $0) }
+        #expect(keys.count == 2 && !keys.contains("clash") && !keys.contains("clash2"), "\(keys)")
+
+        // show: by the name with or without .json, and it says the key.
+        for name in ["clash2", "clash2.json"] {
+            let shown = try CLI.run(["show", name, "--json"], spool: s.path)
+            #expect(shown.status == 0, "\(shown.stderr)")
+            let doc = try JSONParser.parse(shown.stdout)
+            #expect(doc["state"]?.stringValue == "failed" && doc["droppedAs"]?.stringValue == name)
+            #expect(keys.contains(doc["jobId"]?.stringValue ?? ""))
+            #expect(doc["error"]?["kind"]?.stringValue == "id-clash")
+        }
+        let text = try CLI.run(["show", "bad name!"], spool: s.path)
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.lines.first?.contains("dropped as bad name!") == true, "\(text.stdout)")
+        #expect(keys.contains { text.lines.first?.contains($0) == true })
+        let none = try CLI.run(["show", "clash3"], spool: s.path)
+        #expect(none.status == 66 && none.stderr.contains("dropped as clash3"), "\(none.stderr)")
+
+        // list: a fourth column with the dropped name.
+        let failed = try CLI.run(["list", "--state", "failed"], spool: s.path).lines.map { $0.split(separator: "\t").map(String.init) }
+        #expect(Set(failed.compactMap { $0.count == 4 ? $0[3] : nil }) == ["dropped as clash2.json", "dropped as bad name!.json"], "\(failed)")
+
+        // requeue: by the dropped name; an id clash is not called an invalid job, and the key is named.
+        let rq = try CLI.run(["requeue", "clash2"], spool: s.path)
+        #expect(rq.status == 65)
+        #expect(rq.stderr.contains("dropped as clash2") && keys.contains { rq.stderr.contains($0) }, "\(rq.stderr)")
+        #expect(rq.stderr.contains("id was taken") && rq.stderr.contains("already exists in done/"), "\(rq.stderr)")
+        #expect(!rq.stderr.contains("not a valid job"), "\(rq.stderr)")
+        let all = try CLI.run(["requeue", "--failed"], spool: s.path)
+        #expect(all.stderr.split(separator: "\n").contains { $0.contains("clash2.json") && $0.contains("id was taken") }, "\(all.stderr)")
+        #expect(all.stderr.split(separator: "\n").contains { $0.contains("bad name!.json") && $0.contains("not a valid job") }, "\(all.stderr)")
+    }
+
     @Test("dot-files are ignored; a valid file keeps its name as id, or takes its jobId")
     func namesAndIds() throws {
         let s = try TestSpool()

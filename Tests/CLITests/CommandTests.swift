@@ -73,6 +73,42 @@ struct CommandTests {
         #expect(s.names("new").isEmpty)
     }
 
+    @Test("messages: one error style, a field named once; init's I/O failure is 74; status says what its age counts")
+    func messages() throws {
+        let s = try TestSpool()
+        defer { s.remove() }
+        // Errors of argument parsing and validate() look like every other error.
+        for args in [["list", "--state", "tmp"], ["submit", "--no-such-flag"], ["status", "--interval", "1s"]] {
+            let r = try CLI.run(args, spool: s.path)
+            #expect(r.status == 64)
+            #expect(r.stderr.hasPrefix("llmspool: error: ") && !r.stderr.contains("Error:"), "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("Usage: llmspool"), "the usage still follows")
+        }
+        #expect(try CLI.run(["list", "--state", "tmp"], spool: s.path).stderr.contains("status counts tmp/"))
+        #expect(!(try CLI.run(["list", "--help"], spool: s.path).stdout.contains("tmp,")), "--help offers a state it refuses")
+
+        // The field at fault is named once.
+        let file = s.dir.file("b3.json")
+        try Data("{\"prompt\":\"x\",\"max_tokens\":3}".utf8).write(to: URL(fileURLWithPath: file))
+        let typo = try CLI.run(["submit", file], spool: s.path)
+        #expect(typo.status == 65)
+        #expect(typo.stderr == "llmspool: error: \(file): max_tokens: unknown field; did you mean \"maxTokens\"?\n")
+        let wrong = try CLI.run(["submit", "-"], spool: s.path, stdin: Data("{\"prompt\":\"x\",\"maxTokens\":\"x\"}".utf8))
+        #expect(wrong.stderr.components(separatedBy: "maxTokens").count == 2, "\(wrong.stderr)")
+
+        // init: a path that cannot be made (under a dangling symlink) is an I/O failure, 74.
+        try FileManager.default.createSymbolicLink(atPath: s.dir.file("link"), withDestinationPath: s.dir.file("nowhere/deeper"))
+        let initFailed = try CLI.run(["init", s.dir.file("link/spool")], spool: nil)
+        #expect(initFailed.status == 74, "\(initFailed.stderr)")
+        #expect(initFailed.stderr.contains("mkdir") && initFailed.stderr.contains("link/spool"))
+
+        // status: the age counts from when the job was (last) queued, and says so.
+        let id = try CLI.run(["submit", "--prompt", "x"], spool: s.path).lines[0]
+        try s.age("new", id + ".json", seconds: 95)
+        let text = try CLI.run(["status"], spool: s.path)
+        #expect(text.lines.contains { $0.hasPrefix("new") && $0.contains("oldest queued 1m3") && $0.hasSuffix(" ago") }, "\(text.stdout)")
+    }
+
     @Test("LLMSPOOL_SPOOL and --spool select the spool; status counts each state")
     func statusAndList() throws {
         let s = try TestSpool()
@@ -114,8 +150,9 @@ struct CommandTests {
         #expect(try CLI.run(["requeue", id], spool: s.path).status == 65)  // now in new/, not failed/
 
         _ = try CLI.run(["debug-claim"], spool: s.path)
-        #expect(try CLI.run(["purge", "--done", "--older-than", "1h"], spool: s.path).lines == ["0"])
-        #expect(try CLI.run(["purge", "--done", "--older-than", "0s"], spool: s.path).lines == ["1"])
+        #expect(try CLI.run(["purge", "--done", "--older-than", "1h"], spool: s.path).lines == ["removed 0 results from done/ last changed more than 1h ago"])
+        #expect(try CLI.run(["purge", "--done", "--failed", "--older-than", "0s"], spool: s.path).lines
+                == ["removed 1 results from done/ and 0 dead letters from failed/ last changed more than 0s ago"])
         #expect(s.names("done").isEmpty)
     }
 }

@@ -67,6 +67,13 @@ struct ConfigTests {
               (#"{"bridge": {"topic": "x"}}"#, "bridge.topic: unknown setting"),
               (#"{"cgi": {"maxBody": 1}}"#, "cgi.maxBody: unknown setting"),
               (#"{"worker": {}, "model": "x"}"#, "model: unknown top-level setting"),
+              // A key in the wrong case, or with _ or -, gets "did you mean", as job fields do.
+              (#"{"worker": {"LLMUrl": "builtin:echo"}}"#, #"worker.LLMUrl: unknown setting; did you mean "llmURL"?"#),
+              (#"{"worker": {"tenants": {"acme": {"tokens_per_minute": 1}}}}"#, #"worker.tenants.acme.tokens_per_minute: unknown setting; did you mean "tokensPerMinute"?"#),
+              (#"{"bridge": {"Brokers": "h:9092"}}"#, #"bridge.Brokers: unknown setting; did you mean "brokers"?"#),
+              (#"{"cgi": {"max-body-bytes": 1}}"#, #"cgi.max-body-bytes: unknown setting; did you mean "maxBodyBytes"?"#),
+              (#"{"Worker": {"model": "m"}}"#, #"Worker: unknown top-level setting; did you mean "worker"?"#),
+              (#"{"llmurl": "builtin:echo"}"#, #"llmurl: unknown setting; did you mean "llmURL"?"#),
           ])
     func checkUnknownKey(_ text: String, _ expected: String) throws {
         let d = try TempDir("config")
@@ -286,6 +293,10 @@ struct ConfigTests {
         let env = try JSONParser.parse(try run(["config", "show", f], env: ["LLMSPOOL_SPOOL": "/e", "LLMSPOOL_MAX_BODY": "4096"]).stdout)
         #expect(env["spool"] == .string("/e"))
         #expect(env["cgi"]?["maxBodyBytes"] == .integer(4096))
+        // So is --spool, which wins over the environment.
+        let flag = try run(["config", "show", f, "--spool", "/flag"], env: ["LLMSPOOL_SPOOL": "/e"])
+        #expect(flag.status == 0, "\(flag.stderr)")
+        #expect(try JSONParser.parse(flag.stdout)["spool"] == .string("/flag"))
     }
 
     // MARK: the processes

@@ -104,4 +104,22 @@ struct WorkerProcessTests {
         #expect(Self.waitUntil(10) { s.names("failed") == ["bad.json", "bad.original"] })
         #expect(try s.json("failed", "bad.json")["error"]?["kind"]?.stringValue == "invalid-json")
     }
+
+    @Test("a truncated file written and closed just now is dead-lettered once its 2 s settle time is over, not at the next rescan")
+    func truncatedFileSettles() throws {
+        let s = try TestSpool()
+        defer { s.remove() }
+        // Rescans a minute apart: only the settle timer can find the file again in time.
+        let config = s.dir.file("config.json")
+        try Data("{\"worker\": {\"rescanIntervalSeconds\": 60}}".utf8).write(to: URL(fileURLWithPath: config))
+        let (w, _) = try Self.startWorker(s.path, ["--llm-url", "builtin:echo", "--config", config])
+        defer { kill(w.processIdentifier, SIGTERM); w.waitUntilExit() }
+        #expect(try CLI.run(["submit", "--prompt", "up", "--wait", "--timeout", "20s"], spool: s.path).status == 0)
+        let start = Date()
+        try s.write("new", "half.json", Array("{\"prompt\":\"the writer stopp".utf8))
+        #expect(Self.waitUntil(6) { s.names("failed") == ["half.json", "half.original"] }, "not dead-lettered within 6 s")
+        let took = Date().timeIntervalSince(start)
+        #expect(took >= 1.9, "dead-lettered after \(took) s, before the settle time")
+        #expect(try s.json("failed", "half.json")["error"]?["kind"]?.stringValue == "invalid-json")
+    }
 }

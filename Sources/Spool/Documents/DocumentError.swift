@@ -11,3 +11,12 @@ public struct DocumentError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String { field.isEmpty ? message : "\(field): \(message)" }
 }
+
+extension DocumentError {
+    /// `; did you mean "KNOWN"?` when `key` is a near miss of one of `known` (the same letters
+    /// ignoring case, `_` and `-`, as job fields are matched), else the empty string.
+    public static func didYouMean(_ key: String, in known: [String]) -> String {
+        let folded = Job.fold(key)
+        return known.first { Job.fold($0) == folded }.map { "; did you mean \"\($0)\"?" } ?? ""
+    }
+}

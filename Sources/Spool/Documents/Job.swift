@@ -273,6 +273,12 @@ public struct IntakeError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(kind.rawValue): \(message)" }
+
+    /// The message led by the field at fault, named once (`maxTokens: expected an integer, …`).
+    public var fieldAndMessage: String {
+        guard let field, !field.isEmpty, !message.hasPrefix(field) else { return message }
+        return "\(field): \(message)"
+    }
 }
 
 /// Takes members out of an object one by one, so what is left at the end is the unknown ones.

@@ -99,8 +99,8 @@ extension ConfigCommand {
             discussion: """
                 Reads FILE (default $LLMSPOOL_CONFIG, else /etc/llmspool/llmspool.json if it exists), \
                 applies the environment the processes read (LLMSPOOL_SPOOL, LLMSPOOL_LLM_URL, \
-                LLMSPOOL_LOG_LEVEL, the CGI's LLMSPOOL_* variables), and prints every setting of every \
-                section; null means not set. Flags of a command are not applied: use `llmspool worker \
+                LLMSPOOL_LOG_LEVEL, the CGI's LLMSPOOL_* variables) and --spool, and prints every \
+                setting of every section; null means not set. Other flags of a command are not applied: use `llmspool worker \
                 … --print-config` or `llmspool bridge … --print-config` for those. API keys are never shown.
                 """
         )
@@ -108,12 +108,14 @@ extension ConfigCommand {
         @Argument(help: ArgumentHelp("The file (default $LLMSPOOL_CONFIG, else /etc/llmspool/llmspool.json if it exists).", valueName: "FILE"))
         var file: String?
 
+        @OptionGroup var options: SpoolOptions
+
         func run() throws {
             try reporting {
                 let location = SettingsFile.locate(flag: file, environment: Environment.get)
                 let f = try ConfigFile.load(location)
-                if f == nil { Output.standardError("llmspool: note: \(location.path) does not exist; showing the defaults\n") }
-                let worker = try WorkerCommand.parse([]).resolve(file: f)
+                if f == nil { Output.note("\(location.path) does not exist; showing the defaults") }
+                let worker = try WorkerCommand.parse(options.spool.map { ["--spool", $0] } ?? []).resolve(file: f)
                 var bridge = BridgeSettings()
                 if let f {
                     do throws(DocumentError) { bridge = try BridgeSettings.parse(f.bridge) } catch { throw ConfigFile.invalid(f, error) }

@@ -40,9 +40,9 @@ struct Init: ParsableCommand {
             let spool: Spool
             if let workerUser, let webGroup {
                 let layout = try Init.twoUserLayout(worker: workerUser, group: webGroup)
-                do { spool = try Spool.create(at: path, layout: layout) } catch { throw Failed(error) }
+                spool = try Failed.creating { try Spool.create(at: path, layout: layout) }
             } else {
-                spool = try Spool.create(at: path)
+                spool = try Failed.creating { try Spool.create(at: path) }
             }
             Output.line(spool.path)
         }

@@ -4,7 +4,12 @@ import Spool
 struct Requeue: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Put dead-lettered jobs from failed/ back into new/ (attempts reset, history kept).",
-        discussion: "Prints each requeued id. A dead letter whose original was not a valid job cannot be requeued: fix its failed/KEY.original and submit it.")
+        discussion: """
+            Prints each requeued id. ID may also be the name a file was dropped under when it could \
+            not become a job (its dead letter has a new key): such a dead letter cannot be requeued \
+            as it is, and the message names its key; fix its failed/KEY.original (or give it a free \
+            jobId, after an id clash) and submit it.
+            """)
 
     @OptionGroup var options: SpoolOptions
 
@@ -16,20 +21,33 @@ struct Requeue: ParsableCommand {
 
     func validate() throws {
         if failed == !ids.isEmpty { throw ValidationError("give job ids or --failed") }
-        for id in ids { if let p = JobID.problem(id) { throw ValidationError("job id \"\(id)\" \(p)") } }
+        for id in ids where id.isEmpty || id.contains("/") { throw ValidationError("job id \"\(id)\" is not a job id or a file name") }
     }
 
     func run() throws {
         try reporting {
             let spool = try options.open()
-            let targets = failed ? try spool.list([.failed]).map(\.id) : ids
+            // Each target: a key in the spool, and the name it was dropped under when that is not its key.
+            var targets: [(id: String, droppedAs: String?)] = []
+            if failed {
+                targets = try spool.list([.failed]).map { ($0.id, $0.droppedAs) }
+            } else {
+                for id in ids {
+                    if JobID.isValid(id), try spool.find(id) != nil { targets.append((id, nil)); continue }
+                    let dead = try spool.deadLetters(droppedAs: id)
+                    targets += dead.isEmpty ? [(id, nil)] : dead.map { ($0.id, id) }
+                }
+            }
             var last: (any Error)?
-            for id in targets {
+            for (id, droppedAs) in targets {
                 do {
                     try spool.requeue(id)
                     Output.line(id)
                 } catch SpoolError.cannotRequeue(let id, let reason) where failed {
-                    Output.warning("skipped \(id): \(reason)")
+                    Output.warning("skipped \(id)\(droppedAs.map { " (dropped as \($0))" } ?? ""): \(reason)")
+                } catch SpoolError.cannotRequeue(let id, let reason) where droppedAs != nil {
+                    if let e = last { Output.error(Failed(e).message) }
+                    last = Failed("cannot requeue \(id) (dropped as \(droppedAs!)): \(reason)", code: ExitStatus.dataError)
                 } catch {
                     if let e = last { Output.error(Failed(e).message) }
                     last = error
@@ -77,7 +95,7 @@ struct Recover: ParsableCommand {
 struct Purge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete finished jobs from done/ and/or failed/ older than a duration.",
-        discussion: "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints how many were removed.")
+        discussion: "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints what was removed, e.g. `removed 3 results from done/ last changed more than 7d ago`.")
 
     @OptionGroup var options: SpoolOptions
 
@@ -101,10 +119,10 @@ struct Purge: ParsableCommand {
         try reporting {
             let spool = try options.open()
             let age = HumanDuration.parseMilliseconds(olderThan)!
-            var removed = 0
-            if done { removed += try spool.purge(.done, olderThanMilliseconds: age) }
-            if failed { removed += try spool.purge(.failed, olderThanMilliseconds: age) }
-            Output.line(String(removed))
+            var counted: [String] = []
+            if done { counted.append("\(try spool.purge(.done, olderThanMilliseconds: age)) results from done/") }
+            if failed { counted.append("\(try spool.purge(.failed, olderThanMilliseconds: age)) dead letters from failed/") }
+            Output.line("removed \(counted.joined(separator: " and ")) last changed more than \(olderThan) ago")
         }
     }
 }

@@ -5,30 +5,34 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show where a job is and its document.",
         discussion: """
-            --json prints {"jobId":ID,"state":"new|cur|done|failed","file":PATH,"document":{...}} with, \
-            when done, "response", and when failed, "error". Exit 66 when there is no such job.
+            ID is a job id, or the name a file was dropped under when it could not become a job \
+            (it is dead-lettered under a new key: `show` then says the key). --json prints \
+            {"jobId":ID,"state":"new|cur|done|failed","file":PATH,"document":{...}} with, when done, \
+            "response", when failed, "error", and for a dead letter found by its dropped name, \
+            "droppedAs". Exit 66 when there is no such job.
             """)
 
     @OptionGroup var options: SpoolOptions
 
-    @Argument(help: "The job id.")
+    @Argument(help: "The job id, or the name a rejected file was dropped under.")
     var id: String
 
     @Flag(help: "Print JSON.")
     var json = false
 
     func validate() throws {
-        if let p = JobID.problem(id) { throw ValidationError("job id \"\(id)\" \(p)") }
+        if id.isEmpty || id.contains("/") { throw ValidationError("job id \"\(id)\" is not a job id or a file name") }
     }
 
     func run() throws {
         try reporting {
             let spool = try options.open()
-            guard let loc = try spool.find(id) else { throw SpoolError.notFound(id: id) }
+            let (loc, droppedAs) = try spool.locate(id)
             let file = spool.path(of: loc.name, in: loc.state)
             let document = try? JSONParser.parse(loc.bytes)
             if json {
-                var o: JSONObject = ["jobId": .string(id), "state": .string(loc.state.rawValue), "file": .string(file)]
+                var o: JSONObject = ["jobId": .string(loc.id), "state": .string(loc.state.rawValue), "file": .string(file)]
+                if let droppedAs { o["droppedAs"] = .string(droppedAs) }
                 if let document {
                     if loc.state == .done, let r = document["response"] { o["response"] = r }
                     if loc.state == .failed, let e = document["error"] { o["error"] = e }
@@ -40,7 +44,7 @@ struct Show: ParsableCommand {
                 Output.line(JSONValue.object(o).text)
                 return
             }
-            Output.line("job     \(id)")
+            Output.line("job     \(loc.id)" + (droppedAs.map { " (dead-lettered under this key; dropped as \($0))" } ?? ""))
             Output.line("state   \(loc.state.rawValue)")
             Output.line("file    \(file)")
             Output.line("age     \(HumanDuration.format(milliseconds: max(0, Timestamp.nowMilliseconds() - loc.modifiedMilliseconds)))")
@@ -51,5 +55,22 @@ struct Show: ParsableCommand {
             Output.line("document")
             Output.line(document?.prettyText() ?? "(not valid JSON, \(loc.bytes.count) bytes)")
         }
+    }
+}
+
+extension Spool {
+    /// A job by its id, else the newest dead letter of a file dropped as `name` (with that name).
+    /// When several files were dropped under the name, a note on stderr gives the other keys.
+    func locate(_ name: String) throws -> (JobLocation, droppedAs: String?) {
+        if let loc = try find(name) { return (loc, nil) }
+        let dead = try deadLetters(droppedAs: name)
+        guard let newest = dead.last else {
+            throw Failed("no job with id \(name), and no dead letter of a file dropped as \(name)", code: ExitStatus.noInput)
+        }
+        if dead.count > 1 {
+            Output.note("\(dead.count) files dropped as \(name) were dead-lettered; showing the newest, \(newest.id); the others: "
+                        + dead.dropLast().map(\.id).joined(separator: ", "))
+        }
+        return (newest, name)
     }
 }

@@ -3,13 +3,19 @@ import Spool
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Count the jobs in each state, and give the age of the oldest waiting job.",
+        abstract: "Count the jobs in each state, and say how long ago the oldest job in new/ was queued.",
         discussion: """
             --json prints one object: {"spool":DIR,"tmp":N,"new":N,"cur":N,"done":N,"failed":N, \
             "oldestWaitingSeconds":S|null,"liveClaims":N,"deadClaims":N,"circuitBreakers":[…]}. Dead claims \
             are jobs in cur/ whose worker died; `llmspool recover` (or any running worker) gives them back. \
             circuitBreakers has one entry per live worker: {"worker":LEASE,"endpoint":URL,"state":"closed"|"open"|"probing", \
             "openSince":TIME|null,"updatedAt":TIME}, with "probes" and "probeIntervalSeconds" while not closed.
+
+            The age of the oldest job in new/ (`oldest queued … ago`, oldestWaitingSeconds) counts \
+            from when its file was last written there: a job given back by a stopping worker or \
+            recovered from a dead one is queued again and counts from then (its submittedAt and \
+            history keep the first submission). Only file times are read, so this costs no more \
+            than listing new/.
 
             --watch refreshes every --interval (default 1s) until SIGINT or SIGTERM (exit 0): on a \
             terminal, a view redrawn in place with throughput (jobs/s into done/ and failed/) and the \
@@ -66,7 +72,7 @@ struct Status: ParsableCommand {
             for state in spool.displayStates {
                 let n = s.counts[state] ?? 0
                 var note = ""
-                if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest waiting \(HumanDuration.format(milliseconds: age))" }
+                if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest queued \(HumanDuration.format(milliseconds: age)) ago" }
                 if state == .forwarded, n > 0 { note = "  handed to Kafka, waiting for results" }
                 if state == .cur, n > 0 { note = "  \(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "") }
                 Output.line(state.rawValue.padding(10) + String(n).leftPadding(7) + note)

@@ -119,7 +119,7 @@ struct StatusWatch {
             let n = s.counts[state] ?? 0
             var note = ""
             switch state {
-            case .new: note = s.oldestWaitingMilliseconds.map { "oldest waiting \(HumanDuration.format(milliseconds: max(0, $0)))" } ?? ""
+            case .new: note = s.oldestWaitingMilliseconds.map { "oldest queued \(HumanDuration.format(milliseconds: max(0, $0))) ago" } ?? ""
             case .cur: note = "\(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "")
             case .done: note = Self.rate(f.doneRate) + " jobs/s"
             case .failed: note = Self.rate(f.failedRate) + " jobs/s"

@@ -77,7 +77,7 @@ struct Submit: ParsableCommand {
                     do {
                         jobs.append(try Job.decode(try Spool.readInput(file, limit: spool.limits.maxFileBytes), limits: spool.limits))
                     } catch let e as IntakeError {
-                        problems.append("\(name): \(e.field.map { "field \($0): " } ?? "")\(e.message)")
+                        problems.append("\(name): \(e.fieldAndMessage)")
                     }
                 }
                 if !problems.isEmpty {
