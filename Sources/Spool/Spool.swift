@@ -84,8 +84,12 @@ public final class Spool: Sendable {
                 parent += "/" + component
                 do throws(SystemCallError) { try Sys.makeDirectory(parent, mode: 0o777) } catch where error.errno == .fileExists {}
             }
-            for sub in [""] + SpoolState.allCases.map({ "/" + $0.rawValue }) {
-                try makeSpoolDirectory(path + sub)
+            try makeSpoolDirectory(path)
+            // A directory that is not yet a spool (the repository's spool/, holding only its README)
+            // becomes one with the contract mode; an existing spool keeps the modes it was given.
+            if try makeSpoolDirectory(path + "/tmp") { try Sys.chmod(path, mode: directoryMode) }
+            for state in SpoolState.allCases where state != .tmp {
+                try makeSpoolDirectory(path + "/" + state.rawValue)
             }
         } catch {
             throw SpoolError.system(error)
@@ -95,11 +99,15 @@ public final class Spool: Sendable {
 
     /// Creates one of the spool's directories with its contract mode (mkdir honours the umask,
     /// so the mode is set again); an existing one is left as it is.
-    static func makeSpoolDirectory(_ p: String) throws(SystemCallError) {
+    @discardableResult
+    static func makeSpoolDirectory(_ p: String) throws(SystemCallError) -> Bool {
         do throws(SystemCallError) {
             try Sys.makeDirectory(p, mode: directoryMode)
             try Sys.chmod(p, mode: directoryMode)
-        } catch where error.errno == .fileExists {}
+            return true
+        } catch where error.errno == .fileExists {
+            return false
+        }
     }
 
     /// The name of this host (`gethostname`), as job histories record it.
