@@ -360,7 +360,9 @@ extension Worker {
                 }
                 guard case .claimed(let c) = outcome else {
                     if case .settling = outcome, let modified = spool.peek(name)?.modifiedMilliseconds {
-                        settling[name] = max(modified + Spool.settleMilliseconds, now) + 50
+                        // The file's time is wall-clock; the loop's deadlines are monotonic.
+                        let left = max(0, modified + Spool.settleMilliseconds - Timestamp.nowMilliseconds())
+                        settling[name] = now + left + 50
                     }
                     if case .rejected(let key, let e) = outcome {
                         worker.metrics.failed(kind: "rejected")

@@ -26,7 +26,7 @@ struct LLMSpool: AsyncParsableCommand {
             """,
         subcommands: [
             Init.self, Submit.self, WorkerCommand.self, Status.self, Show.self, List.self, Requeue.self, Recover.self, Purge.self,
-            CGICommand.self, DebugClaim.self, BridgeCommand.self, ConfigCommand.self,
+            CGICommand.self, DebugClaim.self, BridgeCommand.self, ConfigCommand.self, BatchCommand.self,
         ]
     )
 

@@ -13,11 +13,19 @@ enum Output {
 
     static func note(_ message: String) { standardError("llmspool: note: \(message)\n") }
 
-    static func standardError(_ s: String) {
-        var bytes = Array(s.utf8)
+    static func standardError(_ s: String) { writeAll(2, Array(s.utf8)) }
+
+    /// Bytes as they are on stdout (after what `line` printed).
+    static func standardOutput(_ bytes: [UInt8]) {
+        fflush(nil)  // whatever `print` buffered goes first
+        writeAll(1, bytes)
+    }
+
+    private static func writeAll(_ fd: Int32, _ b: [UInt8]) {
+        var bytes = b
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + off, $0.count - off) }
+            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 { if errno == EINTR { continue } else { return } }
             off += n
         }
