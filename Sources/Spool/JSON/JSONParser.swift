@@ -130,9 +130,11 @@ public struct JSONParser {
         try checkDepth(depth)
         i += 1
         var members: [JSONObject.Member] = []
-        // Duplicates: a scan while the object is small, a hash table of key → position beyond that
-        // (which the object keeps as its index).
-        var index: [String: Int]?
+        // Duplicates: the first `indexedAbove` keys are checked by a scan as they come; in a larger
+        // object every key goes into a hash table sized once at the end (each key hashed once, no
+        // rehashing as it grows), which the object keeps as its index. A duplicate is reported at
+        // its second occurrence either way: `keyOffsets` keeps where the keys past the scan began.
+        var keyOffsets: [Int] = []
         skipWhitespace()
         guard i < b.count else { throw endError() }
         if b[i] == UInt8(ascii: "}") { i += 1; return .object(JSONObject(unique: members, index: nil)) }
@@ -142,25 +144,17 @@ public struct JSONParser {
             guard b[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyStart = i
             let key = try parseString()
-            let duplicate: Bool
-            if index != nil {
-                duplicate = index!.updateValue(members.count, forKey: key) != nil
-            } else {
-                duplicate = members.contains(where: { $0.key == key })
-                if !duplicate, members.count >= JSONObject.indexedAbove {
-                    var all = [String: Int](minimumCapacity: members.count * 2)
-                    for (k, m) in members.enumerated() { all[m.key] = k }
-                    all[key] = members.count
-                    index = all
-                }
-            }
-            if duplicate {
-                i = keyStart
-                throw error("duplicate key \"\(key)\"")
-            }
             if members.count >= limits.maxMembers {
                 i = keyStart
                 throw error("more than \(limits.maxMembers) members in one object (the limit on members per object)")
+            }
+            if members.count < JSONObject.indexedAbove {
+                if members.contains(where: { $0.key == key }) {
+                    i = keyStart
+                    throw error("duplicate key \"\(key)\"")
+                }
+            } else {
+                keyOffsets.append(keyStart)
             }
             skipWhitespace()
             guard i < b.count else { throw endError() }
@@ -171,7 +165,20 @@ public struct JSONParser {
             skipWhitespace()
             guard i < b.count else { throw endError() }
             if b[i] == UInt8(ascii: ",") { i += 1; continue }
-            if b[i] == UInt8(ascii: "}") { i += 1; return .object(JSONObject(unique: members, index: index)) }
+            if b[i] == UInt8(ascii: "}") {
+                let end = i + 1
+                var index: [String: Int]?
+                if members.count > JSONObject.indexedAbove {
+                    var table = [String: Int](minimumCapacity: members.count)
+                    for (k, m) in members.enumerated() where table.updateValue(k, forKey: m.key) != nil {
+                        i = keyOffsets[k - JSONObject.indexedAbove]
+                        throw error("duplicate key \"\(m.key)\"")
+                    }
+                    index = table
+                }
+                i = end
+                return .object(JSONObject(unique: members, index: index))
+            }
             throw error("expected ',' or '}' in an object")
         }
     }
