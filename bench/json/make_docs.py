@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the four worst-case JSON documents of the parser benchmark (about 1 MiB each) to DIR.
+"""Writes the five worst-case JSON documents of the parser benchmark (about 1 MiB each) to DIR.
 
 keys.json     one object of 100,000 members with distinct 5-character keys
 escapes.json  an array of 100,000 short strings, each with two escapes (half of them \\u escapes)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The JSON parser on four worst-case documents of about 1 MiB (bench/json/make_docs.py: 100k keys,
+# The JSON parser on five worst-case documents of about 1 MiB (bench/json/make_docs.py: 100k keys,
 # 100k short strings with escapes, nesting at the default limit — objects and arrays in turn, and
 # arrays only — long numbers), each beside two
 # references on the same bytes in the same run: a Swift loop that reads every byte once (the floor)
