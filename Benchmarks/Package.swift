@@ -17,5 +17,11 @@ let package = Package(
             dependencies: [.product(name: "Spool", package: "llmspool")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // JSONParser on whole documents (bench/json/run.sh makes them and runs this beside Python's json).
+        .executableTarget(
+            name: "json-bench",
+            dependencies: [.product(name: "Spool", package: "llmspool")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

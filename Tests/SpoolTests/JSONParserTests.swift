@@ -299,3 +299,81 @@ struct JSONWriterTests {
         #expect(value.text == #"{"a":[1,true,null],"b":{}}"#)
     }
 }
+
+@Suite("JSON: bounds on a document's shape")
+struct JSONLimitsTests {
+    @Test func membersPerObjectAreBounded() throws {
+        let limits = JSONParser.Limits(maxMembers: 3)
+        #expect(throws: Never.self) { try JSONParser.parse(#"{"a":1,"b":2,"c":{"x":1,"y":2,"z":3}}"#, limits: limits) }
+        let text = #"{"a":1,"b":2,"c":3,"d":4}"#
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text, limits: limits) }
+        do throws(JSONParseError) {
+            _ = try JSONParser.parse(text, limits: limits)
+        } catch {
+            #expect(error.message == "more than 3 members in one object (the limit on members per object)")
+            #expect(error.offset == 19, "stops at the key that goes over")
+            #expect(!error.truncated)
+        }
+    }
+
+    @Test func defaultMemberBoundIsTenThousand() throws {
+        #expect(throws: Never.self) { try JSONParser.parse(manyKeysDocument(10_000)) }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(manyKeysDocument(10_001)) }
+    }
+
+    @Test func valuesPerDocumentAreBounded() throws {
+        let limits = JSONParser.Limits(maxValues: 4)
+        // The array, then three items: four values.
+        #expect(throws: Never.self) { try JSONParser.parse("[1,[],3]", limits: limits) }
+        #expect(throws: Never.self) { try JSONParser.parse(#"{"a":1,"b":[2]}"#, limits: limits) }
+        do throws(JSONParseError) {
+            _ = try JSONParser.parse(#"{"a":1,"b":[2,3]}"#, limits: limits)
+            Issue.record("a fifth value was accepted")
+        } catch {
+            #expect(error.message == "more than 4 values in one document (the limit on values per document)")
+        }
+    }
+
+    @Test func depthErrorNamesTheLimit() {
+        #expect(parseError(String(repeating: "[", count: 65) + String(repeating: "]", count: 65))?.message
+            == "nesting deeper than 64 levels (the limit on nesting depth)")
+    }
+
+    @Test("duplicates are found in small and large objects, wherever they are", arguments: [2, 12, 13, 14, 100, 5_000])
+    func duplicatesAtEverySize(_ n: Int) throws {
+        let doc = manyKeysDocument(n)
+        #expect(try JSONParser.parse(doc).objectValue?.members.count == n)
+        for dup in [0, n / 2, n - 1] {
+            let bad = Array(doc.dropLast()) + Array(",\"k\(dup)\":0}".utf8)
+            #expect(parseError(bad)?.message == "duplicate key \"k\(dup)\"")
+        }
+    }
+
+    @Test("lookups and assignments agree with a plain scan, small and large", arguments: [3, 12, 13, 40])
+    func objectIndexAgreesWithTheMembers(_ n: Int) throws {
+        let parsed = try #require(JSONParser.parse(manyKeysDocument(n)).objectValue)
+        var built = JSONObject()
+        for k in 0..<n { built["k\(k)"] = .number(String(k % 10)) }
+        #expect(built == parsed)
+        for k in 0..<n { #expect(parsed["k\(k)"] == .number(String(k % 10))) }
+        #expect(parsed["k\(n)"] == nil)
+
+        var o = parsed
+        o["k1"] = .string("one")  // in place
+        o["k0"] = nil  // removed: positions after it move
+        o["new"] = .bool(true)  // appended
+        #expect(o.keys == Array(parsed.keys.dropFirst()) + ["new"])
+        #expect(o["k1"] == .string("one"))
+        for k in 2..<n { #expect(o["k\(k)"] == .number(String(k % 10))) }
+        #expect(o["new"] == .bool(true))
+        #expect(o["k0"] == nil)
+    }
+
+    @Test func anObjectMadeWithARepeatedKeyFindsTheFirstThenTheNext() {
+        let members = (0..<20).map { JSONObject.Member("k\($0)", .integer($0)) } + [.init("k3", .string("again"))]
+        var o = JSONObject(members)
+        #expect(o["k3"] == .integer(3))
+        o["k3"] = nil
+        #expect(o["k3"] == .string("again"))
+    }
+}

@@ -87,6 +87,9 @@ public struct Job: Sendable, Equatable {
         "jobId", "prompt", "messages", "userId", "tenantId", "model", "maxTokens", "temperature",
         "metadata", "submittedAt", "deadline", "retry", "attempts", "history",
     ]
+    private static let knownFieldSet = Set(knownFields)
+    /// Each known field by its folded form, to find near misses with one lookup per unknown key.
+    private static let knownByFolded = Dictionary(knownFields.map { (fold($0), $0) }, uniquingKeysWith: { a, _ in a })
 
     /// The id a job has in a spool: its `jobId`, else its file name without `.json`.
     public static func id(fromFileName name: String) -> String {
@@ -100,10 +103,9 @@ public struct Job: Sendable, Equatable {
         }
         // A near miss of a known name (`max_tokens`, `Prompt`) is refused before anything else,
         // so the message points at the typo rather than at the field it hid.
-        for key in object.keys where !Job.knownFields.contains(key) {
-            let folded = Job.fold(key)
-            if let near = Job.knownFields.first(where: { Job.fold($0) == folded }) {
-                throw DocumentError(field: key, "unknown field; did you mean \"\(near)\"?")
+        for member in object.members where !Job.knownFieldSet.contains(member.key) {
+            if let near = Job.knownByFolded[Job.fold(member.key)] {
+                throw DocumentError(field: member.key, "unknown field; did you mean \"\(near)\"?")
             }
         }
         var d = FieldReader(object)
@@ -282,18 +284,25 @@ public struct IntakeError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Takes members out of an object one by one, so what is left at the end is the unknown ones.
+/// Each take is a hash lookup, so reading a few known fields out of a large object stays linear.
 struct FieldReader {
-    var remaining: [JSONObject.Member]
+    private let object: JSONObject
+    private var taken: Set<Int> = []
     let prefix: String
 
     init(_ object: JSONObject, prefix: String = "") {
-        remaining = object.members
+        self.object = object
         self.prefix = prefix
     }
 
+    /// The members not taken, in order.
+    var remaining: [JSONObject.Member] {
+        taken.isEmpty ? object.members : object.members.indices.filter { !taken.contains($0) }.map { object.members[$0] }
+    }
+
     mutating func take(_ key: String) -> JSONValue? {
-        guard let i = remaining.firstIndex(where: { $0.key == key }) else { return nil }
-        return remaining.remove(at: i).value
+        guard let i = object.position(of: key), taken.insert(i).inserted else { return nil }
+        return object.members[i].value
     }
 
     /// A string member; `null` counts as absent.

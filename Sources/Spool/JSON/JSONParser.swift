@@ -11,13 +11,37 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 }
 
 /// A strict RFC 8259 parser: one value, no trailing commas or comments, UTF-8 only,
-/// no duplicate keys, nesting at most `maxDepth`. A leading UTF-8 byte-order mark is skipped.
+/// no duplicate keys, within ``Limits``. A leading UTF-8 byte-order mark is skipped.
+///
+/// Its cost is linear in the input: duplicate keys are found by hashing (Swift's hasher is seeded
+/// per process, so keys cannot be chosen to collide), and an error's line and column are counted
+/// once, when it is thrown.
 public struct JSONParser {
-    public static let defaultMaxDepth = 64
+    /// Bounds on a document's shape, each refused with an error that names it. The byte size of a
+    /// document is its caller's to bound (a job file: `Limits.maxFileBytes`).
+    public struct Limits: Sendable, Equatable {
+        /// How deeply arrays and objects may nest (default 64).
+        public var maxDepth: Int
+        /// The most members one object may have (default 10,000).
+        public var maxMembers: Int
+        /// The most values a document may hold, counting every array item, member value and the
+        /// top-level value (default 1,000,000). It bounds the memory a document takes once parsed.
+        public var maxValues: Int
 
-    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
+        public init(maxDepth: Int = 64, maxMembers: Int = 10_000, maxValues: Int = 1_000_000) {
+            self.maxDepth = maxDepth
+            self.maxMembers = maxMembers
+            self.maxValues = maxValues
+        }
+
+        public static let `default` = Limits()
+    }
+
+    public static let defaultMaxDepth = Limits.default.maxDepth
+
+    public static func parse(_ bytes: [UInt8], limits: Limits = .default) throws(JSONParseError) -> JSONValue {
         try bytes.withUnsafeBufferPointer { (buf) throws(JSONParseError) -> JSONValue in
-            var p = JSONParser(buf, maxDepth: maxDepth)
+            var p = JSONParser(buf, limits: limits)
             p.skipBOM()
             p.skipWhitespace()
             let value = try p.parseValue(depth: 0)
@@ -27,17 +51,26 @@ public struct JSONParser {
         }
     }
 
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
-        try parse(Array(text.utf8))
+    /// Parses with the default limits but another nesting depth.
+    public static func parse(_ bytes: [UInt8], maxDepth: Int) throws(JSONParseError) -> JSONValue {
+        var limits = Limits.default
+        limits.maxDepth = maxDepth
+        return try parse(bytes, limits: limits)
+    }
+
+    public static func parse(_ text: String, limits: Limits = .default) throws(JSONParseError) -> JSONValue {
+        try parse(Array(text.utf8), limits: limits)
     }
 
     private let b: UnsafeBufferPointer<UInt8>
     private var i = 0
-    private let maxDepth: Int
+    private let limits: Limits
+    /// Values begun so far, for `limits.maxValues`.
+    private var values = 0
 
-    private init(_ b: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    private init(_ b: UnsafeBufferPointer<UInt8>, limits: Limits) {
         self.b = b
-        self.maxDepth = maxDepth
+        self.limits = limits
     }
 
     private func error(_ message: String, truncated: Bool = false) -> JSONParseError {
@@ -71,6 +104,10 @@ public struct JSONParser {
 
     private mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
         guard i < b.count else { throw endError() }
+        values += 1
+        if values > limits.maxValues {
+            throw error("more than \(limits.maxValues) values in one document (the limit on values per document)")
+        }
         switch b[i] {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
@@ -83,22 +120,41 @@ public struct JSONParser {
         }
     }
 
+    private func checkDepth(_ depth: Int) throws(JSONParseError) {
+        if depth > limits.maxDepth {
+            throw error("nesting deeper than \(limits.maxDepth) levels (the limit on nesting depth)")
+        }
+    }
+
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
-        if depth > maxDepth { throw error("nesting deeper than \(maxDepth)") }
+        try checkDepth(depth)
         i += 1
         var members: [JSONObject.Member] = []
+        // Duplicates: the first `indexedAbove` keys are checked by a scan as they come; in a larger
+        // object every key goes into a hash table sized once at the end (each key hashed once, no
+        // rehashing as it grows), which the object keeps as its index. A duplicate is reported at
+        // its second occurrence either way: `keyOffsets` keeps where the keys past the scan began.
+        var keyOffsets: [Int] = []
         skipWhitespace()
         guard i < b.count else { throw endError() }
-        if b[i] == UInt8(ascii: "}") { i += 1; return .object(JSONObject(members)) }
+        if b[i] == UInt8(ascii: "}") { i += 1; return .object(JSONObject(unique: members, index: nil)) }
         while true {
             skipWhitespace()
             guard i < b.count else { throw endError() }
             guard b[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyStart = i
             let key = try parseString()
-            if members.contains(where: { $0.key == key }) {
+            if members.count >= limits.maxMembers {
                 i = keyStart
-                throw error("duplicate key \"\(key)\"")
+                throw error("more than \(limits.maxMembers) members in one object (the limit on members per object)")
+            }
+            if members.count < JSONObject.indexedAbove {
+                if members.contains(where: { $0.key == key }) {
+                    i = keyStart
+                    throw error("duplicate key \"\(key)\"")
+                }
+            } else {
+                keyOffsets.append(keyStart)
             }
             skipWhitespace()
             guard i < b.count else { throw endError() }
@@ -109,13 +165,26 @@ public struct JSONParser {
             skipWhitespace()
             guard i < b.count else { throw endError() }
             if b[i] == UInt8(ascii: ",") { i += 1; continue }
-            if b[i] == UInt8(ascii: "}") { i += 1; return .object(JSONObject(members)) }
+            if b[i] == UInt8(ascii: "}") {
+                let end = i + 1
+                var index: [String: Int]?
+                if members.count > JSONObject.indexedAbove {
+                    var table = [String: Int](minimumCapacity: members.count)
+                    for (k, m) in members.enumerated() where table.updateValue(k, forKey: m.key) != nil {
+                        i = keyOffsets[k - JSONObject.indexedAbove]
+                        throw error("duplicate key \"\(m.key)\"")
+                    }
+                    index = table
+                }
+                i = end
+                return .object(JSONObject(unique: members, index: index))
+            }
             throw error("expected ',' or '}' in an object")
         }
     }
 
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
-        if depth > maxDepth { throw error("nesting deeper than \(maxDepth)") }
+        try checkDepth(depth)
         i += 1
         var items: [JSONValue] = []
         skipWhitespace()
@@ -175,6 +244,26 @@ public struct JSONParser {
             i += 1
         }
         return v
+    }
+
+    /// Appends the UTF-8 form of a scalar value (never a surrogate: the caller has paired them).
+    private static func appendUTF8(_ v: UInt32, to out: inout [UInt8]) {
+        switch v {
+        case ..<0x80:
+            out.append(UInt8(v))
+        case ..<0x800:
+            out.append(UInt8(0xC0 | v >> 6))
+            out.append(UInt8(0x80 | v & 0x3F))
+        case ..<0x10000:
+            out.append(UInt8(0xE0 | v >> 12))
+            out.append(UInt8(0x80 | v >> 6 & 0x3F))
+            out.append(UInt8(0x80 | v & 0x3F))
+        default:
+            out.append(UInt8(0xF0 | v >> 18))
+            out.append(UInt8(0x80 | v >> 12 & 0x3F))
+            out.append(UInt8(0x80 | v >> 6 & 0x3F))
+            out.append(UInt8(0x80 | v & 0x3F))
+        }
     }
 
     private mutating func parseString() throws(JSONParseError) -> String {
@@ -237,7 +326,7 @@ public struct JSONParser {
                 } else if (0xDC00...0xDFFF).contains(scalar) {
                     throw error("unpaired surrogate in a \\u escape")
                 }
-                out.append(contentsOf: Array(String(Unicode.Scalar(scalar)!).utf8))
+                Self.appendUTF8(scalar, to: &out)
             default:
                 i -= 1
                 throw error("invalid escape '\\\(Character(Unicode.Scalar(e)))'")
