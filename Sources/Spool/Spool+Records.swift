@@ -20,13 +20,9 @@ extension Spool {
 
     /// A record's bytes (at most `limit`, 64 KiB unless said) and when it was written; nil when there is none.
     public func readRecord(_ name: String, in area: String, limit: Int = 64 << 10) throws(SpoolError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? {
-        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         guard JobID.isValid(name) else { return nil }
         return try wrap { () throws(SystemCallError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? in
-            let d: Directory
-            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: root()) } catch where error.errno == .noSuchFileOrDirectory {
-                return nil
-            }
+            guard let d = try openArea(area) else { return nil }
             defer { Sys.close(d.fd) }
             let fd: FileDescriptor
             do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch where error.errno == .noSuchFileOrDirectory {
@@ -81,15 +77,9 @@ extension Spool {
     /// replaced file and be lost.
     @discardableResult
     public func appendRecord(_ name: String, in area: String, bytes: [UInt8]) throws(SpoolError) -> Bool {
-        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         guard JobID.isValid(name) else { return false }
         return try wrap { () throws(SystemCallError) -> Bool in
-            let top = try root()
-            defer { Sys.close(top.fd) }
-            let d: Directory
-            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
-                return false
-            }
+            guard let d = try openArea(area) else { return false }
             defer { Sys.close(d.fd) }
             let fd: FileDescriptor
             do throws(SystemCallError) { fd = try Sys.openForAppending(name, in: d) } catch where error.errno == .noSuchFileOrDirectory {
@@ -104,15 +94,9 @@ extension Spool {
     /// Removes a record; false when there was none.
     @discardableResult
     public func removeRecord(_ name: String, in area: String) throws(SpoolError) -> Bool {
-        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         guard JobID.isValid(name) else { return false }
         return try wrap { () throws(SystemCallError) -> Bool in
-            let top = try root()
-            defer { Sys.close(top.fd) }
-            let d: Directory
-            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
-                return false
-            }
+            guard let d = try openArea(area) else { return false }
             defer { Sys.close(d.fd) }
             let removed = try Sys.unlinkIfPresent(name, in: d)
             if removed { try Sys.fsync(d) }
@@ -122,16 +106,20 @@ extension Spool {
 
     /// The names of the records in `area` (none when it does not exist yet).
     public func recordNames(in area: String) throws(SpoolError) -> [String] {
-        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         return try wrap { () throws(SystemCallError) -> [String] in
-            let top = try root()
-            defer { Sys.close(top.fd) }
-            let d: Directory
-            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
-                return []
-            }
+            guard let d = try openArea(area) else { return [] }
             defer { Sys.close(d.fd) }
             return try Sys.list(d).filter { !$0.hasPrefix(".") }
+        }
+    }
+
+    /// A record area, opened; nil when it does not exist yet. The caller closes it.
+    func openArea(_ area: String) throws(SystemCallError) -> Directory? {
+        precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
+        let top = try root()
+        defer { Sys.close(top.fd) }
+        do throws(SystemCallError) { return try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
+            return nil
         }
     }
 
