@@ -18,14 +18,6 @@ public enum Route: Sendable, Equatable {
     case batch(id: String)
     case cancelBatch(id: String)
 
-    /// Whether the route belongs to the Batch API (its bodies have their own limit).
-    public var isBatchAPI: Bool {
-        switch self {
-        case .submit, .list, .show, .events, .cancel: false
-        default: true
-        }
-    }
-
     /// Routes a method and path, or says why not (404 for an unknown path or an impossible id,
     /// 405 with `Allow` for a wrong method). A trailing slash is ignored (`…/events/` is
     /// `…/events`). `HEAD` reaches here as `GET` (the CGI drops the body).
