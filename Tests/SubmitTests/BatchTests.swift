@@ -106,6 +106,41 @@ struct BatchUnitTests {
     }
 }
 
+@Suite("The Batch API through the CGI program")
+struct BatchCGITests {
+    @Test("an upload over LLMSPOOL_MAX_FILE is a 413; a job body stays at the job limit; another user's file is a 404")
+    func limits() throws {
+        let dir = try TempDir("batchcgi")
+        defer { dir.remove() }
+        let spool = dir.file("spool")
+        try Spool.create(at: spool)
+        try (testTokens.map { "sha256:\(SHA256.hex(Array($0.token.utf8))) \($0.user) \($0.tenant)" }.joined(separator: "\n") + "\n")
+            .write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
+        func upload(_ content: String, user: String, maxFile: Int) throws -> (String, JSONValue?) {
+            let body = "--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.jsonl\"\r\n\r\n\(content)\r\n--B--\r\n"
+            let env = ["GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/files", "LLMSPOOL_SPOOL": spool,
+                       "LLMSPOOL_TOKENS": dir.file("tokens"), "LLMSPOOL_MAX_FILE": String(maxFile), "HTTP_AUTHORIZATION": bearer(user)["Authorization"]!,
+                       "CONTENT_TYPE": "multipart/form-data; boundary=B", "CONTENT_LENGTH": String(body.utf8.count)]
+            let out = try run(Bin.cgi, [], env: env, stdin: Array(body.utf8), inheritEnvironment: false)
+            let parts = out.text.components(separatedBy: "\r\n\r\n")
+            return (parts[0], parts.count > 1 ? try? JSONParser.parse(Array(parts[1].utf8)) : nil)
+        }
+        let line = #"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"x"}]}}"#
+        let big = try upload(String(repeating: line + "\n", count: 40), user: "alice", maxFile: 2_000)
+        #expect(big.0.hasPrefix("Status: 413"), "\(big)")
+        #expect(big.0.contains("application/problem+json"))
+        let ok = try upload(line, user: "alice", maxFile: 2_000)
+        #expect(ok.0.hasPrefix("Status: 200"), "\(ok)")
+        let id = try #require(ok.1?["id"]?.stringValue)
+        let env = ["GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/v1/files/\(id)/content", "LLMSPOOL_SPOOL": spool,
+                   "LLMSPOOL_TOKENS": dir.file("tokens")]
+        let mine = try run(Bin.cgi, [], env: env.merging(["HTTP_AUTHORIZATION": bearer("alice")["Authorization"]!]) { a, _ in a }, inheritEnvironment: false)
+        #expect(mine.text.hasPrefix("Status: 200") && mine.text.hasSuffix(line), "\(mine.text)")
+        let theirs = try run(Bin.cgi, [], env: env.merging(["HTTP_AUTHORIZATION": bearer("bob")["Authorization"]!]) { a, _ in a }, inheritEnvironment: false)
+        #expect(theirs.text.hasPrefix("Status: 404"), "\(theirs.text)")
+    }
+}
+
 /// The official `openai` Python SDK, unchanged, against llmspool under lighttpd with a worker.
 @Suite("The Batch API with the openai SDK", .serialized)
 struct BatchSDKTests {
