@@ -4,7 +4,7 @@ import Testing
 
 /// The engine and the chat client against a real HTTP server process (Tests/peers/fake_llm.py),
 /// one server per test.
-@Suite("Engine against a fake LLM server", .timeLimit(.minutes(1)))
+@Suite("Engine against a fake LLM server", .timeLimit(.minutes(3)))
 struct EngineIntegrationTests {
     @Test func success() async throws {
         try await withFakeLLM { server, engine in
