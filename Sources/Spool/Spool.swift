@@ -87,6 +87,17 @@ public final class Spool: Sendable {
             for sub in [""] + SpoolState.allCases.map({ "/" + $0.rawValue }) {
                 try makeSpoolDirectory(path + sub)
             }
+            // A spool that `init` reported must outlive a power cut: each directory, and every
+            // entry that names it on the way down from the path's first component, is fsynced.
+            for sub in SpoolState.allCases.map({ "/" + $0.rawValue }) + [""] {
+                try syncDirectory(path + sub)
+            }
+            var up = path
+            while let slash = up.lastIndex(of: "/"), slash != up.startIndex {
+                up = String(up[..<slash])
+                try syncDirectory(up)
+            }
+            try syncDirectory(path.hasPrefix("/") ? "/" : ".")
         } catch {
             throw SpoolError.system(error)
         }
@@ -100,6 +111,12 @@ public final class Spool: Sendable {
             try Sys.makeDirectory(p, mode: directoryMode)
             try Sys.chmod(p, mode: directoryMode)
         } catch where error.errno == .fileExists {}
+    }
+
+    static func syncDirectory(_ p: String) throws(SystemCallError) {
+        let d = try Sys.openDirectory(p)
+        defer { Sys.close(d.fd) }
+        try Sys.fsync(d)
     }
 
     /// The name of this host (`gethostname`), as job histories record it.
