@@ -26,3 +26,7 @@ int llmspool_errno(void) { return errno; }
 int llmspool_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int llmspool_syncfs(int fd) { return syncfs(fd); }
+
+int llmspool_write_out(int fd) {
+    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+}

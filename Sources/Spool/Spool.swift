@@ -149,13 +149,16 @@ public final class Spool: Sendable {
     }
 
     /// Writes `bytes` to a fresh file in `tmp/`, optionally fsynced, and returns its name and open descriptor.
-    func writeTemporary(_ bytes: [UInt8], base: String, suffix: String, sync: Bool) throws(SystemCallError) -> (String, FileDescriptor) {
+    /// `writeOut` (for writes that are not fsynced) writes the data to the device before returning:
+    /// see ``Durability/volatile`` for why.
+    func writeTemporary(_ bytes: [UInt8], base: String, suffix: String, sync: Bool,
+                        writeOut: Bool = false) throws(SystemCallError) -> (String, FileDescriptor) {
         let tmp = dir(.tmp)
         let name = tmpName(base, suffix)
         let fd = try Sys.createExclusive(name, in: tmp, mode: Spool.fileMode)
         do {
             try Sys.writeAll(fd, bytes, path: tmp.path(name))
-            if sync { try Sys.fsync(fd, path: tmp.path(name)) }
+            if sync { try Sys.fsync(fd, path: tmp.path(name)) } else if writeOut { try Sys.writeOut(fd, path: tmp.path(name)) }
         } catch {
             Sys.close(fd)
             try? Sys.unlink(name, in: tmp)

@@ -12,6 +12,12 @@ int llmspool_errno(void);
 /// syncfs(2): flush every dirty file of the filesystem holding fd, and wait (errors reported since Linux 5.8).
 int llmspool_syncfs(int fd);
 
+/// sync_file_range(fd, 0, 0, WAIT_BEFORE | WRITE | WAIT_AFTER): write the file's dirty pages to the
+/// device and wait for them, without fsync's journal commit and cache flush. Not durable by itself:
+/// it puts the data ahead of any later journal commit, so a rename made after it never shows an
+/// empty or zero-filled file after a power cut.
+int llmspool_write_out(int fd);
+
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a wake-up descriptor for poll().
 int llmspool_eventfd(void);
 

@@ -147,6 +147,13 @@ enum Sys {
         _ = try retrying("syncfs", dir.path) { llmspool_syncfs(dir.fd.rawValue) }
     }
 
+    /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the whole file: its data reaches the
+    /// device (not necessarily past the device's cache) before this returns. Not durability: it
+    /// orders the data before a later rename (``Durability/volatile``).
+    static func writeOut(_ fd: FileDescriptor, path: @autoclosure () -> String) throws(SystemCallError) {
+        _ = try retrying("sync_file_range", path()) { llmspool_write_out(fd.rawValue) }
+    }
+
     static func fsync(_ dir: Directory) throws(SystemCallError) {
         try fsync(dir.fd, path: dir.path)
     }
