@@ -2,8 +2,11 @@
 #define LLMSPOOL_CSPOOLSHIM_H
 
 /// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing the target.
-/// Falls back to link+unlink where the filesystem does not support the flag (EINVAL),
-/// which keeps the no-replace guarantee at the cost of a window where both names exist.
+/// Falls back to link+unlink where the filesystem does not support the flag (EINVAL; e.g. a FUSE
+/// filesystem such as LazyFS mounted directly), which keeps the no-replace guarantee at the cost
+/// of a window where both names exist: a crash (or power cut) there leaves one file, nlink 2,
+/// under the old and the new name. Recovery drops a dead claim's cur/ name that is the same file
+/// as a new/ one; a tmp/ name is only a leftover.
 int llmspool_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
 /// The calling thread's errno (Swift cannot read the macro directly in every configuration).
