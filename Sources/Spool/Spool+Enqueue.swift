@@ -95,7 +95,7 @@ extension Spool {
                 let (id, bytes) = try prepare(job)
                 guard seen.insert(id).inserted else { throw SpoolError.idExists(id: id, state: .new) }
                 let (name, fd) = try wrap { () throws(SystemCallError) in
-                    try writeTemporary(bytes, base: id, suffix: "job", sync: false, writeOut: !sync)
+                    try writeTemporary(bytes, base: id, suffix: "job", sync: sync && !syncfsIsDurable, writeOut: !sync)
                 }
                 Sys.close(fd)
                 prepared.append((id, name))
@@ -155,7 +155,7 @@ extension Spool {
                     outcomes[k] = .duplicate(id: id, state: .new)
                     continue
                 }
-                let (name, fd) = try wrap { () throws(SystemCallError) in try writeTemporary(bytes, base: id, suffix: "job", sync: false, writeOut: !sync) }
+                let (name, fd) = try wrap { () throws(SystemCallError) in try writeTemporary(bytes, base: id, suffix: "job", sync: sync && !syncfsIsDurable, writeOut: !sync) }
                 Sys.close(fd)
                 prepared.append((k, id, name))
             } catch {

@@ -15,6 +15,9 @@ public final class Spool: Sendable {
     let dirs: [Directory]  // indexed by SpoolState.required's order
     /// `forwarded/`, when the spool has one (it is optional; see ``SpoolState/required``).
     let forwardedDir: Directory?
+    /// Whether one `syncfs` makes a group commit's files durable; where it does not (FUSE), each
+    /// file of a group commit is fsynced as it is written instead.
+    let syncfsIsDurable: Bool
     /// This object's lease (`.leases/ID`, locked), taken at the first claim; see ``Lease``.
     let leaseSlot = Mutex<Lease?>(nil)
 
@@ -60,6 +63,7 @@ public final class Spool: Sendable {
             forwardedDir = nil
         }
         dirs = opened
+        syncfsIsDurable = Sys.syncfsIsDurable(opened[0])
     }
 
     deinit {

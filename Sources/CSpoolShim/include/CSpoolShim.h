@@ -21,6 +21,9 @@ int llmspool_syncfs(int fd);
 /// empty or zero-filled file after a power cut.
 int llmspool_write_out(int fd);
 
+/// 1 if fd is on a FUSE filesystem (fstatfs type FUSE_SUPER_MAGIC), 0 if not, -1 if fstatfs fails.
+int llmspool_is_fuse(int fd);
+
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a wake-up descriptor for poll().
 int llmspool_eventfd(void);
 

@@ -154,6 +154,13 @@ enum Sys {
         _ = try retrying("sync_file_range", path()) { llmspool_write_out(fd.rawValue) }
     }
 
+    /// Whether `syncfs` on this directory's filesystem reaches stable storage. Not on FUSE
+    /// (`statfs` type 0x65735546): the kernel writes its pages to the FUSE server but asks it to
+    /// persist nothing, so only `fsync` is a flush there. When in doubt (statfs fails), no.
+    static func syncfsIsDurable(_ dir: Directory) -> Bool {
+        llmspool_is_fuse(dir.fd.rawValue) == 0
+    }
+
     static func fsync(_ dir: Directory) throws(SystemCallError) {
         try fsync(dir.fd, path: dir.path)
     }
