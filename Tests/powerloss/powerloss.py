@@ -691,6 +691,8 @@ def main():
             elif trials <= 20 or i % 10 == 9:
                 log(f"  [{sc}] trial {i}: ok {brief}")
             t.finish()
+        if ARGS.mode != "block":
+            agg["fsck_clean"] = "n/a (no fsck in file mode)"
         cp = sorted(agg.pop("crash_points"))
         agg["crash_points_s"] = f"{cp[0]:.2f}..{cp[-1]:.2f} (median {cp[len(cp) // 2]:.2f})" if cp else "-"
         agg["seconds"] = round(time.time() - started, 1)
