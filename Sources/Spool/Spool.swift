@@ -96,12 +96,14 @@ public final class Spool: Sendable {
             for sub in SpoolState.allCases.map({ "/" + $0.rawValue }) + [""] {
                 try syncDirectory(path + sub)
             }
+            // Above the spool, a directory this user may pass through but not read cannot be
+            // opened to be fsynced: that one is left to its owner.
             var up = path
             while let slash = up.lastIndex(of: "/"), slash != up.startIndex {
                 up = String(up[..<slash])
-                try syncDirectory(up)
+                try syncDirectory(up, unless: [.permissionDenied])
             }
-            try syncDirectory(path.hasPrefix("/") ? "/" : ".")
+            try syncDirectory(path.hasPrefix("/") ? "/" : ".", unless: [.permissionDenied])
         } catch {
             throw SpoolError.system(error)
         }
@@ -117,10 +119,12 @@ public final class Spool: Sendable {
         } catch where error.errno == .fileExists {}
     }
 
-    static func syncDirectory(_ p: String) throws(SystemCallError) {
-        let d = try Sys.openDirectory(p)
-        defer { Sys.close(d.fd) }
-        try Sys.fsync(d)
+    static func syncDirectory(_ p: String, unless tolerated: [Errno] = []) throws(SystemCallError) {
+        do throws(SystemCallError) {
+            let d = try Sys.openDirectory(p)
+            defer { Sys.close(d.fd) }
+            try Sys.fsync(d)
+        } catch where tolerated.contains(error.errno) {}
     }
 
     /// The name of this host (`gethostname`), as job histories record it.
