@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include "CSpoolShim.h"
 
@@ -26,3 +27,13 @@ int llmspool_errno(void) { return errno; }
 int llmspool_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int llmspool_syncfs(int fd) { return syncfs(fd); }
+
+int llmspool_write_out(int fd) {
+    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
+int llmspool_is_fuse(int fd) {
+    struct statfs st;
+    if (fstatfs(fd, &st) != 0) return -1;
+    return st.f_type == 0x65735546 ? 1 : 0; /* FUSE_SUPER_MAGIC */
+}

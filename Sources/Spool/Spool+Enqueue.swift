@@ -8,7 +8,11 @@ public enum Durability: Sendable {
     /// tmp → fsync(file) → rename → fsync(dir): the job survives a crash or power loss once accepted.
     case durable
     /// No fsync: for bulk loads that can be redone. A power loss may lose jobs that were
-    /// reported as enqueued, never corrupt one (the rename is still atomic).
+    /// reported as enqueued, never corrupt one. The rename alone does not ensure that: ext4
+    /// allocates and writes a file's blocks after the call returns, so a journal commit could
+    /// hold the rename of a file whose data is not on disk — an empty or zero-filled job after
+    /// the cut (the power-loss suite saw both). Each file is therefore written out to the device
+    /// (`sync_file_range`, waited for, but with no journal commit or cache flush) before its rename.
     case volatile
 }
 
@@ -59,7 +63,7 @@ extension Spool {
         let sync = durability == .durable
         let tmp = dir(.tmp), new = dir(.new)
         let renamed = try wrap { () throws(SystemCallError) -> Bool in
-            let (name, fd) = try writeTemporary(bytes, base: id, suffix: "job", sync: sync)
+            let (name, fd) = try writeTemporary(bytes, base: id, suffix: "job", sync: sync, writeOut: !sync)
             Sys.close(fd)
             guard try Sys.renameNoReplace(name, in: tmp, to: id + ".json", in: new) else {
                 try? Sys.unlink(name, in: tmp)
@@ -91,7 +95,7 @@ extension Spool {
                 let (id, bytes) = try prepare(job)
                 guard seen.insert(id).inserted else { throw SpoolError.idExists(id: id, state: .new) }
                 let (name, fd) = try wrap { () throws(SystemCallError) in
-                    try writeTemporary(bytes, base: id, suffix: "job", sync: false)
+                    try writeTemporary(bytes, base: id, suffix: "job", sync: sync && !syncfsIsDurable, writeOut: !sync)
                 }
                 Sys.close(fd)
                 prepared.append((id, name))
@@ -151,7 +155,7 @@ extension Spool {
                     outcomes[k] = .duplicate(id: id, state: .new)
                     continue
                 }
-                let (name, fd) = try wrap { () throws(SystemCallError) in try writeTemporary(bytes, base: id, suffix: "job", sync: false) }
+                let (name, fd) = try wrap { () throws(SystemCallError) in try writeTemporary(bytes, base: id, suffix: "job", sync: sync && !syncfsIsDurable, writeOut: !sync) }
                 Sys.close(fd)
                 prepared.append((k, id, name))
             } catch {

@@ -34,7 +34,7 @@ extension Spool {
             for (claim, answer) in batch {
                 precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
                 let doc = Documents.result(id: claim.id, job: claim.job, answer: answer, claimedAt: claim.claimedAt)
-                let (name, fd) = try writeTemporary(doc.serialized(), base: claim.id, suffix: "done", sync: false)
+                let (name, fd) = try writeTemporary(doc.serialized(), base: claim.id, suffix: "done", sync: !syncfsIsDurable)
                 Sys.close(fd)
                 written.append((claim, name))
             }

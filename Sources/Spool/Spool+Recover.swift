@@ -100,6 +100,17 @@ extension Spool {
         if marker != .missing, try Sys.unlinkIfPresent(Spool.markerName(name), in: cur) { report.removedMarkers += 1 }
 
         let id = Job.id(fromFileName: name)
+        // A move between new/ and cur/ cut between its link and its unlink (the fallback of
+        // renameat2(RENAME_NOREPLACE) on filesystems without it) leaves one file under both names.
+        // Giving this name back would make a second job of it; dropping it finishes the move back.
+        if st.st_nlink > 1 {
+            for twin in Set([name, id + ".json"]) {
+                guard let other = try Sys.stat(twin, in: dir(.new)), other.sameFile(as: st) else { continue }
+                try retire(name)
+                report.givenBack.append(name)
+                return
+            }
+        }
         if name.hasSuffix(".json"), JobID.isValid(id) {
             for state in [SpoolState.done, .failed] {
                 guard try Sys.exists(name, in: dir(state)) else { continue }

@@ -15,6 +15,9 @@ public final class Spool: Sendable {
     let dirs: [Directory]  // indexed by SpoolState.required's order
     /// `forwarded/`, when the spool has one (it is optional; see ``SpoolState/required``).
     let forwardedDir: Directory?
+    /// Whether one `syncfs` makes a group commit's files durable; where it does not (FUSE), each
+    /// file of a group commit is fsynced as it is written instead.
+    let syncfsIsDurable: Bool
     /// This object's lease (`.leases/ID`, locked), taken at the first claim; see ``Lease``.
     let leaseSlot = Mutex<Lease?>(nil)
 
@@ -60,6 +63,7 @@ public final class Spool: Sendable {
             forwardedDir = nil
         }
         dirs = opened
+        syncfsIsDurable = Sys.syncfsIsDurable(opened[0])
     }
 
     deinit {
@@ -91,6 +95,19 @@ public final class Spool: Sendable {
             for state in SpoolState.allCases where state != .tmp {
                 try makeSpoolDirectory(path + "/" + state.rawValue)
             }
+            // A spool that `init` reported must outlive a power cut: each directory, and every
+            // entry that names it on the way down from the path's first component, is fsynced.
+            for sub in SpoolState.allCases.map({ "/" + $0.rawValue }) + [""] {
+                try syncDirectory(path + sub)
+            }
+            // Above the spool, a directory this user may pass through but not read cannot be
+            // opened to be fsynced: that one is left to its owner.
+            var up = path
+            while let slash = up.lastIndex(of: "/"), slash != up.startIndex {
+                up = String(up[..<slash])
+                try syncDirectory(up, unless: [.permissionDenied])
+            }
+            try syncDirectory(path.hasPrefix("/") ? "/" : ".", unless: [.permissionDenied])
         } catch {
             throw SpoolError.system(error)
         }
@@ -108,6 +125,14 @@ public final class Spool: Sendable {
         } catch where error.errno == .fileExists {
             return false
         }
+    }
+
+    static func syncDirectory(_ p: String, unless tolerated: [Errno] = []) throws(SystemCallError) {
+        do throws(SystemCallError) {
+            let d = try Sys.openDirectory(p)
+            defer { Sys.close(d.fd) }
+            try Sys.fsync(d)
+        } catch where tolerated.contains(error.errno) {}
     }
 
     /// The name of this host (`gethostname`), as job histories record it.
@@ -140,13 +165,16 @@ public final class Spool: Sendable {
     }
 
     /// Writes `bytes` to a fresh file in `tmp/`, optionally fsynced, and returns its name and open descriptor.
-    func writeTemporary(_ bytes: [UInt8], base: String, suffix: String, sync: Bool) throws(SystemCallError) -> (String, FileDescriptor) {
+    /// `writeOut` (for writes that are not fsynced) writes the data to the device before returning:
+    /// see ``Durability/volatile`` for why.
+    func writeTemporary(_ bytes: [UInt8], base: String, suffix: String, sync: Bool,
+                        writeOut: Bool = false) throws(SystemCallError) -> (String, FileDescriptor) {
         let tmp = dir(.tmp)
         let name = tmpName(base, suffix)
         let fd = try Sys.createExclusive(name, in: tmp, mode: Spool.fileMode)
         do {
             try Sys.writeAll(fd, bytes, path: tmp.path(name))
-            if sync { try Sys.fsync(fd, path: tmp.path(name)) }
+            if sync { try Sys.fsync(fd, path: tmp.path(name)) } else if writeOut { try Sys.writeOut(fd, path: tmp.path(name)) }
         } catch {
             Sys.close(fd)
             try? Sys.unlink(name, in: tmp)

@@ -122,7 +122,14 @@ extension Spool {
         let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.nowMilliseconds() + timeoutMilliseconds
         while true {
             for state in [SpoolState.done, .failed] {
-                if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) { return state }
+                // A reader can see the result's rename before its writer's fsync of the directory
+                // has returned; syncing the directory here means that an outcome reported to the
+                // caller survives a power cut (nearly free once the writer's fsync is done).
+                if try wrap({ () throws(SystemCallError) in
+                    guard try Sys.exists(id + ".json", in: dir(state)) else { return false }
+                    try Sys.fsync(dir(state))
+                    return true
+                }) { return state }
             }
             let left = deadline - Sys.nowMilliseconds()
             if left <= 0 { return nil }

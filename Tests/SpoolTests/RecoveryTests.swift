@@ -28,6 +28,26 @@ struct SpoolRecoveryTests {
         #expect(job.history.first?["message"] == .string("the claiming process died"))
     }
 
+    /// The fallback of renameat2(RENAME_NOREPLACE) is link + unlink: a crash between the two leaves
+    /// one file under a name in new/ and one in cur/ (a claim, or a give-back, cut half-way).
+    @Test func moveCutBetweenLinkAndUnlinkLeavesOneJob() throws {
+        let t = try TestSpool()
+        defer { t.remove() }
+        let id = try t.spool.enqueue(Job(prompt: "p"))
+        #expect(link(t.path(.new, id + ".json"), t.path(.cur, id + ".json")) == 0)
+        let report = try t.spool.recover()
+        #expect(report.givenBack == [id + ".json"])
+        #expect(t.visible(.cur).isEmpty)
+        #expect(t.visible(.new) == [id + ".json"])
+        var st = stat()
+        #expect(lstat(t.path(.new, id + ".json"), &st) == 0 && st.st_nlink == 1)
+        // The job is whole, with no attempt counted, and a claim of it works.
+        #expect(try Job(json: t.document(.new, id + ".json")).attempts == 0)
+        let claim = try t.claim(id: id)
+        try t.spool.finish(claim, answer: Answer(response: "r"))
+        #expect(t.visible(.done) == [id + ".json"] && t.visible(.new).isEmpty && t.visible(.failed).isEmpty)
+    }
+
     @Test func liveClaimIsLeftAlone() throws {
         let t = try TestSpool()
         defer { t.remove() }

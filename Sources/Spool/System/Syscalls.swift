@@ -152,6 +152,20 @@ enum Sys {
         _ = try retrying("syncfs", dir.path) { llmspool_syncfs(dir.fd.rawValue) }
     }
 
+    /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the whole file: its data reaches the
+    /// device (not necessarily past the device's cache) before this returns. Not durability: it
+    /// orders the data before a later rename (``Durability/volatile``).
+    static func writeOut(_ fd: FileDescriptor, path: @autoclosure () -> String) throws(SystemCallError) {
+        _ = try retrying("sync_file_range", path()) { llmspool_write_out(fd.rawValue) }
+    }
+
+    /// Whether `syncfs` on this directory's filesystem reaches stable storage. Not on FUSE
+    /// (`statfs` type 0x65735546): the kernel writes its pages to the FUSE server but asks it to
+    /// persist nothing, so only `fsync` is a flush there. When in doubt (statfs fails), no.
+    static func syncfsIsDurable(_ dir: Directory) -> Bool {
+        llmspool_is_fuse(dir.fd.rawValue) == 0
+    }
+
     static func fsync(_ dir: Directory) throws(SystemCallError) {
         try fsync(dir.fd, path: dir.path)
     }
