@@ -45,7 +45,9 @@ struct IncidentTests {
         let llm = try LLMStandIn()
         defer { llm.stop(); s.remove() }
         _ = try llm.get("/faults?p429=\(1.0 / 7)&p500=\(1.0 / 11)&seed=19")
-        let prompts = (0..<300).map { "fake:latency=100,key=job\($0)" }
+        // 500 ms a call: 300 jobs at 16 in flight take about 10 s, so the five kills (each within
+        // 0.9 s of a start) land mid-stream even on an idle machine (at 100 ms it once finished first).
+        let prompts = (0..<300).map { "fake:latency=500,key=job\($0)" }
         let ids = try Spool(path: s.path).enqueue(batch: prompts.map { Job(prompt: $0) }, durability: .volatile)
         let args = ["--llm-url", llm.baseURL, "--concurrency", "16"]
         var rng = SystemRandomNumberGenerator()
