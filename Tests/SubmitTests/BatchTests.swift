@@ -54,6 +54,16 @@ struct BatchUnitTests {
             #expect(invalid.errors.first?.code == code, "\(text.prefix(80)): \(invalid.errors)")
             #expect((invalid.errors.first?.line ?? 0) == at)
         }
+        // One request over the limit: refused whole, naming the line; the cost stays linear (50,001 lines).
+        let limit = BatchInput.maxRequests
+        let over = (0...limit).map { line("r\($0)") }.joined(separator: "\n")
+        let t0 = ContinuousClock.now
+        guard case .failure(let tooMany) = BatchInput.jobs(Array(over.utf8), batchID: "b", identity: who, limits: .default) else {
+            Issue.record("accepted \(limit + 1) requests"); return
+        }
+        #expect(tooMany.errors.map(\.code) == ["too_many_requests"])
+        #expect(tooMany.errors.first?.line == limit + 1)
+        #expect(ContinuousClock.now - t0 < .seconds(30))
         let many = String(repeating: line("x") + "\n", count: 3)
         guard case .failure(let dup) = BatchInput.jobs(Array(many.utf8), batchID: "b", identity: who, limits: .default) else { return }
         #expect(dup.errors.map(\.line) == [2, 3])
