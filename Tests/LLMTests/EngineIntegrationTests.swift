@@ -289,7 +289,9 @@ struct EngineIntegrationTests {
             try await Task.sleep(for: .seconds(2))
             let cpu = try #require(threadCPUTicks(tid)) - cpuBefore
             let turns = engine.shared.iterations.load(ordering: .relaxed) - turnsBefore
-            #expect(turns <= 3, """
+            // Asleep means a handful of wakes (libcurl's own timers), not a poll: a 100 ms poll would
+            // be 20. Up to 3 was the bound; a full CI run on a loaded machine once saw 4 (and 5 before).
+            #expect(turns <= 6, """
                 the loop woke \(turns) times in 2 s with \(held) idle transfers (all reached the stand-in after \(reachedAfter); \
                 engine before the window \(statsBefore), after \(engine.statistics))
                 """)
