@@ -70,7 +70,8 @@ public struct BridgeSettings: Sendable, Equatable {
             case "resultsOut": b.resultsOut = v.isNull ? nil : try v.topic()
             case "resultsGroup": b.resultsGroup = try v.optionalString()
             case "instanceId":
-                guard let s = try v.optionalString() else { continue }
+                if v.isNull { continue }
+                let s = try v.string()  // "" turns static membership off
                 guard isInstanceID(s) else { throw DocumentError(field: v.path, "must be a Kafka group.instance.id (letters, digits, '.', '_', '-'; at most 240), or \"\" for none") }
                 b.instanceID = s
             case "resultsOf":
