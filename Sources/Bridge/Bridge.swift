@@ -468,7 +468,7 @@ public final class Bridge {
         logger.notice("stopped", metadata: ["enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
                                             "skipped": "\(c.skipped)", "published": "\(c.published)",
                                             "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)",
-                                            "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))"])
+                                            "resultsIgnored": "\(c.resultsIgnored)", "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))"])
         return left
     }
 

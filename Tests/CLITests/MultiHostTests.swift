@@ -215,6 +215,72 @@ struct MultiHostTests {
         #expect(a.log.contains("resultsSettled=\(n)"), "\(a.log.suffix(2000))")
         print("exactly once at home: \(n) jobs; worked on B \(w2.names("done").count), on C \(w3.names("done").count)")
     }
+
+    @Test("a worker host cut off the brokers while jobs flow, then healed: every job is answered exactly once at home, and a second result is ignored and counted",
+          .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
+    func partitionAndHeal() throws {
+        let origin = try TestSpool(), w2 = try TestSpool(), w3 = try TestSpool()
+        defer { origin.remove(); w2.remove(); w3.remove() }
+        let mock = try KafkaMock(in: origin.dir, topics: ["jobs:6", "results:3"])
+        defer { mock.stop() }
+        let hosts = try MultiHost(hosts: 3, bootstrap: mock.bootstrap)
+        defer { hosts.down() }
+        let h = hosts.name
+        let a = try HostProcess(harness: h, host: 1, spool: origin.path,
+                                ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
+                                log: origin.dir.file("a.log"))
+        defer { a.stop() }
+        let workerArgs = ["bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
+                          "--results-out", "results", "--results-of", "kafka"] + Self.group
+        let llm = ["worker", "--llm-url", "builtin:echo?delay=100ms", "--concurrency", "4", "--log-level", "warning"]
+        let b = try HostProcess(harness: h, host: 2, spool: w2.path, workerArgs, log: w2.dir.file("b.log"))
+        defer { b.stop() }
+        let c = try HostProcess(harness: h, host: 3, spool: w3.path, workerArgs, log: w3.dir.file("c.log"))
+        defer { c.stop() }
+        let wb = try HostProcess(harness: h, host: 2, spool: w2.path, llm, log: w2.dir.file("wb.log"))
+        defer { wb.stop() }
+        let wc = try HostProcess(harness: h, host: 3, spool: w3.path, llm, log: w3.dir.file("wc.log"))
+        defer { wc.stop() }
+        try #require(HostProcess.settled([a, b, c]), "the group did not form\n\(b.log)\n\(c.log)")
+
+        let spool = try Spool(path: origin.path)
+        let n = 160
+        _ = try spool.enqueue(batch: Self.jobs("x", n / 2))
+        _ = WorkerProcessTests.waitUntil(20) { w3.names("done").count >= 5 }
+        // Host 3 loses the brokers for 10 s while more jobs come (LLMSPOOL_TEST_PARTITION_SECONDS=60
+        // for the full-length cut; CI keeps it short).
+        let cutFor = Double(ProcessInfo.processInfo.environment["LLMSPOOL_TEST_PARTITION_SECONDS"] ?? "") ?? 10
+        hosts.cut(3)
+        let cutAt = Date()
+        _ = try spool.enqueue(batch: Self.jobs("y", n / 2))
+        usleep(useconds_t(max(0, cutFor - Date().timeIntervalSince(cutAt)) * 1_000_000))
+        let heldByC = Set(w3.names("new") + w3.names("cur") + w3.names("done"))
+        hosts.heal(3)
+
+        let home = WorkerProcessTests.waitUntil(120) { origin.names("done").count >= n }
+        usleep(2_000_000)  // results sent twice arrive by now
+        let done = origin.names("done")
+        #expect(home, "done at home: \(done.count) of \(n)\n\(a.log.suffix(3000))")
+        #expect(done.count == n && Set(done) == Set((Self.jobs("x", n / 2) + Self.jobs("y", n / 2)).map { $0.jobId! + ".json" }))
+        #expect(origin.names("failed").isEmpty && origin.names("forwarded").isEmpty && origin.names("new").isEmpty)
+        let on2 = Set(w2.names("done")), on3 = Set(w3.names("done"))
+        let twice = on2.intersection(on3)
+        // What host 3 held when it was cut off it finished itself after the heal (its spool kept it).
+        #expect(heldByC.isSubset(of: on3), "host 3 lost \(heldByC.subtracting(on3).sorted().prefix(5))")
+        // A result delivered a second time (as after a redelivery) is ignored and counted.
+        let first = try KafkaMock.kcat(["-C", "-b", mock.bootstrap, "-t", "results", "-o", "beginning", "-c", "1", "-f", "%k\t%s\n"])
+        let parts = first.stdout.split(separator: "\t", maxSplits: 1).map(String.init)
+        try #require(parts.count == 2, "no result on the topic: \(first.stdout)")
+        let before = a.count("result already in done/")
+        try mock.produce("results", [(parts[0], parts[1].trimmingCharacters(in: .newlines))])
+        #expect(WorkerProcessTests.waitUntil(20) { a.count("result already in done/") > before }, "\(a.log.suffix(2000))")
+        #expect(origin.names("done").count == n)
+        #expect(a.stop() == 0)
+        #expect(a.log.contains("resultsSettled=\(n)") && a.log.contains("resultsIgnored="), "\(a.log.suffix(2000))")
+        let ignored = a.count("result already in done/")
+        #expect(ignored >= twice.count + 1, "answered on both worker hosts: \(twice.count); second results ignored: \(ignored)")
+        print("partition: \(n) jobs, host 3 cut off \(Int(cutFor)) s holding \(heldByC.count); answered on both hosts \(twice.count), second results ignored at home \(ignored); worked on B \(on2.count), on C \(on3.count)")
+    }
 }
 
 /// The `instance` the jobs consumer logged when it started, if any.
