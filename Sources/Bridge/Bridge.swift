@@ -592,6 +592,7 @@ public final class Bridge {
                       high >= 0 else { continue }
                 let position = e.offset >= 0 ? e.offset : low
                 lag += max(0, high - position)
+                BridgeMetrics.lag(topic: topic, partition: e.partition, max(0, high - position))
             }
             BridgeMetrics.lag(topic: topic, lag)
         }
