@@ -29,6 +29,10 @@ public struct BridgeConfiguration: Sendable {
     public var resultsIn: String?
     /// Consumer group of `resultsIn` (default `llmspool-results.HOSTNAME`: every host reads every result).
     public var resultsGroup: String?
+    /// The consumers' static group membership (`group.instance.id`): nil = derived from the host
+    /// name and the spool (``Bridge/defaultInstanceID(spoolPath:)``), "" = none (dynamic
+    /// membership). The results consumer adds `.results`.
+    public var instanceID: String?
     /// Publish the results in `done/` and dead letters in `failed/` to this topic.
     public var resultsOut: String?
     public var resultScope: ResultScope
@@ -49,7 +53,7 @@ public struct BridgeConfiguration: Sendable {
     public static let defaultStopTimeoutMs: Int64 = 15_000
 
     public init(spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil, jobsOut: String? = nil,
-                resultsIn: String? = nil, resultsGroup: String? = nil, resultsOut: String? = nil,
+                resultsIn: String? = nil, resultsGroup: String? = nil, instanceID: String? = nil, resultsOut: String? = nil,
                 resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
                 properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding,
                 stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs) {
@@ -60,6 +64,7 @@ public struct BridgeConfiguration: Sendable {
         self.jobsOut = jobsOut
         self.resultsIn = resultsIn
         self.resultsGroup = resultsGroup
+        self.instanceID = instanceID
         self.resultsOut = resultsOut
         self.resultScope = resultScope
         self.deadLetterTopic = deadLetterTopic
@@ -186,6 +191,28 @@ public final class Bridge {
 
     var group: String { configuration.group ?? "llmspool-bridge" }
     var resultsGroup: String { configuration.resultsGroup ?? "llmspool-results.\(Spool.hostName)" }
+
+    /// The consumers' `group.instance.id` base, or nil for dynamic membership.
+    var instanceID: String? {
+        let id = configuration.instanceID ?? Self.defaultInstanceID(spoolPath: configuration.spoolPath)
+        return id.isEmpty ? nil : id
+    }
+
+    /// `llmspool.HOST.XXXXXXXX`: the host name (characters Kafka refuses in an instance id made
+    /// `-`) and a hash of the spool's real path, so that it stays the same across restarts and
+    /// differs between the spools of one host.
+    public static func defaultInstanceID(spoolPath: String) -> String {
+        let host = String(Spool.hostName.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") ? $0 : "-" }.prefix(200))
+        var path = spoolPath
+        if let r = realpath(spoolPath, nil) {
+            path = String(cString: r)
+            free(r)
+        }
+        var h: UInt32 = 2_166_136_261  // FNV-1a
+        for b in path.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
+        let hex = String(h, radix: 16)
+        return "llmspool.\(host.isEmpty ? "host" : host).\(String(repeating: "0", count: 8 - hex.count))\(hex)"
+    }
 
     /// The DLQ topic of `jobsIn`, or nil when there is none.
     var dlqTopic: String? {
@@ -318,22 +345,24 @@ public final class Bridge {
             if let t = configuration.jobsOut { logger.info("forwarding jobs", metadata: ["topic": "\(t)"]) }
         }
         if let topic = configuration.jobsIn {
-            jobsConsumer = try consumer(base, role: "jobs-consumer", group: group, topic: topic)
-            logger.info("consuming jobs", metadata: ["topic": "\(topic)", "group": "\(group)", "dlq": "\(dlqTopic ?? "none")"])
+            jobsConsumer = try consumer(base, role: "jobs-consumer", group: group, instance: instanceID, topic: topic)
+            logger.info("consuming jobs", metadata: ["topic": "\(topic)", "group": "\(group)", "instance": "\(instanceID ?? "none")",
+                                                     "dlq": "\(dlqTopic ?? "none")"])
         }
         if let topic = configuration.resultsIn {
-            resultsConsumer = try consumer(base, role: "results-consumer", group: resultsGroup, topic: topic)
-            logger.info("consuming results", metadata: ["topic": "\(topic)", "group": "\(resultsGroup)"])
+            let instance = instanceID.map { $0 + ".results" }
+            resultsConsumer = try consumer(base, role: "results-consumer", group: resultsGroup, instance: instance, topic: topic)
+            logger.info("consuming results", metadata: ["topic": "\(topic)", "group": "\(resultsGroup)", "instance": "\(instance ?? "none")"])
         }
         if configuration.jobsOut != nil || configuration.resultsIn != nil { recover() }
     }
 
-    private func consumer(_ base: [(String, String)], role: String, group: String, topic: String) throws -> OpaquePointer {
+    private func consumer(_ base: [(String, String)], role: String, group: String, instance: String?, topic: String) throws -> OpaquePointer {
         let ctx = ClientContext(role: role, logger: logger)
         let conf = try Kafka.configuration(base + [
             ("group.id", group), ("enable.auto.offset.store", "false"), ("enable.auto.commit", "true"),
             ("auto.offset.reset", "earliest"),
-        ] + configuration.properties, context: ctx)
+        ] + (instance.map { [("group.instance.id", $0)] } ?? []) + configuration.properties, context: ctx)
         rd_kafka_conf_set_rebalance_cb(conf, ClientContext.rebalanceCallback)
         let c = try Kafka.client(RD_KAFKA_CONSUMER, conf)
         contexts.append(ctx)
@@ -439,7 +468,7 @@ public final class Bridge {
         logger.notice("stopped", metadata: ["enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
                                             "skipped": "\(c.skipped)", "published": "\(c.published)",
                                             "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)",
-                                            "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))"])
+                                            "resultsIgnored": "\(c.resultsIgnored)", "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))"])
         return left
     }
 
@@ -563,6 +592,7 @@ public final class Bridge {
                       high >= 0 else { continue }
                 let position = e.offset >= 0 ? e.offset : low
                 lag += max(0, high - position)
+                BridgeMetrics.lag(topic: topic, partition: e.partition, max(0, high - position))
             }
             BridgeMetrics.lag(topic: topic, lag)
         }

@@ -34,6 +34,11 @@ enum BridgeMetrics {
         Gauge(label: "llmspool_bridge_consumer_lag", dimensions: [("topic", topic)]).record(value)
     }
 
+    /// The same for one assigned partition (a partition this host no longer holds keeps its last value).
+    static func lag(topic: String, partition: Int32, _ value: Int64) {
+        Gauge(label: "llmspool_bridge_partition_lag", dimensions: [("topic", topic), ("partition", "\(partition)")]).record(value)
+    }
+
     /// Messages produced and not yet confirmed, by kind.
     static func awaitingDelivery(kind: String, _ value: Int) {
         Gauge(label: "llmspool_bridge_awaiting_delivery", dimensions: [("kind", kind)]).record(value)

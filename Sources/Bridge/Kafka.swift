@@ -168,7 +168,9 @@ final class ClientContext: @unchecked Sendable {
         if err == RD_KAFKA_RESP_ERR__FATAL, let rk {
             var buf = [CChar](repeating: 0, count: 512)
             let orig = rd_kafka_fatal_error(rk, &buf, buf.count)
-            ctx.logger.critical("fatal Kafka error: \(buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }) (\(Kafka.errorString(orig)))")
+            let hint = orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID
+                ? "; another consumer joined the group with this bridge's group.instance.id (give each bridge its own --instance-id)" : ""
+            ctx.logger.critical("fatal Kafka error: \(buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }) (\(Kafka.errorString(orig)))\(hint)")
             ctx.fatal.store(true, ordering: .releasing)
         } else if err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN {
             ctx.logger.warning("all Kafka brokers are down; waiting for one to come back: \(why)")

@@ -32,6 +32,9 @@ public struct BridgeSettings: Sendable, Equatable {
     public var resultsOut: String?
     /// Consumer group of `resultsIn`.
     public var resultsGroup: String?
+    /// Static group membership of the consumers (`--instance-id`): nil = the bridge's default
+    /// (from the host name and the spool), "" = none.
+    public var instanceID: String?
     public var resultsOf: ResultsOf?
     /// DLQ of `jobsIn`: nil = Spring's `error.TOPIC.GROUP`, "" = none (`--dlq`).
     public var deadLetterTopic: String?
@@ -66,6 +69,11 @@ public struct BridgeSettings: Sendable, Equatable {
             case "resultsIn": b.resultsIn = v.isNull ? nil : try v.topic()
             case "resultsOut": b.resultsOut = v.isNull ? nil : try v.topic()
             case "resultsGroup": b.resultsGroup = try v.optionalString()
+            case "instanceId":
+                if v.isNull { continue }
+                let s = try v.string()  // "" turns static membership off
+                guard isInstanceID(s) else { throw DocumentError(field: v.path, "must be a Kafka group.instance.id (letters, digits, '.', '_', '-'; at most 240), or \"\" for none") }
+                b.instanceID = s
             case "resultsOf":
                 if v.isNull { continue }
                 guard let r = ResultsOf(rawValue: try v.string()) else { throw DocumentError(field: v.path, "must be \"all\" or \"kafka\"") }
@@ -92,6 +100,14 @@ public struct BridgeSettings: Sendable, Equatable {
         return b
     }
 
+    /// True for "" (no static membership) and for names Kafka takes as a `group.instance.id`
+    /// (the results consumer adds `.results`, so 240 at most).
+    public static func isInstanceID(_ s: String) -> Bool {
+        s.utf8.count <= 240 && s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+        }
+    }
+
     /// True for librdkafka properties that hold secrets, which `json()` does not show.
     public static func isSecret(_ property: String) -> Bool {
         let k = property.lowercased()
@@ -99,8 +115,8 @@ public struct BridgeSettings: Sendable, Equatable {
     }
 
     /// Every key of the section, in the order `json()` writes them.
-    public static let keys = ["brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "resultsOf",
-                              "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "properties"]
+    public static let keys = ["brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "instanceId",
+                              "resultsOf", "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "properties"]
 
     /// The section as JSON, every key present: unset ones as `null`, except where the bridge's
     /// default is known (`group`, `logLevel`, the DLQ of `jobsIn`). Parsing it gives back the same
@@ -118,6 +134,7 @@ public struct BridgeSettings: Sendable, Equatable {
         o["resultsIn"] = str(resultsIn)
         o["resultsOut"] = str(resultsOut)
         o["resultsGroup"] = str(resultsGroup)
+        o["instanceId"] = str(instanceID)
         o["resultsOf"] = str(resultsOf?.rawValue)
         o["deadLetterTopic"] = str(dlq)
         o["metricsAddress"] = str(metricsAddress)

@@ -8,6 +8,9 @@ public struct SpoolStatus: Sendable, Equatable {
     public var counts: [SpoolState: Int] = [:]
     /// Milliseconds since the oldest file in `new/` was last modified, nil when `new/` is empty.
     public var oldestWaitingMilliseconds: Int64?
+    /// Milliseconds since the oldest file in `forwarded/` was last written (the job's file keeps
+    /// its time through the bridge's rename, so: since it was queued), nil when none is out on Kafka.
+    public var oldestForwardedMilliseconds: Int64?
     /// `cur/` files whose claiming process is alive (the file's lock held, or parked under a live lease).
     public var liveClaims = 0
     /// `cur/` files whose claiming process died: `llmspool recover` gives them back.
@@ -47,12 +50,14 @@ extension Spool {
             for state in SpoolState.allCases where state != .forwarded || hasForwarded {
                 let names = try Sys.list(dir(state)).filter { !$0.hasPrefix(".") && !$0.hasSuffix(".original") }
                 s.counts[state] = names.count
-                if state == .new {
+                if state == .new || state == .forwarded {
+                    var oldest: Int64?
                     for name in names {
-                        guard let st = try Sys.stat(name, in: dir(.new)) else { continue }
+                        guard let st = try Sys.stat(name, in: dir(state)) else { continue }
                         let age = now - st.modifiedMilliseconds
-                        s.oldestWaitingMilliseconds = max(s.oldestWaitingMilliseconds ?? age, age)
+                        oldest = max(oldest ?? age, age)
                     }
+                    if state == .new { s.oldestWaitingMilliseconds = oldest } else { s.oldestForwardedMilliseconds = oldest }
                 }
                 if state == .cur {
                     // The rule recovery uses: live when the file's lock is held or it is parked under a live lease.

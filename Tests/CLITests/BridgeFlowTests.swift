@@ -110,6 +110,13 @@ struct BridgeFlowTests {
         #expect(Self.sample(scrape.body, "llmspool_bridge_consumed_total", #"outcome="enqueued""#) == 21, "\(scrape.body)")
         #expect(Self.sample(scrape.body, "llmspool_bridge_delivered_total", #"kind="result""#) == 21, "\(scrape.body)")
         #expect(Self.sample(scrape.body, "llmspool_bridge_consumer_lag", #"topic="jobs""#) != nil, "\(scrape.body)")
+        // Per partition, once the gauges' 5 s turn has seen the partitions' watermarks.
+        var partitionLag = ""
+        let perPartition = try WorkerProcessTests.waitUntil(12) {
+            partitionLag = try MetricsTests.get(port, "/metrics").body
+            return Self.sample(partitionLag, "llmspool_bridge_partition_lag", #"topic="jobs""#) != nil
+        }
+        #expect(perPartition, "\(partitionLag)")
         let show = try CLI.run(["show", ids[0]], spool: a.path)
         #expect(show.status == 0 && show.stdout.contains("done"), "show on A: \(show.stdout)")
         #expect(b.names("done").contains("b-local.json"))

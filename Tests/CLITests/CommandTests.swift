@@ -107,6 +107,14 @@ struct CommandTests {
         try s.age("new", id + ".json", seconds: 95)
         let text = try CLI.run(["status"], spool: s.path)
         #expect(text.lines.contains { $0.hasPrefix("new") && $0.contains("oldest queued 1m3") && $0.hasSuffix(" ago") }, "\(text.stdout)")
+
+        // Jobs out on Kafka (forwarded/): counted, with the oldest one's age.
+        try s.write("forwarded", "out-1.json", Array(#"{"jobId":"out-1","prompt":"x"}"#.utf8))
+        try s.age("forwarded", "out-1.json", seconds: 125)
+        let st = try JSONParser.parse(try CLI.run(["status", "--json"], spool: s.path).stdout)
+        #expect(st["forwarded"]?.intValue == 1 && (st["oldestForwardedSeconds"]?.doubleValue ?? 0) >= 125, "\(st)")
+        let again = try CLI.run(["status"], spool: s.path)
+        #expect(again.lines.contains { $0.hasPrefix("forwarded") && $0.contains("oldest queued 2m") }, "\(again.stdout)")
     }
 
     @Test("LLMSPOOL_SPOOL and --spool select the spool; status counts each state")

@@ -101,6 +101,14 @@ struct SettingsTests {
         #expect(b.properties == [.init("acks", "all"), .init("session.timeout.ms", "6000")])
     }
 
+    @Test("the bridge section: instanceId is a static member id, or \"\" for none")
+    func bridgeInstanceID() throws {
+        #expect(try bridge(#"{"instanceId": "llmspool.web-1.0af3c2d9"}"#).instanceID == "llmspool.web-1.0af3c2d9")
+        #expect(try bridge(#"{"instanceId": ""}"#).instanceID == "")
+        #expect(try bridge(#"{"instanceId": null}"#).instanceID == nil)
+        #expect(!BridgeSettings.isInstanceID(String(repeating: "a", count: 241)))
+    }
+
     @Test("the bridge section: a bad value names its key",
           arguments: [
               (#"{"brokers": "a:1, b:2"}"#, "bridge.brokers"),
@@ -116,6 +124,8 @@ struct SettingsTests {
               (#"{"properties": {"session.timeout.ms": 6000}}"#, "bridge.properties.session.timeout.ms"),
               (#"{"properties": []}"#, "bridge.properties"),
               (#"{"dlq": "x"}"#, "bridge.dlq"),
+              (#"{"instanceId": "host a"}"#, "bridge.instanceId"),
+              (#"{"instanceId": "h/1"}"#, "bridge.instanceId"),
           ])
     func bridgeBad(_ text: String, _ key: String) {
         #expect(throws: DocumentError.self) { try bridge(text) }

@@ -24,6 +24,7 @@ extension BridgeCommand {
         jobsOut = jobsOut ?? settings.jobsOut
         resultsIn = resultsIn ?? settings.resultsIn
         resultsGroup = resultsGroup ?? settings.resultsGroup
+        instanceID = instanceID ?? settings.instanceID
         resultsOut = resultsOut ?? settings.resultsOut
         resultsOf = resultsOf ?? settings.resultsOf?.rawValue
         metricsAddress = metricsAddress ?? settings.metricsAddress
@@ -51,6 +52,7 @@ extension BridgeCommand {
         s.jobsOut = jobsOut
         s.resultsIn = resultsIn
         s.resultsGroup = resultsGroup
+        s.instanceID = instanceID
         s.resultsOut = resultsOut
         s.resultsOf = resultsOf.flatMap(BridgeSettings.ResultsOf.init(rawValue:))
         s.metricsAddress = metricsAddress

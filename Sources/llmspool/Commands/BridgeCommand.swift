@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bridge
 import Dispatch
+import Settings
 import Logging
 import Spool
 import Synchronization
@@ -29,6 +30,10 @@ struct BridgeCommand: ParsableCommand {
             response}) of jobs in forwarded/ are written to done/ or failed/; others are skipped. Its \
             consumer group (--results-group) defaults to llmspool-results.HOSTNAME, so every host reads \
             every result.
+
+            The consumers join their groups as static members (group.instance.id, --instance-id, \
+            default from the host name and the spool's path): a bridge restarted within the session \
+            timeout gets its partitions back without a rebalance of the other members.
 
             --results-out TOPIC: results in done/ and dead letters in failed/ are published (key jobId; \
             headers contentType, jobId, userId, tenantId) by an idempotent producer, and recorded in \
@@ -69,6 +74,10 @@ struct BridgeCommand: ParsableCommand {
 
     @Option(name: .customLong("results-group"), help: ArgumentHelp("Consumer group for --results-in (default llmspool-results.HOSTNAME).", valueName: "G"))
     var resultsGroup: String?
+
+    @Option(name: .customLong("instance-id"),
+            help: ArgumentHelp("Static group membership of the consumers (group.instance.id; default llmspool.HOSTNAME.HASH-OF-SPOOL-PATH; \"\" for none).", valueName: "ID"))
+    var instanceID: String?
 
     @Option(name: .customLong("results-out"), help: ArgumentHelp("Publish results in done/ and failed/ to this topic.", valueName: "TOPIC"))
     var resultsOut: String?
@@ -114,6 +123,9 @@ struct BridgeCommand: ParsableCommand {
         if let a = metricsAddress, MetricsServer.parse(a) == nil {
             throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9465)")
         }
+        if let id = instanceID, !BridgeSettings.isInstanceID(id) {
+            throw ValidationError("--instance-id \"\(id)\" is not a Kafka group.instance.id (letters, digits, '.', '_', '-'; at most 240) or \"\"")
+        }
         if let t = stopTimeout, !(1_000...3_600_000).contains(HumanDuration.parseMilliseconds(t) ?? 0) {
             throw ValidationError("--stop-timeout \"\(t)\" is not a duration from 1s to 1h")
         }
@@ -132,7 +144,7 @@ struct BridgeCommand: ParsableCommand {
         }
         let conf = BridgeConfiguration(
             spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn, jobsOut: jobsOut,
-            resultsIn: resultsIn, resultsGroup: resultsGroup, resultsOut: resultsOut,
+            resultsIn: resultsIn, resultsGroup: resultsGroup, instanceID: instanceID, resultsOut: resultsOut,
             resultScope: resultsOf.flatMap(ResultScope.init(rawValue:)) ?? .all, deadLetterTopic: dlq,
             properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds)
         // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.

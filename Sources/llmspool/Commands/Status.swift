@@ -9,7 +9,9 @@ struct Status: ParsableCommand {
             "oldestWaitingSeconds":S|null,"liveClaims":N,"deadClaims":N,"circuitBreakers":[…]}. Dead claims \
             are jobs in cur/ whose worker died; `llmspool recover` (or any running worker) gives them back. \
             circuitBreakers has one entry per live worker: {"worker":LEASE,"endpoint":URL,"state":"closed"|"open"|"probing", \
-            "openSince":TIME|null,"updatedAt":TIME}, with "probes" and "probeIntervalSeconds" while not closed.
+            "openSince":TIME|null,"updatedAt":TIME}, with "probes" and "probeIntervalSeconds" while not closed. \
+            A spool with forwarded/ (a bridge's --jobs-out) also has \
+            "oldestForwardedSeconds":S|null, the age of the oldest job out on Kafka.
 
             The age of the oldest job in new/ (`oldest queued … ago`, oldestWaitingSeconds) counts \
             from when its file was last written there: a job given back by a stopping worker or \
@@ -58,6 +60,9 @@ struct Status: ParsableCommand {
                 var o: JSONObject = ["spool": .string(spool.path)]
                 for state in SpoolState.allCases { o[state.rawValue] = .integer(s.counts[state] ?? 0) }
                 o["oldestWaitingSeconds"] = s.oldestWaitingMilliseconds.map { .double(Double($0) / 1000) } ?? .null
+                if spool.hasForwarded {
+                    o["oldestForwardedSeconds"] = s.oldestForwardedMilliseconds.map { .double(Double($0) / 1000) } ?? .null
+                }
                 o["liveClaims"] = .integer(s.liveClaims)
                 o["deadClaims"] = .integer(s.deadClaims)
                 o["circuitBreakers"] = .array(breakers(spool).map { b in
@@ -73,7 +78,10 @@ struct Status: ParsableCommand {
                 let n = s.counts[state] ?? 0
                 var note = ""
                 if state == .new, let age = s.oldestWaitingMilliseconds { note = "  oldest queued \(HumanDuration.format(milliseconds: age)) ago" }
-                if state == .forwarded, n > 0 { note = "  handed to Kafka, waiting for results" }
+                if state == .forwarded, n > 0 {
+                    note = "  handed to Kafka, waiting for results"
+                    if let age = s.oldestForwardedMilliseconds { note += "; oldest queued \(HumanDuration.format(milliseconds: age)) ago" }
+                }
                 if state == .cur, n > 0 { note = "  \(s.liveClaims) live, \(s.deadClaims) dead" + (s.deadClaims > 0 ? " (llmspool recover)" : "") }
                 Output.line(state.rawValue.padding(10) + String(n).leftPadding(7) + note)
             }
