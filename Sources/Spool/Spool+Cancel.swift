@@ -56,11 +56,7 @@ extension Spool {
 
     /// Puts a cancel hold back at its job's name (a fresh one if that name was taken meanwhile).
     func putBackHold(_ hold: String, as name: String) throws(SystemCallError) {
-        let new = dir(.new)
-        if try !Sys.renameNoReplace(hold, in: new, to: name, in: new) {
-            _ = try Sys.renameNoReplace(hold, in: new, to: JobID.generate() + ".json", in: new)
-        }
-        try Sys.fsync(new)
+        try moveToNew(hold, from: .new, as: name)
     }
 
     /// The job name a cancel hold stands for (`.cancel.PID.RANDOM.NAME` → `NAME`).

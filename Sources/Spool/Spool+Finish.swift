@@ -128,8 +128,14 @@ extension Spool {
 
     /// `cur/NAME` → `new/NAME`; if `new/NAME` exists (a same-named drop), under a fresh name instead.
     func moveBackToNew(_ name: String) throws(SystemCallError) {
-        if try !Sys.renameNoReplace(name, in: dir(.cur), to: name, in: dir(.new)) {
-            _ = try Sys.renameNoReplace(name, in: dir(.cur), to: JobID.generate() + ".json", in: dir(.new))
+        try moveToNew(name, from: .cur, as: name)
+    }
+
+    /// `STATE/SOURCE` → `new/TARGET`, never replacing: if `new/TARGET` exists, under a fresh name
+    /// instead; then `new/` is fsynced.
+    func moveToNew(_ source: String, from state: SpoolState, as target: String) throws(SystemCallError) {
+        if try !Sys.renameNoReplace(source, in: dir(state), to: target, in: dir(.new)) {
+            _ = try Sys.renameNoReplace(source, in: dir(state), to: JobID.generate() + ".json", in: dir(.new))
         }
         try Sys.fsync(dir(.new))
     }

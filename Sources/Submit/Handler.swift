@@ -59,6 +59,19 @@ public struct Handler: Sendable {
         }
     }
 
+    /// The body as read, or the problem of one over `limit` (413) or cut short by the client (400).
+    func bodyBytes(_ body: Body, limit: Int) throws(Problem) -> [UInt8] {
+        switch body {
+        case .tooLarge(let declared):
+            throw Problem(.contentTooLarge, "body-too-large", "The request body is too large.",
+                          detail: "the body is \(declared.map { "\($0) bytes" } ?? "larger than the limit"); the limit is \(limit) bytes")
+        case .truncated(let got, let expected):
+            throw Problem(.badRequest, "incomplete-body", "The request body ended early.", detail: "received \(got) of \(expected) bytes; nothing was stored")
+        case .bytes(let b):
+            return b
+        }
+    }
+
     static func serverProblem(_ log: String) -> Problem {
         Problem(.internalError, "internal", "Internal error.", detail: "the server is misconfigured; see its error log").logged(log)
     }
@@ -72,16 +85,7 @@ public struct Handler: Sendable {
     // MARK: POST …/jobs
 
     func submit(_ request: Request, body: Body, identity: Identity, spool: Spool, base: String) throws(Problem) -> Response {
-        let bytes: [UInt8]
-        switch body {
-        case .tooLarge(let declared):
-            throw Problem(.contentTooLarge, "body-too-large", "The request body is too large.",
-                          detail: "the body is \(declared.map { "\($0) bytes" } ?? "larger than the limit"); the limit is \(configuration.maxBodyBytes) bytes")
-        case .truncated(let got, let expected):
-            throw Problem(.badRequest, "incomplete-body", "The request body ended early.",
-                          detail: "received \(got) of \(expected) bytes; nothing was stored")
-        case .bytes(let b): bytes = b
-        }
+        let bytes = try bodyBytes(body, limit: configuration.maxBodyBytes)
         var job = try Submission.job(body: bytes, contentType: request.contentType, identity: identity, limits: spool.limits)
 
         var replayKey: (record: String, fingerprint: String)?

@@ -33,7 +33,7 @@ public struct BatchStore: Sendable {
         guard bytes.count <= maxFileBytes else { throw tooLarge(bytes.count) }
         let id = "file-" + JobID.generate()
         var meta: JSONObject = ["id": .string(id), "object": .string("file"), "bytes": .integer(bytes.count),
-                                "created_at": .integer(Int(Timestamp.nowMilliseconds() / 1000)),
+                                "created_at": .integer(BatchStore.nowSeconds()),
                                 "filename": .string(String(filename.prefix(256))), "purpose": .string(purpose), "status": .string("processed")]
         stamp(&meta)
         try write(id, bytes)
@@ -98,7 +98,7 @@ public struct BatchStore: Sendable {
         }
         let content = try fileContent(input)
         let id = "batch_" + JobID.generate()
-        let now = Int(Timestamp.nowMilliseconds() / 1000)
+        let now = BatchStore.nowSeconds()
         var record: JSONObject = [
             "id": .string(id), "object": .string("batch"), "endpoint": .string(BatchInput.endpoint), "errors": .null,
             "input_file_id": .string(input), "completion_window": .string(window), "status": .string("validating"),
@@ -124,7 +124,7 @@ public struct BatchStore: Sendable {
                               detail: "the spool cannot take the requests now; the batch resumes from its file when read again").logged("\(error)")
             }
             record["status"] = .string("in_progress")
-            record["in_progress_at"] = .integer(Int(Timestamp.nowMilliseconds() / 1000))
+            record["in_progress_at"] = .integer(BatchStore.nowSeconds())
             try write(id, JSONValue.object(record).serialized(), replacing: true)
             return view(.object(record))
         }
@@ -164,7 +164,7 @@ public struct BatchStore: Sendable {
             throw Problem(.conflict, "batch-finished", "The batch has already ended.", detail: "batch \(id) is \(status)")
         }
         o["status"] = .string("cancelling")
-        o["cancelling_at"] = .integer(Int(Timestamp.nowMilliseconds() / 1000))
+        o["cancelling_at"] = .integer(BatchStore.nowSeconds())
         try write(id, JSONValue.object(o).serialized(), replacing: true)
         return view(.object(try refresh(o)))
     }
@@ -182,7 +182,7 @@ public struct BatchStore: Sendable {
         var o = start
         guard let id = o["id"]?.stringValue, let total = o["total"]?.intValue else { return o }
         var status = o["status"]?.stringValue ?? ""
-        let now = Int(Timestamp.nowMilliseconds() / 1000)
+        let now = BatchStore.nowSeconds()
         if status == "validating" {
             // Its creator died between the record and the enqueue (or is still at it).
             guard let age = try? spool.readRecord(id, in: BatchStore.area)?.modifiedMilliseconds,
@@ -282,7 +282,7 @@ public struct BatchStore: Sendable {
     func storeResultFile(_ id: String, _ bytes: [UInt8], name: String) throws(Problem) {
         if try read(id + ".meta") != nil { return }  // another reader assembled it first
         var meta: JSONObject = ["id": .string(id), "object": .string("file"), "bytes": .integer(bytes.count),
-                                "created_at": .integer(Int(Timestamp.nowMilliseconds() / 1000)), "filename": .string(name),
+                                "created_at": .integer(BatchStore.nowSeconds()), "filename": .string(name),
                                 "purpose": .string("batch_output"), "status": .string("processed")]
         stamp(&meta)
         _ = try write(id, bytes, replacing: true)
@@ -290,6 +290,9 @@ public struct BatchStore: Sendable {
     }
 
     // MARK: helpers
+
+    /// Unix seconds, as OpenAI's objects give times.
+    static func nowSeconds() -> Int { Int(Timestamp.nowMilliseconds() / 1000) }
 
     func counts(total: Int, completed: Int, failed: Int) -> JSONValue {
         .object(["total": .integer(total), "completed": .integer(completed), "failed": .integer(failed)])

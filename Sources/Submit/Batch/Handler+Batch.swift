@@ -5,7 +5,7 @@ extension Handler {
     func batchAPI(_ route: Route, _ request: Request, body: Body, store: BatchStore) throws(Problem) -> Response {
         switch route {
         case .uploadFile:
-            let bytes = try batchBody(body, limit: store.maxFileBytes)
+            let bytes = try bodyBytes(body, limit: store.maxFileBytes)
             guard let type = MediaType(request.contentType ?? ""), type.essence == "multipart/form-data", let boundary = type.parameters["boundary"] else {
                 throw Problem(.unsupportedMediaType, "unsupported-media-type", "Upload a file as multipart/form-data.",
                               detail: "send the fields purpose and file as multipart/form-data", field: "Content-Type")
@@ -28,7 +28,7 @@ extension Handler {
             return Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: try store.fileContent(id))
         case .deleteFile(let id): return .json(200, try store.deleteFile(id))
         case .createBatch:
-            let bytes = try batchBody(body, limit: configuration.maxBodyBytes)
+            let bytes = try bodyBytes(body, limit: configuration.maxBodyBytes)
             guard case .object(let params)? = try? JSONParser.parse(bytes) else {
                 throw Problem(.badRequest, "invalid-json", "The request body is not a JSON object.",
                               detail: "send {\"input_file_id\", \"endpoint\", \"completion_window\"}")
@@ -50,19 +50,6 @@ extension Handler {
             return .json(200, try store.list(after: after, limit: limit))
         case .cancelBatch(let id): return .json(200, try store.cancel(id))
         default: throw Handler.serverProblem("not a Batch API route: \(route)")
-        }
-    }
-
-    func batchBody(_ body: Body, limit: Int) throws(Problem) -> [UInt8] {
-        switch body {
-        case .tooLarge(let declared):
-            throw Problem(.contentTooLarge, "body-too-large", "The request body is too large.",
-                          detail: "the body is \(declared.map { "\($0) bytes" } ?? "larger than the limit"); the limit is \(limit) bytes")
-        case .truncated(let got, let expected):
-            throw Problem(.badRequest, "incomplete-body", "The request body ended early.", detail: "received \(got) of \(expected) bytes; nothing was stored")
-        case .bytes(let b):
-            guard b.count <= limit else { throw Problem(.contentTooLarge, "body-too-large", "The request body is too large.", detail: "the limit is \(limit) bytes") }
-            return b
         }
     }
 }
