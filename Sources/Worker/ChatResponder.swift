@@ -59,17 +59,17 @@ public struct ChatResponder: Responder {
         switch result {
         case .success(let c):
             guard let content = c.content else {
-                return (.failure(CallFailure(kind: "malformed-response", message: "the completion has no message content",
+                return (.failure(CallFailure(kind: .malformedResponse, message: "the completion has no message content",
                                              httpStatus: c.httpStatus, cause: .permanent)), ChatResponder.budget(c.rateLimits))
             }
             let usage = c.usage.map { Usage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, totalTokens: $0.totalTokens) }
             return (.answer(Answer(response: content, model: c.model ?? model, finishReason: c.finishReason, usage: usage,
                                    startedAt: started)), ChatResponder.budget(c.rateLimits))
         case .failure(let e as LLMError):
-            return (.failure(CallFailure(kind: e.kind.rawValue, message: e.message, httpStatus: e.httpStatus, cause: e.cause,
+            return (.failure(CallFailure(kind: CallFailure.Kind(e.kind), message: e.message, httpStatus: e.httpStatus, cause: e.cause,
                                          retryAfterMs: e.retryAfter.map(ChatResponder.milliseconds))), nil)
         case .failure:
-            return (.failure(CallFailure(kind: "cancelled", message: "the call was cancelled (worker stopping)", cause: .transient)), nil)
+            return (.failure(CallFailure(kind: .cancelled, message: "the call was cancelled (worker stopping)", cause: .transient)), nil)
         }
     }
 

@@ -55,20 +55,21 @@ public struct WorkerMetrics: Sendable {
 
     /// The ending of one call, as the loop learns it.
     func ended(_ r: Worker.CallReport) {
-        if let used = r.usedTokens { tokens(used, tenant: r.tenant) }
-        if r.called, r.failure?.kind != "cancelled" {
+        if let used = r.usedTokens { tokens(used, tenant: r.reservation.tenant) }
+        if r.called, r.failure?.kind != .cancelled {
+            if r.probe { probed(failed: r.failure?.cause == .transient) }
             Counter(label: "llmspool_llm_calls_total", dimensions: [("outcome", r.failure?.cause.rawValue ?? "ok")]).increment()
         }
         switch r.result {
         case .finished: finished.increment()
-        case .failed: failed(kind: r.failure?.kind ?? "unknown")
-        case .retry: retried(kind: r.failure?.kind ?? "unknown")
+        case .failed: failed(kind: r.failure?.kind.rawValue ?? "unknown")
+        case .retry: retried(kind: r.failure?.kind.rawValue ?? "unknown")
         case .givenBack, .abandoned: break
         }
     }
 
     /// Refreshes `llmspool_jobs{state}` from `spool.status()` on a disk thread (it lists every
-    /// state, so it never runs on the loop); skipped while the previous refresh still runs.
+    /// state, so it runs beside the loop, not on it); skipped while the previous refresh still runs.
     func refreshJobs(_ spool: Spool) {
         guard refreshing.testAndSet() else { return }
         let refreshing = self.refreshing

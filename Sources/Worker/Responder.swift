@@ -1,4 +1,5 @@
 public import enum LLM.FailureCause
+public import struct LLM.LLMError
 public import Spool
 
 /// What a call to the LLM produced.
@@ -9,15 +10,45 @@ public enum CallOutcome: Sendable {
 
 /// A failed call: what went wrong, which retry budget it draws on, and when the provider asked us to try again.
 public struct CallFailure: Error, Sendable, Equatable {
-    /// A short stable word: `http`, `timeout`, `connection`, `malformed-response`, `cancelled`, …
-    public var kind: String
+    /// What went wrong, as a short stable word (its raw value: the `error.kind` of a dead letter,
+    /// the `kind` label of the metrics).
+    public enum Kind: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+        /// The transport failures of ``LLMError/Kind``, one for one.
+        case http, timeout, connection, tls
+        case malformedResponse = "malformed-response"
+        case responseTooLarge = "response-too-large"
+        case invalidRequest = "invalid-request"
+        case configuration, shutdown
+        /// The call's task was cancelled: the worker is stopping (its job is given back, not failed).
+        case cancelled
+        /// The job's `deadline` passed before the call could start.
+        case deadlinePassed = "deadline-passed"
+
+        public var description: String { rawValue }
+
+        public init(_ kind: LLMError.Kind) {
+            switch kind {
+            case .http: self = .http
+            case .timeout: self = .timeout
+            case .connection: self = .connection
+            case .tls: self = .tls
+            case .malformedResponse: self = .malformedResponse
+            case .responseTooLarge: self = .responseTooLarge
+            case .invalidRequest: self = .invalidRequest
+            case .configuration: self = .configuration
+            case .shutdown: self = .shutdown
+            }
+        }
+    }
+
+    public var kind: Kind
     public var message: String
     public var httpStatus: Int?
     public var cause: FailureCause
     /// The provider's `retry-after-ms` / `retry-after`, in milliseconds.
     public var retryAfterMs: Int64?
 
-    public init(kind: String, message: String, httpStatus: Int? = nil, cause: FailureCause, retryAfterMs: Int64? = nil) {
+    public init(kind: Kind, message: String, httpStatus: Int? = nil, cause: FailureCause, retryAfterMs: Int64? = nil) {
         self.kind = kind
         self.message = message
         self.httpStatus = httpStatus
@@ -28,7 +59,7 @@ public struct CallFailure: Error, Sendable, Equatable {
     /// Whether trying again may help (a rate limit or a transient failure).
     public var transient: Bool { cause != .permanent }
 
-    public var failure: Failure { Failure(kind: kind, message: message, httpStatus: httpStatus) }
+    public var failure: Failure { Failure(kind: kind.rawValue, message: message, httpStatus: httpStatus) }
 }
 
 /// Provider-wide pacing learned from `x-ratelimit-*` headers.
@@ -72,7 +103,7 @@ public struct EchoResponder: Responder {
         let started = Timestamp.now()
         if delayMs > 0 {
             do { try await Task.sleep(for: .milliseconds(delayMs)) } catch {
-                return (.failure(CallFailure(kind: "cancelled", message: "shutting down", cause: .transient)), nil)
+                return (.failure(CallFailure(kind: .cancelled, message: "shutting down", cause: .transient)), nil)
             }
         }
         let text = Prompt.flatten(job)
