@@ -1,8 +1,9 @@
 import CKafka
+import Dispatch
+import JSON
 import Logging
 import Spool
 import Synchronization
-import Dispatch
 
 /// Jobs out: jobs arriving in `new/` are held (locked where they are, so no worker takes them),
 /// produced to `--jobs-out`, and moved to `forwarded/` once Kafka confirms them.

@@ -1,3 +1,5 @@
+import Basics
+public import JSON
 public import Spool
 
 /// Server-Sent Events for one job: pure formatting and the resume rule.

@@ -1,11 +1,11 @@
 import ArgumentParser
 import Bridge
+import Daemon
 import Dispatch
-import Settings
 import Logging
+import Settings
 import Spool
 import Synchronization
-import Worker
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -167,6 +167,7 @@ struct BridgeCommand: ParsableCommand {
         defer { sources.forEach { $0.cancel() } }
         try reporting {
             let server = try metricsAddress.map { try WorkerCommand.startMetrics($0) }
+            server?.start()
             defer { server?.stop() }
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let bridge = try Bridge(configuration: conf, logger: logger)
