@@ -1,3 +1,4 @@
+import JSON
 import LLM
 import Logging
 import Spool

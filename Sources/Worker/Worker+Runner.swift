@@ -1,3 +1,5 @@
+import Daemon
+import JSON
 import Logging
 import Spool
 
