@@ -31,7 +31,7 @@ struct ClockOrigin: Sendable {
 }
 
 extension Duration {
-    /// Whole milliseconds, rounded toward zero.
+    /// Whole milliseconds (a positive duration rounded down).
     var wholeMilliseconds: Int64 {
         let (s, atto) = components
         return s &* 1000 &+ atto / 1_000_000_000_000_000
