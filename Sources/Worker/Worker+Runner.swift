@@ -4,12 +4,14 @@ import Logging
 import Spool
 
 extension Worker {
-    /// The I/O around ``WorkerStateMachine``: one loop takes events in batches, hands them to the
-    /// machine and carries out the actions it returns — on the disk threads for anything that
-    /// touches the file system, as tasks for calls and timers, as log lines, metrics and systemd
-    /// notifications for the rest. It keeps only what is I/O: the call tasks (to cancel them),
-    /// the timer task, the wall-clock time the breaker opened (for status).
-    struct Runner {
+    /// The I/O around ``WorkerStateMachine``: one loop, on a thread of its own, takes events in
+    /// batches, hands them to the machine and carries out the actions it returns — file-system
+    /// calls (listing `new/`, reading and claiming files, recovery, give back) right there, on its
+    /// own thread, never on the cooperative pool; calls as tasks; log lines, metrics and systemd
+    /// notifications for the rest. A sleep the machine asks for is the timeout of its wait for
+    /// events. It keeps only what is I/O: the call tasks (to cancel them), the wake-up time, the
+    /// wall-clock time the breaker opened (for status).
+    struct Runner: Sendable {
         let worker: Worker
         let config: WorkerConfiguration
         let spool: Spool
@@ -18,7 +20,8 @@ extension Worker {
         let committer: ResultCommitter
         var machine: Machine
         var calls: [Int: Task<Void, Never>] = [:]
-        var timer: Task<Void, Never>?
+        /// When the machine wants to be woken if no event comes first.
+        var wakeAt: ContinuousClock.Instant?
         /// When the breaker last opened, wall clock (RFC 3339), for status and logs.
         var breakerOpenedAt: String?
         var logger: Logger { worker.logger }
@@ -36,62 +39,60 @@ extension Worker {
 
         var now: ContinuousClock.Instant { .now }
 
-        mutating func run() async {
-            await perform(machine.start(at: now))
+        /// Runs until the machine stops or the queue is finished. Blocks its thread.
+        mutating func run() {
+            perform(machine.start(at: now))
             while true {
-                await perform(machine.housekeeping(at: now))
-                await perform(machine.schedule(at: now))
+                perform(machine.housekeeping(at: now))
+                perform(machine.schedule(at: now))
                 if machine.isStopped { break }
-                guard let batch = await events.next() else { break }
-                for event in batch { await handle(event) }
+                guard let batch = events.wait(until: wakeAt) else { break }
+                if batch.isEmpty {
+                    wakeAt = nil
+                    perform(machine.timerFired(at: now))
+                }
+                for event in batch { handle(event) }
             }
-            timer?.cancel()
             events.finish()
         }
 
-        mutating func handle(_ event: Event) async {
+        mutating func handle(_ event: Event) {
             switch event {
             case .watch(.changed(let arrived, let overflow)):
-                await perform(overflow ? machine.overflowed(at: now) : machine.arrived(arrived[.new] ?? [], at: now))
+                perform(overflow ? machine.overflowed(at: now) : machine.arrived(arrived[.new] ?? [], at: now))
             case .watch(.timeout), .watch(.woken):
                 break
             case .callEnded(let report):
                 calls[report.callID] = nil
                 worker.metrics.inFlight.record(calls.count)
                 worker.metrics.ended(report)
-                await perform(machine.callEnded(report, at: now))
-            case .timer:
-                timer = nil
-                await perform(machine.timerFired(at: now))
+                perform(machine.callEnded(report, at: now))
             case .shutdown:
-                await perform(machine.shutdown(at: now))
+                perform(machine.shutdown(at: now))
             }
         }
 
         /// Carries out actions in order; an action with a result answers the machine at once,
         /// and what the machine says to that is carried out before the next action.
-        mutating func perform(_ actions: [Machine.Action]) async {
+        mutating func perform(_ actions: [Machine.Action]) {
             for action in actions {
                 switch action {
                 case .recover:
-                    await recover()
+                    recover()
                 case .listWaiting:
                     worker.metrics.refreshJobs(spool)
-                    let spool = self.spool
-                    let names = try? await Disk.run { () throws(SpoolError) in try spool.waiting() }
-                    await perform(machine.listed(names, at: now))
+                    perform(machine.listed(try? spool.waiting(), at: now))
                 case .read(let names, let oldestFirst):
-                    let spool = self.spool
-                    let found = await Disk.run {
-                        names.compactMap { n in spool.peek(n).map { Machine.Peeked(name: n, job: $0.job, modifiedMs: $0.modifiedMilliseconds) } }
+                    let found = names.compactMap { n in
+                        spool.peek(n).map { Machine.Peeked(name: n, job: $0.job, modifiedMs: $0.modifiedMilliseconds) }
                     }
-                    await perform(machine.read(found, oldestFirst: oldestFirst, at: now))
+                    perform(machine.read(found, oldestFirst: oldestFirst, at: now))
                 case .claim(let picks):
-                    await perform(machine.claimed(await claim(picks), at: now))
+                    perform(machine.claimed(picks.map { ($0, claim($0)) }, at: now))
                 case .startCall(let call):
                     start(call)
                 case .giveBack(let retry):
-                    await giveBack(retry)
+                    giveBack(retry)
                 case .ready(let waiting):
                     logger.info("worker ready", metadata: [
                         "spool": "\(spool.path)", "llm": "\(worker.responder.description)",
@@ -118,24 +119,18 @@ extension Worker {
                         "remaining_tokens": "\(b.remainingTokens.map(String.init) ?? "?")",
                     ])
                 case .sleep(let until):
-                    timer?.cancel()
-                    let events = self.events
-                    timer = Task {
-                        do { try await Task.sleep(until: until, clock: .continuous) } catch { return }
-                        events.yield(.timer)
-                    }
+                    wakeAt = until
                 case .stop(let finished):
                     logger.info("worker stopped", metadata: ["finished": "\(finished)"])
                 }
             }
         }
 
-        // MARK: Disk work
+        // MARK: Disk work (on the loop's thread)
 
-        mutating func recover() async {
-            let spool = self.spool
+        func recover() {
             do {
-                let r = try await Disk.run { () throws(SpoolError) in try spool.recover() }
+                let r = try spool.recover()
                 for id in r.givenBack { logger.notice("gave back a dead claim", metadata: ["job.id": "\(id)"]) }
                 for id in r.deadLettered {
                     logger.error("dead-lettered a job abandoned too often", metadata: ["job.id": "\(id)"])
@@ -146,68 +141,41 @@ extension Worker {
             }
         }
 
-        /// What claiming one file came to, beside the machine's answer: for the log and metrics.
-        enum ClaimNote: Sendable {
-            case none
-            case claimed
-            case rejected(key: String, IntakeError)
-            case failed(SpoolError)
+        /// Claims one pick: what the machine needs to know of it; the rest goes to the log and metrics.
+        func claim(_ pick: Machine.Claiming) -> Machine.ClaimResult {
+            let outcome: ClaimOutcome
+            do throws(SpoolError) { outcome = try spool.claim(pick.name) } catch {
+                logger.error("claim failed", metadata: ["file": "\(spool.path(of: pick.name, in: .new))", "error": "\(error)"])
+                return .notClaimed
+            }
+            switch outcome {
+            case .claimed(let c):
+                worker.metrics.claimed.increment()
+                // A deadline is wall-clock on disk; from here on it is an instant of the worker's clock.
+                let deadline = c.job.deadline.flatMap(Timestamp.parse).map {
+                    ClockOrigin.instant(ofWallClock: $0, wallNowMs: Timestamp.nowMilliseconds(), now: now)
+                }
+                return .claimed(c, deadline: deadline)
+            case .settling:
+                // The file's time is wall-clock: what is left of its settle time becomes a duration.
+                guard let modified = spool.peek(pick.name)?.modifiedMilliseconds else { return .notClaimed }
+                let left = max(0, modified + Spool.settleMilliseconds - Timestamp.nowMilliseconds())
+                return .settling(recheckAfter: .milliseconds(left))
+            case .rejected(let key, let e):
+                worker.metrics.failed(kind: "rejected")
+                logger.warning("rejected a bad job file", metadata: [
+                    "file": "\(pick.name)", "dead_letter": "\(spool.path(of: key + ".json", in: .failed))", "reason": "\(e)",
+                ])
+                return .notClaimed
+            case .busy, .gone:
+                return .notClaimed
+            }
         }
 
-        /// Claims the picks in one trip to the disk threads.
-        func claim(_ picks: [Machine.Claiming]) async -> [(Machine.Claiming, Machine.ClaimResult)] {
-            let spool = self.spool
-            let done = await Disk.run { () -> [(Machine.Claiming, Machine.ClaimResult, ClaimNote)] in
-                picks.map { pick in
-                    let outcome: ClaimOutcome
-                    do throws(SpoolError) { outcome = try spool.claim(pick.name) } catch { return (pick, .notClaimed, .failed(error)) }
-                    switch outcome {
-                    case .claimed(let c):
-                        // A deadline is wall-clock on disk; from here on it is an instant of the worker's clock.
-                        let deadline = c.job.deadline.flatMap(Timestamp.parse).map {
-                            ClockOrigin.instant(ofWallClock: $0, wallNowMs: Timestamp.nowMilliseconds(), now: .now)
-                        }
-                        return (pick, .claimed(c, deadline: deadline), .claimed)
-                    case .settling:
-                        // The file's time is wall-clock: what is left of its settle time becomes a duration.
-                        guard let modified = spool.peek(pick.name)?.modifiedMilliseconds else { return (pick, .notClaimed, .none) }
-                        let left = max(0, modified + Spool.settleMilliseconds - Timestamp.nowMilliseconds())
-                        return (pick, .settling(recheckAfter: .milliseconds(left)), .none)
-                    case .rejected(let key, let e):
-                        return (pick, .notClaimed, .rejected(key: key, e))
-                    case .busy, .gone:
-                        return (pick, .notClaimed, .none)
-                    }
-                }
-            }
-            var results: [(Machine.Claiming, Machine.ClaimResult)] = []
-            results.reserveCapacity(done.count)
-            for (pick, result, note) in done {
-                switch note {
-                case .claimed:
-                    worker.metrics.claimed.increment()
-                case .rejected(let key, let e):
-                    worker.metrics.failed(kind: "rejected")
-                    logger.warning("rejected a bad job file", metadata: [
-                        "file": "\(pick.name)", "dead_letter": "\(spool.path(of: key + ".json", in: .failed))", "reason": "\(e)",
-                    ])
-                case .failed(let error):
-                    logger.error("claim failed", metadata: ["file": "\(spool.path(of: pick.name, in: .new))", "error": "\(error)"])
-                case .none:
-                    break
-                }
-                results.append((pick, result))
-            }
-            return results
-        }
-
-        func giveBack(_ r: Machine.Retry) async {
-            let spool = self.spool
+        func giveBack(_ r: Machine.Retry) {
             do {
-                try await Disk.run { () throws(SpoolError) in
-                    try spool.giveBack(r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false,
-                                       attempts: r.attempts)
-                }
+                try spool.giveBack(r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false,
+                                   attempts: r.attempts)
             } catch {
                 logger.error("could not give a job back; recovery will", metadata: ["job.id": "\(r.claim.id)", "error": "\(error)"])
             }

@@ -11,15 +11,15 @@ import Spool
 /// Two halves. ``WorkerStateMachine`` decides everything — which job runs next, fairly across
 /// tenants within their budgets, when a retry is due, when the circuit breaker lets a call
 /// through, when to rescan, when to stop — from events and instants, and returns actions. The
-/// runner (`Worker.Runner`) is the I/O around it: one loop that takes the watcher's, the timers'
-/// and the calls' events in batches, feeds them to the machine and carries out its actions. Every
-/// blocking file-system call it makes (listing `new/`, reading and claiming files, recovery, give
-/// back) runs on the disk threads (``Disk``), never on the cooperative pool. Each call is a task
-/// of its own that talks to the LLM and then settles its job: the decision is pure
-/// (``Settlement``), its writing runs on the disk threads, and the task reports the ending back to
-/// the loop. A job waiting for a retry stays claimed but holds no slot. On graceful shutdown the
-/// machine stops claiming, lets calls finish within the grace period, cancels the rest and gives
-/// every unfinished job back to `new/`.
+/// runner (`Worker.Runner`) is the I/O around it: one loop, on a thread of its own, that takes
+/// the watcher's and the calls' events in batches, feeds them to the machine and carries out its
+/// actions. Its blocking file-system calls (listing `new/`, reading and claiming files, recovery,
+/// give back) therefore never hold a thread of the cooperative pool. Each call is a task of its
+/// own that talks to the LLM and then settles its job: the decision is pure (``Settlement``), its
+/// writing runs on the disk threads (``Disk``, group commit for answers), and the task reports the
+/// ending back to the loop. A job waiting for a retry stays claimed but holds no slot. On graceful
+/// shutdown the machine stops claiming, lets calls finish within the grace period, cancels the
+/// rest and gives every unfinished job back to `new/`.
 public final class Worker: Service {
     public let configuration: WorkerConfiguration
     let responder: any Responder
@@ -58,7 +58,7 @@ public final class Worker: Service {
         let watcher = try SpoolWatcher(spool, states: [.new])
         let notifier = SystemdNotifier()
         let watchdog = notifier?.watchdogIntervalMs.map { Duration.milliseconds($0) }
-        var runner = Runner(worker: self, configuration: configuration, spool: spool, events: events, notifier: notifier,
+        let runner = Runner(worker: self, configuration: configuration, spool: spool, events: events, notifier: notifier,
                             committer: ResultCommitter(spool: spool),
                             machine: Machine(settings: .init(configuration, watchdogInterval: watchdog), now: .now))
 
@@ -76,8 +76,20 @@ public final class Worker: Service {
             watcher.wake()
         }
 
+        // The loop blocks in file-system calls and in its wait for events: a thread of its own, not
+        // one of the cooperative pool's (which the call tasks and the LLM engine share).
         await withGracefulShutdownHandler {
-            await runner.run()
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    DispatchQueue(label: "llmspool.worker.loop").async {
+                        var loop = runner
+                        loop.run()
+                        done.resume()
+                    }
+                }
+            } onCancel: {
+                events.finish()
+            }
         } onGracefulShutdown: {
             events.yield(.shutdown)
         }
@@ -90,7 +102,6 @@ public final class Worker: Service {
     enum Event: Sendable {
         case watch(SpoolWatcher.Wake)
         case callEnded(CallReport)
-        case timer
         case shutdown
     }
 }

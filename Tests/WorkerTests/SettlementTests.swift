@@ -116,25 +116,29 @@ struct SettlementTests {
 @Suite("The worker's event queue")
 struct EventQueueTests {
     @Test("events yielded while the loop is busy come out in one batch, in order; finish ends it")
-    func batches() async {
+    func batches() {
         let q = EventQueue<Int>()
         for k in 0..<5 { q.yield(k) }
-        #expect(await q.next() == [0, 1, 2, 3, 4])
-        let waiter = Task { await q.next() }
+        #expect(q.wait(until: nil) == [0, 1, 2, 3, 4])
+        q.finish()
+        q.yield(8)
+        #expect(q.wait(until: nil) == nil)
+    }
+
+    @Test("a waiting loop wakes for an event from another thread, and at its deadline with nothing")
+    func wakeAndTimeout() async {
+        let q = EventQueue<Int>()
+        let started = ContinuousClock.now
+        #expect(q.wait(until: started + .milliseconds(30)) == [])
+        #expect(ContinuousClock.now - started >= .milliseconds(30))
+        let waiter = Task.detached { q.wait(until: .now + .seconds(30)) }
         try? await Task.sleep(for: .milliseconds(20))
         q.yield(7)
         #expect(await waiter.value == [7])
-        q.finish()
-        q.yield(8)
-        #expect(await q.next() == nil)
-    }
-
-    @Test("a cancelled wait returns nil")
-    func cancelled() async {
-        let q = EventQueue<Int>()
-        let waiter = Task { await q.next() }
+        // A finish wakes a loop waiting without a deadline.
+        let forever = Task.detached { q.wait(until: nil) }
         try? await Task.sleep(for: .milliseconds(20))
-        waiter.cancel()
-        #expect(await waiter.value == nil)
+        q.finish()
+        #expect(await forever.value == nil)
     }
 }

@@ -32,7 +32,8 @@ extension Claim: ClaimedJob {}
 ///     run(housekeeping(at:))    // readiness, rescans and recovery, watchdog, settling files
 ///     run(schedule(at:))        // shutdown progress, then picking, claiming, starting; the next wake-up
 ///     if isStopped { break }
-///     wait for events; run(arrived / overflow / callEnded / timerFired / shutdown)
+///     wait for events until the last sleep's instant; run(arrived / overflow / callEnded / shutdown),
+///     or timerFired if none came
 /// }
 /// ```
 struct WorkerStateMachine<Claimed: ClaimedJob>: Sendable {
