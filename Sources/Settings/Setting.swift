@@ -58,14 +58,7 @@ extension Setting {
         _ key: String, _ path: any WritableKeyPath<Root, Int> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
-        Setting(
-            key: key, variable: variable, flag: flag, type: "integer \(range.lowerBound)–\(range.upperBound)",
-            defaultNote: defaultNote, meaning: meaning,
-            readJSON: { root, v throws(DocumentError) in root[keyPath: path] = try v.int(range) },
-            readText: { root, text, source throws(DocumentError) in
-                root[keyPath: path] = try SettingValue.integer(text, range, source: source)
-            },
-            write: { .integer($0[keyPath: path]) })
+        whole(key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning, stored: { $0 }, shown: { $0 })
     }
 
     /// Whole milliseconds in `range`.
@@ -73,14 +66,8 @@ extension Setting {
         _ key: String, _ path: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
-        Setting(
-            key: key, variable: variable, flag: flag, type: "integer \(range.lowerBound)–\(range.upperBound)",
-            defaultNote: defaultNote, meaning: meaning,
-            readJSON: { root, v throws(DocumentError) in root[keyPath: path] = Int64(try v.int(range)) },
-            readText: { root, text, source throws(DocumentError) in
-                root[keyPath: path] = Int64(try SettingValue.integer(text, range, source: source))
-            },
-            write: { .integer(Int($0[keyPath: path])) })
+        whole(key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+              stored: { Int64($0) }, shown: { Int($0) })
     }
 
     /// Whole seconds in `range`, stored as milliseconds.
@@ -88,14 +75,24 @@ extension Setting {
         _ key: String, _ milliseconds: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
+        whole(key, milliseconds, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+              stored: { Int64($0) * 1000 }, shown: { Int($0 / 1000) })
+    }
+
+    /// An integer in `range` in the file, a variable or a flag, kept as `stored(n)`.
+    private static func whole<Value>(
+        _ key: String, _ path: any WritableKeyPath<Root, Value> & Sendable, _ range: ClosedRange<Int>,
+        variable: String?, flag: String?, defaultNote: String?, _ meaning: String,
+        stored: @escaping @Sendable (Int) -> Value, shown: @escaping @Sendable (Value) -> Int
+    ) -> Setting {
         Setting(
             key: key, variable: variable, flag: flag, type: "integer \(range.lowerBound)–\(range.upperBound)",
             defaultNote: defaultNote, meaning: meaning,
-            readJSON: { root, v throws(DocumentError) in root[keyPath: milliseconds] = Int64(try v.int(range)) * 1000 },
+            readJSON: { root, v throws(DocumentError) in root[keyPath: path] = stored(try v.int(range)) },
             readText: { root, text, source throws(DocumentError) in
-                root[keyPath: milliseconds] = Int64(try SettingValue.integer(text, range, source: source)) * 1000
+                root[keyPath: path] = stored(try SettingValue.integer(text, range, source: source))
             },
-            write: { .integer(Int($0[keyPath: milliseconds] / 1000)) })
+            write: { .integer(shown($0[keyPath: path])) })
     }
 
     /// A non-empty string or null (not set), checked by `check` (which names `field` in its error).
