@@ -51,6 +51,39 @@ struct Submit: ParsableCommand {
     @Argument(help: ArgumentHelp("Job documents to enqueue; - reads one from standard input.", valueName: "FILE"))
     var files: [String] = []
 
+    /// Every option of `submit` that takes a value (a test checks this against `--help`).
+    static let valueOptions: Set<String> = ["--spool", "--prompt", "--user", "--tenant", "--model", "--max-tokens", "--temperature", "--id", "--timeout"]
+
+    /// `arguments` (`submit` first) with the file operands past the first taken out, and those
+    /// operands in order. Operands are what no option takes as its value; after `--`, everything.
+    static func setAsideOperands(_ arguments: [String]) -> (kept: [String], operands: [String]) {
+        var kept: [String] = [], operands: [String] = []
+        kept.reserveCapacity(arguments.count)
+        var seenOne = false
+        var i = 0
+        func operand(_ a: String) {
+            if seenOne { operands.append(a) } else { kept.append(a); seenOne = true }
+        }
+        while i < arguments.count {
+            let a = arguments[i]
+            if i == 0 || (a.hasPrefix("-") && a != "-") {
+                kept.append(a)
+                if a == "--" {
+                    for rest in arguments[(i + 1)...] { operand(rest) }
+                    break
+                }
+                if valueOptions.contains(a), i + 1 < arguments.count {
+                    kept.append(arguments[i + 1])
+                    i += 1
+                }
+            } else {
+                operand(a)
+            }
+            i += 1
+        }
+        return (kept, operands)
+    }
+
     func validate() throws {
         if prompt == nil && files.isEmpty {
             throw ValidationError("give --prompt TEXT, - (a job document on stdin) or FILE...")
