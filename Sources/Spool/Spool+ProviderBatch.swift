@@ -110,10 +110,38 @@ extension Spool {
         }
     }
 
+    /// Takes the spool's provider-batch lock (`.provider-batches/.lock`, `flock`), held for as long
+    /// as the returned object lives: one batcher per spool re-attaches to the records and gathers
+    /// new ones; a batcher of another worker stands by until the lock is free (its holder died or
+    /// stopped). Nil when another process holds it.
+    public func takeProviderBatchLock() throws(SpoolError) -> ProviderBatchLock? {
+        try wrap { () throws(SystemCallError) -> ProviderBatchLock? in
+            let top = try root()
+            defer { Sys.close(top.fd) }
+            do throws(SystemCallError) { try Sys.makeDirectory(Spool.providerBatchArea, in: top, mode: Spool.directoryMode) } catch where error.errno == .fileExists {}
+            let area = try Sys.openDirectory(Spool.providerBatchArea, in: top)
+            defer { Sys.close(area.fd) }
+            do throws(SystemCallError) { Sys.close(try Sys.createExclusive(".lock", in: area, mode: 0o600)) } catch where error.errno == .fileExists {}
+            let fd = try Sys.openForReading(".lock", in: area)
+            guard try Sys.tryLock(fd, path: area.path(".lock")) else {
+                Sys.close(fd)
+                return nil
+            }
+            return ProviderBatchLock(fd: fd)
+        }
+    }
+
     /// Removes `cur/.NAME.lease` if it still names the provider batch `record`.
     func unmark(_ name: String, record: String) {
         let cur = dir(.cur), marker = Spool.markerName(name)
         guard (try? Sys.readLink(marker, in: cur)) == .target(Spool.providerBatchMarkerPrefix + record) else { return }
         _ = try? Sys.unlinkIfPresent(marker, in: cur)
     }
+}
+
+/// The spool's provider-batch lock while held (see ``Spool/takeProviderBatchLock()``).
+public final class ProviderBatchLock: Sendable {
+    let fd: FileDescriptor
+    init(fd: FileDescriptor) { self.fd = fd }
+    deinit { Sys.close(fd) }
 }

@@ -83,6 +83,21 @@ extension ProviderBatcher {
         var now: Int64 { Timestamp.nowMilliseconds() }
 
         func run() async {
+            // One batcher per spool: the others stand by until the lock is free.
+            var lock: ProviderBatchLock?
+            var said = false
+            while !Task.isCancelled {
+                do { lock = try spool.takeProviderBatchLock() } catch {
+                    logger.error("could not take the provider-batch lock", metadata: ["error": "\(error)"])
+                }
+                if lock != nil { break }
+                if !said {
+                    logger.notice("another worker's batcher holds this spool's provider batches: standing by")
+                    said = true
+                }
+                do { try await Task.sleep(for: .milliseconds(settings.scanMs)) } catch { return }
+            }
+            guard lock != nil else { return }
             reattach()
             logger.info("provider batches ready", metadata: [
                 "batches": "\(active.count)", "gather": "\(batcher.gather)", "window_s": "\(settings.windowMs / 1000)",
@@ -95,7 +110,15 @@ extension ProviderBatcher {
                 for id in active.keys.sorted() where !Task.isCancelled {
                     await advance(id)
                 }
-                if !batcher.gather && active.isEmpty { break }
+                if !batcher.gather && active.isEmpty {
+                    // Batching is off and the recorded batches are finished: let another worker's
+                    // batcher have the spool, and wait for the stop (a Service that returns would
+                    // stop the whole group).
+                    lock = nil
+                    logger.notice("provider batches recorded earlier are finished")
+                    while !Task.isCancelled { do { try await Task.sleep(for: .seconds(3600)) } catch { break } }
+                    break
+                }
                 var wake = batcher.gather ? nextScanMs : now + 60_000
                 for a in active.values {
                     wake = min(wake, a.dueMs)
@@ -106,6 +129,7 @@ extension ProviderBatcher {
                 let ms = max(10, wake - now)
                 do { try await Task.sleep(for: .milliseconds(ms)) } catch { break }
             }
+            withExtendedLifetime(lock) {}  // held to here, not to its last use
             logger.info("provider batches stopped", metadata: ["batches": "\(active.count)"])
         }
 
