@@ -256,6 +256,35 @@ struct ProviderBatchTests {
         #expect(rig.log().contains("re-attached to a provider batch"))
     }
 
+    @Test("a worker killed while gathering leaves a `gathering` record: its held jobs are given back uncounted and batched afresh")
+    func killWhileGathering() throws {
+        let rig = try Rig()
+        defer { rig.remove() }
+        let prompts = (0..<3).map { "gathered \($0)" }
+        let ids = try rig.enqueue(prompts, deadlineIn: 2 * Self.day)
+        // What the batcher leaves when killed between marking the jobs and listing them.
+        let spool = try Spool(path: rig.s.path)
+        let record = "pb-" + JobID.generate()
+        try spool.writeRecord(record, in: Spool.providerBatchArea, bytes: Array(
+            "{\"id\":\"\(record)\",\"model\":\"gpt-4o-mini\",\"state\":\"gathering\",\"createdAt\":\"\(Timestamp.now())\"}".utf8))
+        for id in ids {
+            guard case .claimed(let c) = try spool.claim(id + ".json", park: false) else { Issue.record("no claim"); continue }
+            _ = try spool.holdForProviderBatch(c, record: record)
+        }
+        #expect(try spool.recover().givenBack.isEmpty)
+        let w = try rig.start()
+        let ok = WorkerProcessTests.waitUntil(30) { rig.settled(3) }
+        rig.stop(w)
+        #expect(ok, "\(rig.log())")
+        for (id, p) in zip(ids, prompts) {
+            #expect(rig.source(id)?["batchId"]?.stringValue == "batch_1")
+            #expect(try rig.s.json("done", id + ".json")["attempts"]?.intValue == 1)
+            #expect(rig.calls(p) == (0, 1))
+        }
+        #expect(rig.stat("batches_created") == 1)
+        #expect(rig.records().isEmpty)
+    }
+
     @Test("a deadline that comes near while the batch waits: the job is called live and the emptied batch is cancelled")
     func deadlineComesNear() throws {
         // Batched when more than 10 s away; called live when less than 6 s away.
