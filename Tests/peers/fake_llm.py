@@ -49,7 +49,8 @@ A Batch API stand-in (OpenAI's shapes), for the worker's provider batches:
                                  custom_id; upload500=K fails the next K uploads with 500; hold_upload /
                                  hold_create hold those requests (after they took effect) until
                                  GET /release/upload or /release/create.
-  /stats counts "files_uploaded", "batches_created", "batches_cancelled", "batch_lines"; GET /batch-prompts
+  /stats counts "files_uploaded", "batches_created", "batches_cancelled", "batch_lines" and "batch_http" (every
+  /v1/files and /v1/batches request); GET /batch-prompts
   returns {prompt: times run in a batch}.
 Options: --tls CERT KEY serves HTTPS.
 """
@@ -79,7 +80,7 @@ batch_order = []
 batch_prompts = {}
 batch_config = {"delay": 0.5, "outcome": "completed", "answer": 0, "drop": 0, "dup": False, "unknown": False,
                 "upload500": 0, "hold_upload": False, "hold_create": False}
-for key in ("files_uploaded", "batches_created", "batches_cancelled", "batch_lines"):
+for key in ("files_uploaded", "batches_created", "batches_cancelled", "batch_lines", "batch_http"):
     stats[key] = 0
 
 
@@ -250,6 +251,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": {"message": "no such path"}})
 
     def batch_get(self):
+        if self.path.startswith("/v1/"):
+            with lock:
+                stats["batch_http"] += 1
         path, _, query = self.path.partition("?")
         params = dict(p.partition("=")[::2] for p in query.split("&") if p)
         if path == "/batch-config":
@@ -298,6 +302,8 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json(404, {"error": {"message": "no such path"}})
 
     def batch_post(self, raw):
+        with lock:
+            stats["batch_http"] += 1
         path = self.path.partition("?")[0]
         if path == "/v1/files":
             with lock:
