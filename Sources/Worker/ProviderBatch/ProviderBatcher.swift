@@ -306,7 +306,10 @@ extension ProviderBatcher {
                 }
             } catch is CancellationError {
                 return
-            } catch let e as LLMError where e.cause == .permanent && e.httpStatus != nil && active[id]?.record.state != .submitted {
+            } catch let e as LLMError where e.cause == .permanent && e.httpStatus != nil
+                && [.claimed, .uploaded].contains(active[id]?.record.state) {
+                // (In `submitting` a batch may exist whatever the provider says now: keep trying; the
+                // jobs' deadlines still send them live in time.)
                 // The provider refused the file or the batch: no batch runs; the jobs go live.
                 logger.error("the provider refused a batch; its jobs go live", metadata: ["record": "\(id)", "error": "\(e)"])
                 backToLive(id, reason: "the provider refused the batch: \(e.message)")
