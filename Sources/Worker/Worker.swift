@@ -265,6 +265,11 @@ extension Worker {
         }
 
         mutating func queue(_ name: String, _ peeked: Result<Job, IntakeError>) {
+            // Provider-batch hook (Sources/Worker/ProviderBatch): a job the provider batcher takes is
+            // left in new/ for it and not remembered, so that if it is given back to the live path
+            // (marked so) it is seen afresh when it arrives in new/ again.
+            if case .success(let job) = peeked,
+               ProviderBatchRouting.batches(job, config.providerBatch, nowMs: Timestamp.nowMilliseconds()) { return }
             known.insert(name)
             switch peeked {
             case .success(let job):

@@ -41,6 +41,9 @@ public struct WorkerConfiguration: Sendable {
     public var tenants: [String: TenantLimits] = [:]
     /// Log prompt text at debug level (off by default: prompts may hold personal data).
     public var logPrompts = false
+    /// Routing of jobs with distant deadlines to the provider's Batch API (off by default; see
+    /// ``ProviderBatchSettings`` and docs/batch.md, "Provider batches").
+    public var providerBatch = ProviderBatchSettings()
 
     // The worker process around the Worker: read by `llmspool worker`, not by the Worker itself.
 
@@ -103,6 +106,7 @@ public struct WorkerConfiguration: Sendable {
             case "maxConnections": maxConnections = try int(k, v, 0...100_000)
             case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
             case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
+            case "providerBatch": try providerBatch.apply(v)
             case "llmURL":
                 if v == .null { llmURL = nil; continue }
                 guard let s = v.stringValue, s.hasPrefix("http://") || s.hasPrefix("https://") || s.hasPrefix("builtin:echo") else {
@@ -197,7 +201,7 @@ public struct WorkerConfiguration: Sendable {
     public static let keys = [
         "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "retryBudgetSeconds", "defaultMaxTokens",
         "backoffBaseSeconds", "backoffCapSeconds", "maxRetryAfterSeconds", "circuitBreaker", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
-        "maxConnections", "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
+        "maxConnections", "rescanIntervalSeconds", "logPrompts", "providerBatch", "logLevel", "metricsAddress", "tenants",
     ]
 
     /// These settings as a `worker` section, every key present (`null`: not set); `apply` of it
@@ -229,6 +233,7 @@ public struct WorkerConfiguration: Sendable {
         o["maxConnections"] = .integer(maxConnections)
         o["rescanIntervalSeconds"] = seconds(rescanIntervalMs)
         o["logPrompts"] = .bool(logPrompts)
+        o["providerBatch"] = providerBatch.json()
         o["logLevel"] = .string(logLevel)
         o["metricsAddress"] = opt(metricsAddress)
         var ts = JSONObject()

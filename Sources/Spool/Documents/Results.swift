@@ -25,13 +25,18 @@ public struct Answer: Sendable, Equatable {
     public var usage: Usage?
     /// When the call that produced this answer started (RFC 3339); defaults to the claim time.
     public var startedAt: String?
+    /// Where the answer came from when not from a live call (the result's `source` member),
+    /// e.g. `{"kind": "provider-batch", "batchId": …}`.
+    public var source: JSONValue?
 
-    public init(response: String, model: String? = nil, finishReason: String? = nil, usage: Usage? = nil, startedAt: String? = nil) {
+    public init(response: String, model: String? = nil, finishReason: String? = nil, usage: Usage? = nil, startedAt: String? = nil,
+                source: JSONValue? = nil) {
         self.response = response
         self.model = model
         self.finishReason = finishReason
         self.usage = usage
         self.startedAt = startedAt
+        self.source = source
     }
 }
 
@@ -67,6 +72,7 @@ enum Documents {
         if let s = job.submittedAt { o["submittedAt"] = .string(s) }
         o["startedAt"] = .string(answer.startedAt ?? claimedAt)
         o["finishedAt"] = .string(Timestamp.now())
+        if let s = answer.source { o["source"] = s }
         o["job"] = job.json()
         return .object(o)
     }
