@@ -15,7 +15,9 @@ public struct ChatClient: Sendable {
         /// Further headers for every call (e.g. `OpenAI-Organization`).
         public var headers: HTTPHeaders
         /// A streamed call fails when no byte arrives for this long (whole seconds), waiting for
-        /// the first token included; ``timeout`` still bounds the whole call.
+        /// the first token included; ``timeout`` still bounds the whole call. It is libcurl's
+        /// low-speed limit (under 1 byte/s for this long), whose speed is averaged over the last
+        /// 5 s: a stall is detected this long to about 6 s more after the last byte.
         public var streamIdleTimeout: Duration = .seconds(60)
 
         public init(
