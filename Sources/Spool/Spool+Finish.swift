@@ -62,6 +62,7 @@ extension Spool {
             if !renamed.isEmpty { try Sys.fsync(done) }
             for claim in renamed {
                 try retire(claim.id + ".json")
+                if claim.job.stream { removePartial(claim.id) }
                 claim.release()
             }
         } catch {
@@ -83,6 +84,7 @@ extension Spool {
             try Sys.fsync(target)
             try retire(name)
         }
+        if claim.job.stream { removePartial(claim.id) }
         claim.release()
     }
 

@@ -52,6 +52,18 @@ A Batch API stand-in (OpenAI's shapes), for the worker's provider batches:
   /stats counts "files_uploaded", "batches_created", "batches_cancelled", "batch_lines" and "batch_http" (every
   /v1/files and /v1/batches request); GET /batch-prompts
   returns {prompt: times run in a batch}.
+
+Streaming (a request with "stream": true gets text/event-stream, chunked, one chunk per word of
+"echo: <last message>", a usage chunk, then [DONE]; a ": keep-alive" comment first):
+  chunkms=MS       sleep MS milliseconds before each chunk
+  crlf             lines end with CRLF instead of LF
+  nostream         ignore "stream" and answer one JSON body
+  nousage          send no usage chunk
+  cut=K            after K content chunks, close the connection mid-body (no last chunk)
+  cutfirst=K,key=X as cut=K for the first request with key X only; later ones complete
+  stall=K          after K content chunks, send nothing more (hold the connection)
+  errorevent=K     after K content chunks, an `event: error` with an OpenAI-style error, then end
+  badchunk=K       content chunk K (from 1) is not JSON
 Options: --tls CERT KEY serves HTTPS.
 """
 import json
@@ -442,6 +454,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_bytes(200, b'{"id": "chatcmpl-x", "choices": [{"message": {"role": "assistant", "cont')
             return
 
+        if request.get("stream") is True and "nostream" not in opts:
+            self.stream_answer(request, opts, prompt, messages, request_id)
+            return
         if "auth" in opts:
             content = self.headers.get("Authorization") or "none"
         elif "big" in opts:
@@ -468,6 +483,71 @@ class Handler(BaseHTTPRequestHandler):
             ("x-ratelimit-remaining-tokens", "999000"),
             ("x-ratelimit-reset-tokens", "12ms"),
         ])
+
+
+    def stream_answer(self, request, opts, prompt, messages, request_id):
+        content = "echo: " + prompt
+        words = []
+        for k, w in enumerate(content.split(" ")):
+            words.append(w if k == 0 else " " + w)
+        nl = "\r\n" if "crlf" in opts else "\n"
+        cut = int(opts["cut"]) if "cut" in opts else None
+        if "cutfirst" in opts:
+            key = opts.get("key", "")
+            with lock:
+                seen = fail_counts.get(key, 0)
+                fail_counts[key] = seen + 1
+            if seen == 0:
+                cut = int(opts["cutfirst"])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-request-id", request_id)
+        self.end_headers()
+
+        def chunk(text):
+            data = text.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        def event(obj, name=None):
+            text = ("event: " + name + nl if name else "") + "data: " + (obj if isinstance(obj, str) else json.dumps(obj)) + nl + nl
+            chunk(text)
+
+        def drop():
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        delay = int(opts.get("chunkms", "0")) / 1000.0
+        chunk(": keep-alive" + nl + nl)
+        base = {"id": request_id, "object": "chat.completion.chunk", "model": request.get("model", "fake")}
+        for k, w in enumerate(words, 1):
+            if delay:
+                time.sleep(delay)
+            if "badchunk" in opts and int(opts["badchunk"]) == k:
+                event('{"id": "x", "choices": [{"delta": {"content": "tr')
+                continue
+            event(dict(base, choices=[{"index": 0, "delta": {"content": w}, "finish_reason": None}]))
+            if cut is not None and k == cut:
+                drop()
+                return
+            if "stall" in opts and int(opts["stall"]) == k:
+                time.sleep(3600)
+                return
+            if "errorevent" in opts and int(opts["errorevent"]) == k:
+                event({"error": {"message": "fake overload mid-stream", "type": "server_error"}}, name="error")
+                chunk("")
+                return
+        event(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+        if "nousage" not in opts:
+            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+            event(dict(base, choices=[], usage={"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                                                "total_tokens": prompt_tokens + len(words)}))
+        event("[DONE]")
+        chunk("")
 
 
 class Server(ThreadingHTTPServer):

@@ -4,16 +4,22 @@ public struct Usage: Sendable, Equatable {
     public var promptTokens: Int
     public var completionTokens: Int
     public var totalTokens: Int
+    /// The provider sent no usage (a stream without `include_usage` support): these are llmspool's
+    /// estimate (about 4 bytes a token), written as `"estimated": true`.
+    public var estimated: Bool
 
-    public init(promptTokens: Int, completionTokens: Int, totalTokens: Int? = nil) {
+    public init(promptTokens: Int, completionTokens: Int, totalTokens: Int? = nil, estimated: Bool = false) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.totalTokens = totalTokens ?? promptTokens + completionTokens
+        self.estimated = estimated
     }
 
     public func json() -> JSONValue {
-        .object(["promptTokens": .integer(promptTokens), "completionTokens": .integer(completionTokens),
-                 "totalTokens": .integer(totalTokens)])
+        var o: JSONObject = ["promptTokens": .integer(promptTokens), "completionTokens": .integer(completionTokens),
+                             "totalTokens": .integer(totalTokens)]
+        if estimated { o["estimated"] = .bool(true) }
+        return .object(o)
     }
 }
 

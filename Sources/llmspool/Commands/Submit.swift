@@ -45,6 +45,12 @@ struct Submit: ParsableCommand {
     @Flag(help: "Wait for the job's result and print its response after the id (exit 69 if the job fails).")
     var wait = false
 
+    @Flag(help: "Ask for the answer to be streamed (`\"stream\": true`); with --wait, print it as it is written.")
+    var stream = false
+
+    @Flag(help: "With --wait --stream: print one JSON event per line instead of the text.")
+    var json = false
+
     @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75); default: wait forever.", valueName: "DURATION"))
     var timeout: String?
 
@@ -93,6 +99,7 @@ struct Submit: ParsableCommand {
         if let jobId, let p = JobID.problem(jobId) { throw ValidationError("--id \(jobId) \(p)") }
         if jobId != nil && files.count > 1 { throw ValidationError("--id applies to a single job") }
         if wait && files.count > 1 { throw ValidationError("--wait applies to a single job") }
+        if json && !(wait && stream) { throw ValidationError("--json applies to --wait --stream") }
         if let timeout, HumanDuration.parseMilliseconds(timeout) == nil {
             throw ValidationError("--timeout \"\(timeout)\" is not a duration like 90s, 15m or 2h")
         }
@@ -127,12 +134,17 @@ struct Submit: ParsableCommand {
                 if let maxTokens { jobs[k].maxTokens = maxTokens }
                 if let temperature { jobs[k].temperature = temperature }
                 if let jobId { jobs[k].jobId = jobId }
+                if stream { jobs[k].stream = true }
             }
             let durability: Durability = volatile ? .volatile : .durable
             if jobs.count == 1 {
                 let id = try spool.enqueue(jobs[0], durability: durability)
                 Output.line(id)
-                if wait { try awaitResult(id, spool: spool) }
+                if wait && stream {
+                    try Follow.run(id, spool: spool, json: json, timeout: timeout)
+                } else if wait {
+                    try awaitResult(id, spool: spool)
+                }
             } else {
                 do throws(BatchEnqueueError) {
                     for id in try spool.enqueue(batch: jobs, durability: durability) { Output.line(id) }

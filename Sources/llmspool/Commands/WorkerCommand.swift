@@ -66,6 +66,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Longest one LLM call may take (default 10m).", valueName: "DURATION"))
     var requestTimeout: String?
 
+    @Option(name: .customLong("stream-idle-timeout"),
+            help: ArgumentHelp("A streamed call fails after this long without a byte (default 60s; whole seconds).", valueName: "DURATION"))
+    var streamIdleTimeout: String?
+
     @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
     var apiKeyFile: String?
 
@@ -102,6 +106,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
         if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
         if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
+        if let t = streamIdleTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) < 1000 { throw ValidationError("--stream-idle-timeout \"\(t)\" is not a duration of 1 s or more") }
         if let u = llmURL { _ = try ResponderFactory.parse(u) }
         if let w = providerBatchWindow, (HumanDuration.parseMilliseconds(w) ?? 0) <= 0 {
             throw ValidationError("--provider-batch-window \"\(w)\" is not a positive duration")
@@ -194,6 +199,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let maxAttempts { conf.maxAttempts = maxAttempts }
         if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
         if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
+        if let t = streamIdleTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.streamIdleTimeoutMs = t }
         if let apiKeyFile { conf.apiKeyFile = apiKeyFile }
         if let apiKeyEnv { conf.apiKeyEnv = apiKeyEnv }
         if let logLevel { conf.logLevel = logLevel }
@@ -295,11 +301,11 @@ enum ResponderFactory {
             }
             let engine: CurlEngine
             do { engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: configuration.maxConnections)) } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
-            let client = ChatClient(
-                configuration: ChatClient.Configuration(
-                    baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
-                    timeout: .milliseconds(configuration.requestTimeoutMs)),
-                engine: engine)
+            var chat = ChatClient.Configuration(
+                baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
+                timeout: .milliseconds(configuration.requestTimeoutMs))
+            chat.streamIdleTimeout = .milliseconds(configuration.streamIdleTimeoutMs)
+            let client = ChatClient(configuration: chat, engine: engine)
             return ChatResponder(client: client, engine: engine)
         }
     }
