@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import SystemPackage
 
 /// Wakes a consumer when files arrive in (or leave) some of a spool's directories.
@@ -23,6 +24,9 @@ public final class SpoolWatcher: Sendable {
     private let inotify: FileDescriptor
     private let event: FileDescriptor
     private let states: [Int32: SpoolState]
+    /// Partial files watched (``watchPartial(of:)``): watch descriptor → file name in `cur/`.
+    private let partials = Mutex<[Int32: String]>([:])
+    private let spoolForPartials: Spool
 
     /// Which changes wake a waiter.
     public enum Events: Sendable {
@@ -30,11 +34,14 @@ public final class SpoolWatcher: Sendable {
         case arrivals
         /// Arrivals, and files moved out or deleted.
         case all
+        /// As `all`, and files created (so a job's partial file is seen as soon as it exists).
+        case stream
 
         var mask: UInt32 {
             switch self {
             case .arrivals: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)
             case .all: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
+            case .stream: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE | IN_CREATE)
             }
         }
     }
@@ -51,6 +58,7 @@ public final class SpoolWatcher: Sendable {
         }
         inotify = ifd
         event = efd
+        spoolForPartials = spool
         let mask = events.mask
         var watches: [Int32: SpoolState] = [:]
         for state in states {
@@ -66,6 +74,16 @@ public final class SpoolWatcher: Sendable {
     deinit {
         Sys.close(inotify)
         Sys.close(event)
+    }
+
+    /// Also wakes on every write to job `id`'s partial file (`IN_MODIFY`), reported as the file's
+    /// name arriving in `cur/`. False when the file does not exist (yet): watch `cur/` with
+    /// ``Events/stream`` to learn when it is created, then call again.
+    public func watchPartial(of id: String) -> Bool {
+        let path = spoolForPartials.partialPath(id)
+        guard let wd = try? Sys.addWatch(inotify, path, mask: UInt32(IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)) else { return false }
+        partials.withLock { $0[wd] = Partial.fileName(id) }
+        return true
     }
 
     /// Blocks until a change, a ``wake()``, or the timeout (negative: wait forever).
@@ -95,10 +113,13 @@ public final class SpoolWatcher: Sendable {
                     return (e.wd, e.mask, Int(e.len))
                 }
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflow = true }
-                if len > 0, mask & UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) != 0, let state = states[wd] {
+                if len > 0, mask & UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) != 0, let state = states[wd] {
                     let bytes = buf[(off + header)..<min(n, off + header + len)].prefix { $0 != 0 }
                     let name = String(decoding: bytes, as: UTF8.self)
-                    if !name.hasPrefix(".") { arrived[state, default: []].append(name) }
+                    if !name.hasPrefix(".") || Partial.id(ofFileName: name) != nil { arrived[state, default: []].append(name) }
+                } else if len == 0, let name = partials.withLock({ $0[wd] }) {
+                    arrived[.cur, default: []].append(name)
+                    if mask & UInt32(IN_IGNORED) != 0 { _ = partials.withLock { $0.removeValue(forKey: wd) } }
                 }
                 off += header + len
             }

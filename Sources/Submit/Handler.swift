@@ -308,11 +308,14 @@ public struct Handler: Sendable {
         } catch {
             return error.response
         }
-        var sent = EventStream.resumeStage(request.lastEventID)
+        let resume = EventStream.resumePoint(request.lastEventID)
+        var sent = resume.stage
+        var partialOffset = resume.offset
         let watcher: SpoolWatcher
         do {
-            // Watch before the first look, so no change between the two is missed.
-            watcher = try SpoolWatcher(spool, states: [.new, .cur, .done, .failed])
+            // Watch before the first look, so no change between the two is missed. `.stream`: the
+            // creation of the job's partial file wakes us too.
+            watcher = try SpoolWatcher(spool, states: [.new, .cur, .done, .failed], events: .stream)
             let (loc, _) = try owned(id, identity: identity, spool: spool)
             if sent >= EventStream.finalStage, EventStream.stage(of: loc.state) == EventStream.finalStage {
                 return Response(status: 204)
@@ -326,12 +329,26 @@ public struct Handler: Sendable {
             ? Array((": " + String(repeating: " ", count: configuration.eventPaddingBytes) + "\n\n").utf8) : []
         guard write(EventStream.headers + EventStream.preamble + pad) else { return nil }
         let name = id + ".json"
+        let partialName = Partial.fileName(id)
         let start = Timestamp.nowMilliseconds()
         var lastWrite = start
         var missing = 0
         var look = true
+        var lookPartial = false
         var running = false
+        var streaming = false
+        var watchingPartial = false
         func send(_ bytes: [UInt8]) -> Bool { write(bytes + pad) }
+        // The job's partial answer from partialOffset on, as delta/restart events (a job that asked to stream).
+        func sendPartial() -> Bool {
+            if !watchingPartial { watchingPartial = watcher.watchPartial(of: id) }
+            while let read = try? spool.readPartial(id, from: partialOffset), read.reset || !read.records.isEmpty {
+                guard send(EventStream.events(read)) else { return false }
+                partialOffset = read.end
+                lastWrite = Timestamp.nowMilliseconds()
+            }
+            return true
+        }
         while true {
             if look {
                 if let loc = try? spool.find(id), let doc = try? JSONParser.parse(loc.bytes) {
@@ -339,7 +356,10 @@ public struct Handler: Sendable {
                     // A finishing worker writes done/ID.json before it retires cur/ID.json, and find()
                     // looks in cur/ first: while running, any change (the retire) means look again.
                     running = loc.state == .cur
+                    streaming = streaming || doc["stream"]?.boolValue == true || doc["job"]?["stream"]?.boolValue == true
                     let stage = EventStream.stage(of: loc.state)
+                    // The text written so far goes before the final event (the result holds it all anyway).
+                    if streaming, stage >= 2 || watchingPartial { guard sendPartial() else { return nil } }
                     if stage > sent {
                         let view = JobView.json(id: id, state: loc.state, document: doc, base: base)
                         let status = JobView.status(state: loc.state, document: doc)
@@ -352,6 +372,8 @@ public struct Handler: Sendable {
                     missing += 1
                     if missing > 3 { return nil }  // purged meanwhile
                 }
+            } else if lookPartial, streaming {
+                guard sendPartial() else { return nil }
             }
             let now = Timestamp.nowMilliseconds()
             if now - start >= configuration.maxStreamMilliseconds { return nil }
@@ -362,7 +384,11 @@ public struct Handler: Sendable {
             let wait = min(configuration.heartbeatMilliseconds - (now - lastWrite), configuration.maxStreamMilliseconds - (now - start))
             switch watcher.wait(timeoutMilliseconds: Int32(clamping: max(1, missing > 0 ? min(wait, 200) : wait))) {
             case .changed(let arrived, let overflow):
-                look = overflow || missing > 0 || running || arrived.values.contains { $0.contains(name) }
+                // A write to the partial file alone (the usual wake-up of a streamed job) reads just that file.
+                let names = arrived.values.joined()
+                lookPartial = names.contains(partialName)
+                look = overflow || missing > 0 || names.contains(name)
+                    || (running && names.contains { $0 != partialName }) || (running && arrived.isEmpty)
             case .timeout, .woken:
                 look = true
             }

@@ -49,7 +49,12 @@ extension Worker {
         let started = context.clock.ms(.now)
         if let deadline = context.log.deadlineMs, started > deadline { return await pastDeadline(context) }
         if context.config.logPrompts { logPrompt(context.claim, tenant: context.tenant) }
-        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens)
+        // A streamed job's text goes to its partial file as it comes; the machine sees only the call's end.
+        let partial = context.claim.job.stream
+            ? context.spool.partialWriter(for: context.claim, attempt: context.claim.job.attempts + context.attempts.count + 1) : nil
+        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens,
+                                             progress: partial)
+        partial?.close()
         return await settle(context, outcome: answer.0, budget: answer.1, startedMs: started)
     }
 

@@ -83,8 +83,16 @@ extension Worker {
                     worker.metrics.refreshJobs(spool)
                     perform(machine.listed(try? spool.waiting(), at: now))
                 case .read(let names, let oldestFirst):
-                    let found = names.compactMap { n in
-                        spool.peek(n).map { Machine.Peeked(name: n, job: $0.job, modifiedMs: $0.modifiedMilliseconds) }
+                    let wallNow = Timestamp.nowMilliseconds()
+                    let found = names.compactMap { n -> Machine.Peeked? in
+                        guard let p = spool.peek(n) else { return nil }
+                        // Provider-batch hook (Sources/Worker/ProviderBatch): a job the provider batcher takes
+                        // is left in new/ for it and not shown to the machine (as if gone), so that if it is
+                        // given back to the live path (marked so) it is seen afresh when it arrives again.
+                        if case .success(let job) = p.job, ProviderBatchRouting.batches(job, config.providerBatch, nowMs: wallNow) {
+                            return nil
+                        }
+                        return Machine.Peeked(name: n, job: p.job, modifiedMs: p.modifiedMilliseconds)
                     }
                     perform(machine.read(found, oldestFirst: oldestFirst, at: now))
                 case .claim(let picks):

@@ -28,6 +28,10 @@ public struct WorkerConfiguration: Sendable {
     public var defaultMaxTokens: Int = 1024
     /// Longest a single LLM call may take, connection included (default 600 s, as the OpenAI SDKs).
     public var requestTimeoutMs: Int64 = 600_000
+    /// A streamed call (a job with `"stream": true`) fails when no byte arrives for this long, the
+    /// wait for the first token included (default 60 s; whole seconds). ``requestTimeoutMs`` still
+    /// bounds the whole call.
+    public var streamIdleTimeoutMs: Int64 = 60_000
     /// Longest the TCP and TLS handshakes may take (default 10 s).
     public var connectTimeoutMs: Int64 = 10_000
     /// Connections to the LLM's host at most (0, the default: no limit). Calls beyond them wait
@@ -41,6 +45,9 @@ public struct WorkerConfiguration: Sendable {
     public var tenants: [String: TenantLimits] = [:]
     /// Log prompt text at debug level (off by default: prompts may hold personal data).
     public var logPrompts = false
+    /// Routing of jobs with distant deadlines to the provider's Batch API (off by default; see
+    /// ``ProviderBatchSettings`` and docs/batch.md, "Provider batches").
+    public var providerBatch = ProviderBatchSettings()
 
     // The worker process around the Worker: read by `llmspool worker`, not by the Worker itself.
 
@@ -100,9 +107,11 @@ public struct WorkerConfiguration: Sendable {
             case "gracePeriodSeconds": gracePeriodMs = try ms(k, v)
             case "requestTimeoutSeconds": requestTimeoutMs = max(1, try ms(k, v))
             case "connectTimeoutSeconds": connectTimeoutMs = max(1, try ms(k, v))
+            case "streamIdleTimeoutSeconds": streamIdleTimeoutMs = max(1000, try ms(k, v))
             case "maxConnections": maxConnections = try int(k, v, 0...100_000)
             case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
             case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
+            case "providerBatch": try providerBatch.apply(v)
             case "llmURL":
                 if v == .null { llmURL = nil; continue }
                 guard let s = v.stringValue, s.hasPrefix("http://") || s.hasPrefix("https://") || s.hasPrefix("builtin:echo") else {
@@ -197,7 +206,7 @@ public struct WorkerConfiguration: Sendable {
     public static let keys = [
         "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "retryBudgetSeconds", "defaultMaxTokens",
         "backoffBaseSeconds", "backoffCapSeconds", "maxRetryAfterSeconds", "circuitBreaker", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
-        "maxConnections", "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
+        "maxConnections", "rescanIntervalSeconds", "logPrompts", "providerBatch", "logLevel", "metricsAddress", "tenants",
     ]
 
     /// These settings as a `worker` section, every key present (`null`: not set); `apply` of it
@@ -226,9 +235,11 @@ public struct WorkerConfiguration: Sendable {
         o["gracePeriodSeconds"] = seconds(gracePeriodMs)
         o["requestTimeoutSeconds"] = seconds(requestTimeoutMs)
         o["connectTimeoutSeconds"] = seconds(connectTimeoutMs)
+        o["streamIdleTimeoutSeconds"] = seconds(streamIdleTimeoutMs)
         o["maxConnections"] = .integer(maxConnections)
         o["rescanIntervalSeconds"] = seconds(rescanIntervalMs)
         o["logPrompts"] = .bool(logPrompts)
+        o["providerBatch"] = providerBatch.json()
         o["logLevel"] = .string(logLevel)
         o["metricsAddress"] = opt(metricsAddress)
         var ts = JSONObject()

@@ -178,6 +178,14 @@ final class Server: @unchecked Sendable {
 
     func stopWorker() { worker?.stop() }
 
+    /// `kill -9` of the worker (no chance to give anything back).
+    func killWorker() {
+        guard let w = worker else { return }
+        kill(-w.pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(w.pid, &status, 0)
+    }
+
     func names(_ state: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: spool + "/" + state)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
     }

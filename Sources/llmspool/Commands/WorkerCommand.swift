@@ -66,6 +66,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Longest one LLM call may take (default 10m).", valueName: "DURATION"))
     var requestTimeout: String?
 
+    @Option(name: .customLong("stream-idle-timeout"),
+            help: ArgumentHelp("A streamed call fails after this long without a byte (default 60s; whole seconds).", valueName: "DURATION"))
+    var streamIdleTimeout: String?
+
     @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
     var apiKeyFile: String?
 
@@ -84,6 +88,15 @@ struct WorkerCommand: AsyncParsableCommand {
           help: "Log prompt text at debug level (default off: prompts may hold personal data).")
     var logPrompts: Bool?
 
+    @Flag(name: .customLong("provider-batch"), inversion: .prefixedNo,
+          help: "Send jobs whose deadline is further away than the provider's window to its Batch API (default off; docs/batch.md).")
+    var providerBatch: Bool?
+
+    @Option(name: .customLong("provider-batch-window"),
+            help: ArgumentHelp("With --provider-batch: jobs whose deadline is further away than this are batched (default 24h).",
+                               valueName: "DURATION"))
+    var providerBatchWindow: String?
+
     @Flag(name: .customLong("print-config"), help: "Print the settings the worker would run with (JSON) and exit.")
     var printConfig = false
 
@@ -93,7 +106,11 @@ struct WorkerCommand: AsyncParsableCommand {
         if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
         if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
         if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
+        if let t = streamIdleTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) < 1000 { throw ValidationError("--stream-idle-timeout \"\(t)\" is not a duration of 1 s or more") }
         if let u = llmURL { _ = try ResponderFactory.parse(u) }
+        if let w = providerBatchWindow, (HumanDuration.parseMilliseconds(w) ?? 0) <= 0 {
+            throw ValidationError("--provider-batch-window \"\(w)\" is not a positive duration")
+        }
         if let a = metricsAddress, MetricsServer.parse(a) == nil {
             throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9464)")
         }
@@ -125,9 +142,10 @@ struct WorkerCommand: AsyncParsableCommand {
             let server = try conf.metricsAddress.map(Self.startMetrics)
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
-            // The group stops its services in reverse order: the worker first, then the listener,
-            // so the last scrape still sees the stop.
-            let services: [any Service] = (server.map { [$0] } ?? []) + [worker]
+            let batcher = try Self.providerBatcher(conf, logger: logger)
+            // The group stops its services in reverse order: the worker first, then the provider
+            // batcher, then the listener, so the last scrape still sees the stop.
+            let services: [any Service] = (server.map { [$0] } ?? []) + (batcher.map { [$0] } ?? []) + [worker]
             let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             let spoolPath = conf.spoolPath
             let watchdog = StopWatchdog(what: "worker", limitMs: conf.gracePeriodMs + Self.stopMarginMs, logger: logger) {
@@ -181,16 +199,51 @@ struct WorkerCommand: AsyncParsableCommand {
         if let maxAttempts { conf.maxAttempts = maxAttempts }
         if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
         if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
+        if let t = streamIdleTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.streamIdleTimeoutMs = t }
         if let apiKeyFile { conf.apiKeyFile = apiKeyFile }
         if let apiKeyEnv { conf.apiKeyEnv = apiKeyEnv }
         if let logLevel { conf.logLevel = logLevel }
         if let metricsAddress { conf.metricsAddress = metricsAddress }
         if let logPrompts { conf.logPrompts = logPrompts }
+        if let providerBatch { conf.providerBatch.enabled = providerBatch }
+        if let w = providerBatchWindow.flatMap(HumanDuration.parseMilliseconds) {
+            conf.providerBatch.windowMs = w
+            if conf.providerBatch.liveMarginMs >= w { conf.providerBatch.liveMarginMs = w / 2 }
+        }
         return conf
     }
 }
 
 extension WorkerCommand {
+    /// The provider batcher, when batching is on or batches recorded earlier must be finished
+    /// (then it takes no new jobs). It needs an HTTP endpoint.
+    static func providerBatcher(_ conf: WorkerConfiguration, logger: Logger) throws -> ProviderBatcher? {
+        let recorded = ProviderBatcher.hasRecords(spoolPath: conf.spoolPath)
+        guard conf.providerBatch.enabled || recorded else { return nil }
+        guard case .http(let base) = try ResponderFactory.parse(conf.llmURL ?? "") else {
+            if conf.providerBatch.enabled {
+                throw Failed("--provider-batch needs an OpenAI-compatible endpoint (--llm-url http(s)://…), not builtin:echo", code: ExitStatus.usage)
+            }
+            logger.error("the spool holds provider batches, but the LLM URL is not an HTTP endpoint: they wait for a worker that has one")
+            return nil
+        }
+        if !conf.providerBatch.enabled {
+            logger.notice("provider batching is off, but the spool holds provider batches: finishing them")
+        }
+        let key: APIKey?
+        do { key = try APIKey.load(file: conf.apiKeyFile, credential: "llm-api-key", environmentVariable: conf.apiKeyEnv) } catch {
+            throw Failed("API key: \(error)", code: ExitStatus.dataError)
+        }
+        let engine: CurlEngine
+        do { engine = try CurlEngine() } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
+        let client = ProviderBatchClient(
+            configuration: ChatClient.Configuration(baseURL: base, apiKey: key, connectTimeout: .milliseconds(conf.connectTimeoutMs),
+                                                    timeout: .milliseconds(conf.requestTimeoutMs),
+                                                    maxResponseBytes: conf.providerBatch.maxOutputBytes),
+            engine: engine)
+        return ProviderBatcher(configuration: conf, client: client, logger: logger, gather: conf.providerBatch.enabled)
+    }
+
     /// Time a stop may take past the grace period: cancelled calls give their jobs back, the
     /// libcurl engine stops. Past it the watchdog ends the process (status 75).
     static let stopMarginMs: Int64 = 5_000
@@ -248,11 +301,11 @@ enum ResponderFactory {
             }
             let engine: CurlEngine
             do { engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: configuration.maxConnections)) } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
-            let client = ChatClient(
-                configuration: ChatClient.Configuration(
-                    baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
-                    timeout: .milliseconds(configuration.requestTimeoutMs)),
-                engine: engine)
+            var chat = ChatClient.Configuration(
+                baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
+                timeout: .milliseconds(configuration.requestTimeoutMs))
+            chat.streamIdleTimeout = .milliseconds(configuration.streamIdleTimeoutMs)
+            let client = ChatClient(configuration: chat, engine: engine)
             return ChatResponder(client: client, engine: engine)
         }
     }
