@@ -96,7 +96,9 @@ extension Worker {
                     }
                     perform(machine.read(found, oldestFirst: oldestFirst, at: now))
                 case .claim(let picks):
-                    perform(machine.claimed(picks.map { ($0, claim($0)) }, at: now))
+                    // Each claim is answered as soon as it is made, so its call starts while the next
+                    // files are claimed (on a slow disk a batch of claims takes a while).
+                    for pick in picks { perform(machine.claimed([(pick, claim(pick))], at: now)) }
                 case .startCall(let call):
                     start(call)
                 case .giveBack(let retry):
