@@ -52,6 +52,22 @@ struct StreamServerTests {
         #expect(try s.get("bob", "/jobs/\(id)/events").status == 404)
     }
 
+    @Test("a reader that comes after the answer is settled (its partial file removed) still gets it as deltas, then done", arguments: kinds)
+    func late(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let prompt = Self.words(5)
+        let id = try post(s, prompt)
+        try s.startWorker(delayMs: 100)
+        #expect(eventually(30) {
+            FileManager.default.fileExists(atPath: s.spool + "/done/" + id + ".json")
+                && !FileManager.default.fileExists(atPath: s.spool + "/cur/" + Partial.fileName(id))
+        })
+        let events = parseEvents(try s.get("alice", "/jobs/\(id)/events", maxTime: 30).text)
+        #expect(events.map { $0.name ?? "" } == ["delta", "done"], "\(events.map(\.name))")
+        #expect(Self.deltas(events) == prompt)
+    }
+
     @Test("a reader that disconnects mid-answer resumes with Last-Event-ID: no delta lost or repeated", arguments: kinds)
     func resume(_ kind: ServerKind) throws {
         let s = try Server(kind)
