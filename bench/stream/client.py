@@ -155,6 +155,11 @@ async def post_job(h, token, prompt):
 
 async def follow(h, token, job: Job, latencies, on_first=None):
     status, hdrs, r, w = await h.open("GET", "/jobs/%s/events" % job.id, {"Authorization": "Bearer " + token, "Accept": "text/event-stream"})
+    if status != 200:
+        job.state = "http-%d" % status
+        print("GET /jobs/%s/events: %d %s" % (job.id, status, (await r.read(2000))[:300]), file=sys.stderr)
+        w.close()
+        return
     async for event, data, t in sse(hdrs, r):
         if event == "delta":
             text = json.loads(data)["text"].encode()
@@ -168,9 +173,14 @@ async def follow(h, token, job: Job, latencies, on_first=None):
             job.text = b""
             job.restarts += 1
         elif event in ("done", "failed", "cancelled"):
+            if event != "done":
+                print("job %s: %s %s" % (job.id, event, data[:300]), file=sys.stderr)
             job.state = event
             job.response = (json.loads(data).get("response") or "").encode()
             break
+    else:
+        job.state = job.state or "cut"  # the stream ended without a final event
+        print("job %s: the event stream ended without a final event" % job.id, file=sys.stderr)
     w.close()
 
 
@@ -242,13 +252,18 @@ async def main():
         await asyncio.gather(*followers)
         sample("all-done")
         mismatched = [j.id for j in jobs if j.state != "done" or j.text != j.response]
+        # A stream whose text is a proper prefix of the result lost its last deltas (the reader was
+        # behind when the partial file was removed; the done event's response still has them).
+        tail = [j for j in jobs if j.state == "done" and j.text != j.response and (j.response or b"").startswith(j.text)]
+        tail_tokens = sum(len(TOKEN.findall(j.response[len(j.text):])) for j in tail)
         badseq = []
         for j in jobs:
             seqs = [int(m.group(1)) for m in TOKEN.finditer(j.response or b"")]
             if seqs != list(range(len(seqs))) or not seqs:
                 badseq.append(j.id)
         out = {"mode": mode, "streams": n, **summary(lat), "tokens_per_stream": len(list(TOKEN.finditer(jobs[0].response or b""))),
-               "mismatched": len(mismatched), "bad_sequence": len(badseq), "restarts": sum(j.restarts for j in jobs),
+               "mismatched": len(mismatched), "tail_missing": len(tail), "tail_tokens_missing": tail_tokens,
+               "repeated_or_other": len(mismatched) - len(tail), "bad_sequence": len(badseq), "restarts": sum(j.restarts for j in jobs),
                "examples": mismatched[:3] + badseq[:3]}
         if "all-started" in marks:
             (t1, c1, _), (t2, c2, l2) = marks["all-started"], marks["first-done"]

@@ -32,10 +32,22 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then swift build -c release --scratch-path "$ROO
 BIN="$ROOT/.build-release/release/llmspool"
 CGI="$ROOT/.build-release/release/llmspool-cgi"
 
+# Every open event stream is a CGI process holding one inotify instance, and the kernel allows
+# fs.inotify.max_user_instances per user (128 by default): beyond it GET …/events gets a 503. As
+# root, the limit is raised for the run (and put back after); otherwise the big run stops there.
+INOTIFY=/proc/sys/fs/inotify/max_user_instances
+INOTIFY_WAS=$(cat $INOTIFY)
+NEED=$((STREAMS_BIG + STREAMS_MID + 256))
+if [ "$INOTIFY_WAS" -lt "$NEED" ]; then
+    if [ -w $INOTIFY ]; then echo "$NEED" > $INOTIFY; echo "fs.inotify.max_user_instances raised from $INOTIFY_WAS to $NEED for the run" >&2
+    else echo "fs.inotify.max_user_instances is $INOTIFY_WAS: event streams past it get 503 (run as root to raise it)" >&2; fi
+fi
+
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -f "$BASE/lighttpd.pid" ] && kill "$(cat "$BASE/lighttpd.pid")" 2>/dev/null || true
+    [ "$(cat $INOTIFY)" = "$NEED" ] && [ "$INOTIFY_WAS" -lt "$NEED" ] && echo "$INOTIFY_WAS" > $INOTIFY || true
 }
 trap cleanup EXIT
 
@@ -91,6 +103,12 @@ through() {  # $1: streams, $2: tokens per stream → the client's JSON on stdou
     local w t0 c0
     w=$(start_worker "$n"); echo "$w" > "$BASE/worker.pid.tmp"; mv "$BASE/worker.pid.tmp" "$BASE/worker.pid"
     t0=$(date +%s.%N); c0=$(ticks "$w")
+    # PERF=N: a system-wide profile of the first N seconds (perf record -a), summarised to stderr.
+    if [ "${PERF:-0}" != 0 ] && command -v perf >/dev/null; then
+        perf record -q -a -F 499 -o "$BASE/perf-$n.data" -- sleep "$PERF" 2>/dev/null
+        { echo "== perf, $n streams, first ${PERF}s: CPU by process"; perf report -q -i "$BASE/perf-$n.data" --sort comm 2>/dev/null | head -8
+          echo "== by symbol"; perf report -q -i "$BASE/perf-$n.data" --sort comm,sym 2>/dev/null | head -25; } >&2
+    fi
     wait $client
     local c1 t1
     c1=$(ticks "$w"); t1=$(date +%s.%N)
@@ -102,6 +120,14 @@ direct() { TOKENS=$2 python3 -u "$HERE/client.py" direct "$LLM" "$1"; }
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "load before: $(load) ($(nproc) cores)" >&2
+PARTS=${PARTS:-1 mid ttft big}
+if [ "$PARTS" != "1 mid ttft big" ]; then  # one part alone (e.g. PARTS=mid PERF=5): its JSON only
+    for part in $PARTS; do case $part in
+        1) through 1 200 ;; mid) through "$STREAMS_MID" 100 ;; big) through "$STREAMS_BIG" "$TOKENS_BIG" ;;
+    esac; done
+    (rm -rf "$BASE" &)
+    exit 0
+fi
 L1=$(load); D1=$(direct 1 200); C1=$(through 1 200)
 echo "1 stream: direct $D1" >&2; echo "1 stream: through $C1" >&2
 L200=$(load); D200=$(direct "$STREAMS_MID" 100); C200=$(through "$STREAMS_MID" 100)
@@ -143,7 +169,8 @@ print("|---|--:|")
 print("| worker CPU while all streams run (cores) | %s |" % cb.get("worker_cpu_steady_cores"))
 print("| worker CPU over the whole run, claim to last result (cores) | %s |" % cb["worker_cpu_whole_cores"])
 print("| chunks received / per-chunk p50 / p99 ms | %d / %s / %s |" % (cb["chunks"], f(cb["p50_ms"]), f(cb["p99_ms"])))
-print("| streams whose text ≠ final result / tokens out of sequence / restarts | %d / %d / %d |" % (cb["mismatched"], cb["bad_sequence"], cb["restarts"]))
+print("| streams whose text ≠ final result / of which only the last deltas missing (tokens) / tokens out of sequence / restarts | %d / %d (%d) / %d / %d |" % (cb["mismatched"], cb["tail_missing"], cb["tail_tokens_missing"], cb["bad_sequence"], cb["restarts"]))
+print("| the same at %s streams | %d / %d (%d) / %d / %d |" % (mid, c200["mismatched"], c200["tail_missing"], c200["tail_tokens_missing"], c200["bad_sequence"], c200["restarts"]))
 print()
 print("Load average (1 min) before each part: 1 stream %s, %s streams %s, TTFT %s, %s streams %s; after: %s." % (l1.split()[0], mid, l200.split()[0], lt.split()[0], big, lb.split()[0], lafter))
 PY
