@@ -320,11 +320,12 @@ public struct Handler: Sendable {
         let resume = EventStream.resumePoint(request.lastEventID)
         var sent = resume.stage
         var partialOffset = resume.offset
-        let watcher: SpoolWatcher
+        var watcher: SpoolWatcher
+        let allStates: [SpoolState] = [.new, .cur, .done, .failed]
         do {
             // Watch before the first look, so no change between the two is missed. `.stream`: the
             // creation of the job's partial file wakes us too.
-            watcher = try SpoolWatcher(spool, states: [.new, .cur, .done, .failed], events: .stream)
+            watcher = try SpoolWatcher(spool, states: allStates, events: .stream)
             let (loc, _) = try owned(id, identity: identity, spool: spool)
             if sent >= EventStream.finalStage, EventStream.stage(of: loc.state) == EventStream.finalStage {
                 return Response(status: 204)
@@ -352,10 +353,32 @@ public struct Handler: Sendable {
         // The text sent since the last restart, while this stream has sent all of it (it began at
         // offset 0, or has sent a restart since): what the final event's response is checked against.
         var text: String? = partialOffset == 0 ? "" : nil
+        // Once the job's own partial file is watched, the directory watches bring only other jobs'
+        // changes — every open stream wakes for each claim, lease marker, partial file and result,
+        // which with 1,000 streams started together is millions of wake-ups — so the stream then
+        // waits on a watcher of that file alone. It needs nothing else: a give-back keeps the file
+        // (the next attempt's restart record wakes it), and the file goes only once the result is
+        // durable (or by hand, or with a dead claim), which ends the narrow wait (`partialGone`).
+        var narrowed = false
+        var partialGone = false
+        func narrow() {
+            guard !narrowed, let only = try? SpoolWatcher(spool, states: [], events: .stream), only.watchPartial(of: id) else { return }
+            watcher = only
+            narrowed = true
+        }
         // The job's partial answer from partialOffset on, as delta/restart events (a job that asked to stream).
         func sendPartial() -> Bool {
-            if !watchingPartial { watchingPartial = watcher.watchPartial(of: id) }
-            while let read = try? spool.readPartial(id, from: partialOffset), read.reset || !read.records.isEmpty {
+            partialGone = false
+            if !watchingPartial {
+                watchingPartial = watcher.watchPartial(of: id)
+                if watchingPartial { narrow() }
+            }
+            while true {
+                guard let read = try? spool.readPartial(id, from: partialOffset) else {
+                    partialGone = true
+                    break
+                }
+                guard read.reset || !read.records.isEmpty else { break }
                 guard send(EventStream.events(read)) else { return false }
                 if read.reset { text = "" }
                 for (record, _) in read.records {
@@ -401,6 +424,15 @@ public struct Handler: Sendable {
                 }
             } else if lookPartial, streaming {
                 guard sendPartial() else { return nil }
+            }
+            if narrowed, partialGone {
+                // The file is gone: back to the directories, and look where the job is now.
+                if let all = try? SpoolWatcher(spool, states: allStates, events: .stream) { watcher = all }
+                narrowed = false
+                watchingPartial = false
+                partialGone = false
+                look = true
+                continue
             }
             let now = Timestamp.nowMilliseconds()
             if now - start >= configuration.maxStreamMilliseconds { return nil }
