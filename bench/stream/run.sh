@@ -125,7 +125,7 @@ if [ "$PARTS" != "1 mid ttft big" ]; then  # one part alone (e.g. PARTS=mid PERF
     for part in $PARTS; do case $part in
         1) through 1 200 ;; mid) through "$STREAMS_MID" 100 ;; big) through "$STREAMS_BIG" "$TOKENS_BIG" ;;
     esac; done
-    (rm -rf "$BASE" &)
+    [ "${KEEP:-0}" = 1 ] || (rm -rf "$BASE" &)
     exit 0
 fi
 L1=$(load); D1=$(direct 1 200); C1=$(through 1 200)
