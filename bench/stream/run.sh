@@ -125,6 +125,7 @@ if [ "$PARTS" != "1 mid ttft big" ]; then  # one part alone (e.g. PARTS=mid PERF
     for part in $PARTS; do case $part in
         1) through 1 200 ;; mid) through "$STREAMS_MID" 100 ;; big) through "$STREAMS_BIG" "$TOKENS_BIG" ;;
     esac; done
+    cleanup; trap - EXIT
     [ "${KEEP:-0}" = 1 ] || (rm -rf "$BASE" &)
     exit 0
 fi
@@ -174,4 +175,5 @@ print("| the same at %s streams | %d / %d (%d) / %d / %d |" % (mid, c200["mismat
 print()
 print("Load average (1 min) before each part: 1 stream %s, %s streams %s, TTFT %s, %s streams %s; after: %s." % (l1.split()[0], mid, l200.split()[0], lt.split()[0], big, lb.split()[0], lafter))
 PY
+cleanup; trap - EXIT
 (rm -rf "$BASE" &)
