@@ -107,6 +107,7 @@ let package = Package(
             dependencies: [
                 "Daemon",
                 "JSON",
+                "Settings",
                 "Spool",
                 "LLM",
                 .product(name: "Logging", package: "swift-log"),
@@ -155,10 +156,10 @@ let package = Package(
         // JSONTestSuite/ is nst/JSONTestSuite's parsing corpus (MIT), read by path at test time.
         .testTarget(name: "SpoolTests", dependencies: ["Basics", "JSON", "Spool"], exclude: ["JSONTestSuite"], swiftSettings: strict),
         // The configuration file's top level and the bridge and CGI sections, without a process.
-        .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool"], swiftSettings: strict),
+        .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool", "TestSupport"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Spool"], swiftSettings: strict),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Settings", "Spool", "TestSupport"], swiftSettings: strict),
         // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
         .testTarget(name: "SubmitTests", dependencies: ["Submit", "JSON", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).

@@ -41,6 +41,11 @@ struct LLMSpool: AsyncParsableCommand {
     /// square of the operand count (2,500 files took 2.4 s, 5,000 took 9.6 s), and a shell glob
     /// may give tens of thousands.
     static func main() async {
+        // Signals blocked by whoever started us (a test harness, a shell's job control) would
+        // keep SIGTERM and SIGINT from the daemons' handlers and `status --watch`: start clean.
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "cgi", getenv("GATEWAY_INTERFACE") != nil { Glibc.exit(CGI.main()) }
         var setAside: [String] = []

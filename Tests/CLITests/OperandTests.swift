@@ -65,11 +65,12 @@ struct OperandTests {
     @Test("every option submit --help shows with a value is one the operand scan skips the value of")
     func valueOptionsMatchHelp() throws {
         let usage = try CLI.run(["submit", "--help"], spool: nil).stdout
-        // `[--name <value>]` in the usage line: an option that takes a value.
-        let line = usage.split(separator: "\n").first { $0.hasPrefix("USAGE:") } ?? ""
+        // `  --name <value>  help` in the OPTIONS list: an option that takes a value.
         var withValue: Set<String> = []
-        let words = line.split(separator: " ").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "[]")) }
-        for (w, next) in zip(words, words.dropFirst()) where w.hasPrefix("--") && next.hasPrefix("<") { withValue.insert(w) }
+        for line in usage.split(separator: "\n") where line.hasPrefix("  -") {
+            let words = line.split(separator: " ")
+            for (w, next) in zip(words, words.dropFirst()) where w.hasPrefix("--") && next.hasPrefix("<") { withValue.insert(String(w)) }
+        }
         #expect(!withValue.isEmpty)
         #expect(withValue == ["--spool", "--prompt", "--user", "--tenant", "--model", "--max-tokens", "--temperature", "--id", "--timeout"],
                 "update Submit.valueOptions too")

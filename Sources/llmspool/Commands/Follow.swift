@@ -1,4 +1,5 @@
 import JSON
+import Settings
 import Spool
 
 /// Prints a job's answer as it is written (`submit --wait --stream`, `show --follow`): the text on

@@ -48,44 +48,42 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var configFile: ConfigFileOptions
 
-    @Option(name: .customLong("llm-url"), help: ArgumentHelp("OpenAI-compatible base URL, or builtin:echo (env LLMSPOOL_LLM_URL).", valueName: "URL"))
+    // Each flag's help and rule come from its setting's declaration (WorkerConfiguration.settings).
+
+    @Option(name: .customLong("llm-url"), help: Self.help("llmURL", valueName: "URL"))
     var llmURL: String?
 
-    @Option(help: "Model for jobs that name none (default gpt-4o-mini).")
+    @Option(help: Self.help("model", valueName: "NAME"))
     var model: String?
 
-    @Option(help: "Most LLM calls in flight at once (default 256).")
-    var concurrency: Int?
+    @Option(help: Self.help("maxInFlight", valueName: "N"))
+    var concurrency: String?
 
-    @Option(name: .customLong("max-attempts"), help: "Calls per job that may fail transiently before it is dead-lettered (default 20; 429/529 never count).")
-    var maxAttempts: Int?
+    @Option(name: .customLong("max-attempts"), help: Self.help("maxAttempts", valueName: "N"))
+    var maxAttempts: String?
 
-    @Option(name: .customLong("grace-period"), help: ArgumentHelp("On SIGTERM, how long calls in flight may finish (default 25s).", valueName: "DURATION"))
+    @Option(name: .customLong("grace-period"), help: Self.help("gracePeriodSeconds", valueName: "DURATION"))
     var gracePeriod: String?
 
-    @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Longest one LLM call may take (default 10m).", valueName: "DURATION"))
+    @Option(name: .customLong("request-timeout"), help: Self.help("requestTimeoutSeconds", valueName: "DURATION"))
     var requestTimeout: String?
 
-    @Option(name: .customLong("stream-idle-timeout"),
-            help: ArgumentHelp("A streamed call fails after this long without a byte (default 60s; whole seconds).", valueName: "DURATION"))
+    @Option(name: .customLong("stream-idle-timeout"), help: Self.help("streamIdleTimeoutSeconds", valueName: "DURATION"))
     var streamIdleTimeout: String?
 
-    @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
+    @Option(name: .customLong("api-key-file"), help: Self.help("apiKeyFile", valueName: "FILE"))
     var apiKeyFile: String?
 
-    @Option(name: .customLong("api-key-env"), help: ArgumentHelp("Environment variable holding the API key (default OPENAI_API_KEY).", valueName: "NAME"))
+    @Option(name: .customLong("api-key-env"), help: Self.help("apiKeyEnv", valueName: "NAME"))
     var apiKeyEnv: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
+    @Option(name: .customLong("log-level"), help: Self.help("logLevel", valueName: "LEVEL"))
     var logLevel: String?
 
-    @Option(name: .customLong("metrics-address"),
-            help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9464; default off).",
-                               valueName: "HOST:PORT"))
+    @Option(name: .customLong("metrics-address"), help: Self.help("metricsAddress", valueName: "HOST:PORT"))
     var metricsAddress: String?
 
-    @Flag(name: .customLong("log-prompts"), inversion: .prefixedNo,
-          help: "Log prompt text at debug level (default off: prompts may hold personal data).")
+    @Flag(name: .customLong("log-prompts"), inversion: .prefixedNo, help: Self.help("logPrompts"))
     var logPrompts: Bool?
 
     @Flag(name: .customLong("provider-batch"), inversion: .prefixedNo,
@@ -101,19 +99,47 @@ struct WorkerCommand: AsyncParsableCommand {
     var printConfig = false
 
     func validate() throws {
-        if let l = logLevel, Logger.Level(rawValue: l) == nil { throw ValidationError("--log-level \"\(l)\" is not a level") }
-        if let c = concurrency, !(1...100_000).contains(c) { throw ValidationError("--concurrency must be 1 to 100000") }
-        if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
-        if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
-        if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
-        if let t = streamIdleTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) < 1000 { throw ValidationError("--stream-idle-timeout \"\(t)\" is not a duration of 1 s or more") }
+        var scratch = WorkerConfiguration()
+        do { try applyFlags(to: &scratch) } catch { throw ValidationError(error.description) }
         if let u = llmURL { _ = try ResponderFactory.parse(u) }
         if let w = providerBatchWindow, (HumanDuration.parseMilliseconds(w) ?? 0) <= 0 {
             throw ValidationError("--provider-batch-window \"\(w)\" is not a positive duration")
         }
-        if let a = metricsAddress, MetricsServer.parse(a) == nil {
-            throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    }
+
+    /// A flag's help: its setting's meaning, the default, and the variable that may also set it.
+    static func help(_ key: String, valueName: String? = nil) -> ArgumentHelp {
+        let s = WorkerConfiguration.setting(key)
+        let def: String
+        switch s.value(of: WorkerConfiguration()) {
+        case .null: def = s.defaultNote ?? "none"
+        case .string(let text): def = text
+        case let v where s.type.hasPrefix("seconds"): def = String(decoding: v.serialized(), as: UTF8.self) + "s"
+        case let v: def = String(decoding: v.serialized(), as: UTF8.self)
         }
+        let env = s.variable.map { "; env \($0)" } ?? ""
+        let meaning = s.meaning.filter { $0 != "`" }
+        let text = meaning.prefix(1).uppercased() + meaning.dropFirst() + " (default \(def)\(env))."
+        return valueName.map { ArgumentHelp(text, valueName: $0) } ?? ArgumentHelp(text)
+    }
+
+    /// The flags given, each with its setting's key and its text, in the order of the settings.
+    var flags: [(key: String, flag: String, text: String)] {
+        let given: [String: String?] = [
+            "llmURL": llmURL, "model": model, "maxInFlight": concurrency, "maxAttempts": maxAttempts,
+            "gracePeriodSeconds": gracePeriod, "requestTimeoutSeconds": requestTimeout,
+            "streamIdleTimeoutSeconds": streamIdleTimeout, "apiKeyFile": apiKeyFile, "apiKeyEnv": apiKeyEnv,
+            "logLevel": logLevel, "metricsAddress": metricsAddress, "logPrompts": logPrompts.map { String($0) },
+        ]
+        return WorkerConfiguration.settings.compactMap { s in
+            guard let text = given[s.key] ?? nil, let flag = s.flag?.split(separator: " ").first else { return nil }
+            return (s.key, String(flag), text)
+        }
+    }
+
+    /// Applies the flags through their settings' rules; an error names the flag.
+    func applyFlags(to conf: inout WorkerConfiguration) throws(DocumentError) {
+        for f in flags { try WorkerConfiguration.setting(f.key).apply(text: f.text, from: f.flag, to: &conf) }
     }
 
     func run() async throws {
@@ -185,26 +211,14 @@ struct WorkerCommand: AsyncParsableCommand {
         var spool = options
         spool.useSpool(of: file)
         conf.spoolPath = spool.path
-        if let u = ConfigFile.env("LLMSPOOL_LLM_URL") {
-            do { _ = try ResponderFactory.parse(u) } catch { throw Failed("LLMSPOOL_LLM_URL: \(error)", code: ExitStatus.usage) }
-            conf.llmURL = u
+        for setting in WorkerConfiguration.settings {
+            guard let name = setting.variable, let text = ConfigFile.env(name) else { continue }
+            do { try setting.apply(text: text, from: name, to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }
+            if setting.key == "llmURL" {
+                do { _ = try ResponderFactory.parse(text) } catch { throw Failed("\(name): \(error)", code: ExitStatus.usage) }
+            }
         }
-        if let l = ConfigFile.env("LLMSPOOL_LOG_LEVEL") {
-            guard Logger.Level(rawValue: l) != nil else { throw Failed("LLMSPOOL_LOG_LEVEL \"\(l)\" is not a level", code: ExitStatus.usage) }
-            conf.logLevel = l
-        }
-        if let llmURL { conf.llmURL = llmURL }
-        if let model { conf.defaultModel = model }
-        if let concurrency { conf.maxInFlight = concurrency }
-        if let maxAttempts { conf.maxAttempts = maxAttempts }
-        if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
-        if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
-        if let t = streamIdleTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.streamIdleTimeoutMs = t }
-        if let apiKeyFile { conf.apiKeyFile = apiKeyFile }
-        if let apiKeyEnv { conf.apiKeyEnv = apiKeyEnv }
-        if let logLevel { conf.logLevel = logLevel }
-        if let metricsAddress { conf.metricsAddress = metricsAddress }
-        if let logPrompts { conf.logPrompts = logPrompts }
+        do { try applyFlags(to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }  // checked by validate()
         if let providerBatch { conf.providerBatch.enabled = providerBatch }
         if let w = providerBatchWindow.flatMap(HumanDuration.parseMilliseconds) {
             conf.providerBatch.windowMs = w
