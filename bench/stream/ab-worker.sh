@@ -3,7 +3,8 @@
 # nginx stand-in, N jobs) in this tree and in OLD (a worktree of the commit before the stream merge),
 # ROUNDS times each, alternating (this, old, old, this, …) so that a drifting load weighs on both;
 # prints every run's jobs/s (and the C claim+finish loop's, measured in the same run) and the ratio
-# of the means. Usage: bench/stream/ab-worker.sh OLD_TREE   (env: ROUNDS=3 N=20000)
+# of the means. Usage: bench/stream/ab-worker.sh OLD_TREE   (env: ROUNDS=3 N=20000; BENCH_DIR=/dev/shm/DIR
+# runs both on tmpfs, taking a shared disk out of the comparison)
 # e.g. git worktree add --detach ../old "$(git log --merges --grep="Merge branch 'stream'" --format=%H -1)^1"
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
