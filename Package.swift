@@ -14,6 +14,7 @@ let package = Package(
     name: "llmspool",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "JSON", targets: ["JSON"]),
         .library(name: "Spool", targets: ["Spool"]),
         .executable(name: "llmspool", targets: ["llmspool"]),
         .executable(name: "llmspool-cgi", targets: ["llmspool-cgi"]),
@@ -29,18 +30,22 @@ let package = Package(
     targets: [
         // The few Linux calls Swift cannot reach directly (renameat2 is not exported by Glibc's module map).
         .target(name: "CSpoolShim"),
+        // JSON as the spool's documents need it: order-keeping values, a linear parser with limits,
+        // a compact writer. No dependencies at all, so every module (and the CGI) can use it.
+        .target(name: "JSON", swiftSettings: strict),
         // The spool: on-disk contract, documents, syscalls. No Foundation, so the CGI path stays light.
         .target(
             name: "Spool",
             dependencies: [
                 "CSpoolShim",
+                "JSON",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
         // The configuration file (/etc/llmspool/llmspool.json): finding, reading and splitting it, checked
         // values whose errors name the key, the bridge's section. Spool only, so the CGI can read it.
-        .target(name: "Settings", dependencies: ["Spool"], swiftSettings: strict),
+        .target(name: "Settings", dependencies: ["JSON", "Spool"], swiftSettings: strict),
         // libcurl, found through pkg-config (Debian: libcurl4-openssl-dev).
         .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
@@ -56,7 +61,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CCurlShim",
-                "Spool",
+                "JSON",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -68,12 +73,23 @@ let package = Package(
         ),
         // rd_kafka_producev is variadic: one non-variadic wrapper.
         .target(name: "CKafkaShim", dependencies: ["CKafka"]),
+        // What every daemon needs: readiness and watchdog notification to systemd, the Prometheus
+        // listener, and the listener as a Service of the daemon's ServiceGroup.
+        .target(
+            name: "Daemon",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // The Kafka bridge: jobs and results between the spool and Kafka topics, both ways.
         .target(
             name: "Bridge",
             dependencies: [
                 "CKafka",
                 "CKafkaShim",
+                "JSON",
                 "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -85,6 +101,8 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
+                "Daemon",
+                "JSON",
                 "Spool",
                 "LLM",
                 .product(name: "Logging", package: "swift-log"),
@@ -96,6 +114,8 @@ let package = Package(
         .executableTarget(
             name: "llmspool",
             dependencies: [
+                "Daemon",
+                "JSON",
                 "Spool",
                 "Settings",
                 "Submit",
@@ -112,7 +132,7 @@ let package = Package(
         // The submit endpoint: request parsing, routing, identity, problem+json, and the CGI I/O. No Foundation.
         .target(
             name: "Submit",
-            dependencies: ["Spool", "Settings", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["JSON", "Spool", "Settings", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         // The CGI program web servers run per request: Spool, Settings and Submit only, linked as a static
@@ -129,18 +149,18 @@ let package = Package(
         // Helpers shared by the test targets: a free loopback port, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         // JSONTestSuite/ is nst/JSONTestSuite's parsing corpus (MIT), read by path at test time.
-        .testTarget(name: "SpoolTests", dependencies: ["Spool"], exclude: ["JSONTestSuite"], swiftSettings: strict),
+        .testTarget(name: "SpoolTests", dependencies: ["JSON", "Spool"], exclude: ["JSONTestSuite"], swiftSettings: strict),
         // The configuration file's top level and the bridge and CGI sections, without a process.
-        .testTarget(name: "SettingsTests", dependencies: ["Settings", "Submit", "Spool"], swiftSettings: strict),
+        .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
-        .testTarget(name: "LLMTests", dependencies: ["LLM", "Spool", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Spool"], swiftSettings: strict),
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Spool"], swiftSettings: strict),
         // The bridge's state machines (one per direction), its message decoding and delivery tags,
         // without a broker or a disk.
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "Spool"], swiftSettings: strict),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "Spool"], swiftSettings: strict),
         // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
-        .testTarget(name: "SubmitTests", dependencies: ["Submit", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
+        .testTarget(name: "SubmitTests", dependencies: ["Submit", "JSON", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
-        .testTarget(name: "CLITests", dependencies: ["Spool", "llmspool", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "CLITests", dependencies: ["JSON", "Spool", "llmspool", "TestSupport"], swiftSettings: strict),
     ]
 )

@@ -20,7 +20,7 @@ let package = Package(
         // JSONParser on whole documents (bench/json/run.sh makes them and runs this beside Python's json).
         .executableTarget(
             name: "json-bench",
-            dependencies: [.product(name: "Spool", package: "llmspool")],
+            dependencies: [.product(name: "JSON", package: "llmspool")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

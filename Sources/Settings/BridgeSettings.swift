@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// The `bridge` section of the configuration file: what `llmspool bridge` reads before its flags.

@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// A value from the configuration file with the key path it was found at, and checked

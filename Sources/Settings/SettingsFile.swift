@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// The llmspool configuration file (docs/configuration.md): one JSON object with the spool at

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+public import JSON
 #endif
 import SystemPackage
 

@@ -1,3 +1,4 @@
+import JSON
 import Spool
 
 /// What came of reading the request body.

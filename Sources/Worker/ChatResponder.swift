@@ -1,3 +1,4 @@
+import JSON
 public import LLM
 public import Spool
 
@@ -33,7 +34,7 @@ public struct ChatResponder: Responder {
     static func request(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?) -> HTTPRequest {
         client.httpRequest(for: ChatRequest(
             model: model,
-            messages: Prompt.messages(job).map { LLM.ChatMessage(role: $0.role, content: $0.content) },
+            messages: Prompt.messages(job).map { ChatMessage(role: $0.role, content: $0.content) },
             maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job)))
     }
 

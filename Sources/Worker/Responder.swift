@@ -88,9 +88,9 @@ public struct EchoResponder: Responder {
 /// How a job becomes chat messages, and a cheap token estimate.
 public enum Prompt {
     /// The job's messages, then its prompt as a last user message.
-    public static func messages(_ job: Job) -> [ChatMessage] {
+    public static func messages(_ job: Job) -> [Job.Message] {
         var m = job.messages ?? []
-        if let p = job.prompt { m.append(ChatMessage(role: "user", content: p)) }
+        if let p = job.prompt { m.append(Job.Message(role: "user", content: p)) }
         return m
     }
 

@@ -1,4 +1,6 @@
+import Daemon
 import Dispatch
+import JSON
 import LLM
 public import Logging
 public import ServiceLifecycle

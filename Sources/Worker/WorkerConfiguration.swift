@@ -1,3 +1,5 @@
+import Daemon
+public import JSON
 public import LLM
 import Logging
 public import Spool

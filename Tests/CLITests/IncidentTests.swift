@@ -1,7 +1,8 @@
 import Foundation
+import JSON
 import Spool
-import TestSupport
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

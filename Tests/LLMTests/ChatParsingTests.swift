@@ -1,7 +1,7 @@
 import Foundation
-import Spool
-import Testing
+import JSON
 @testable import LLM
+import Testing
 
 @Suite("Chat requests and responses")
 struct ChatParsingTests {

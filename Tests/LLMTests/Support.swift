@@ -1,9 +1,9 @@
 // Helpers for the LLM tests: the fake LLM server process (Tests/peers/fake_llm.py), random
 // sources with known output, and a thread's CPU time from /proc.
 import Foundation
-import Spool
-import Testing
+import JSON
 @testable import LLM
+import Testing
 
 /// A running `fake_llm.py`, stopped by `stop()`.
 final class FakeLLM: Sendable {

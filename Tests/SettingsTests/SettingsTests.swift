@@ -1,3 +1,4 @@
+import JSON
 import Settings
 import Spool
 import Submit

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+import JSON
 @testable import Spool
+import Testing
 
 @Suite("Spool: forwarded/ (jobs handed to Kafka)")
 struct SpoolForwardTests {

@@ -1,5 +1,6 @@
-import Testing
+import JSON
 @testable import Spool
+import Testing
 
 private func parseError(_ bytes: [UInt8], maxDepth: Int = JSONParser.defaultMaxDepth) -> JSONParseError? {
     do {

@@ -3,9 +3,10 @@
 // kind of document at 10k and 100k members and fail when the larger costs more than 20× the smaller.
 #if canImport(Glibc)
 import Glibc
+import JSON
 #endif
-import Testing
 @testable import Spool
+import Testing
 
 /// CPU time of the calling thread, in nanoseconds: what the work cost this thread, whatever else the
 /// machine runs (two cores shared with other builds make wall time too noisy for a ratio).

@@ -2,8 +2,9 @@
 // with its LICENSE in JSONTestSuite/): files named y_ must be accepted, n_ refused, and i_ (where
 // RFC 8259 leaves the choice to the parser) may go either way but must not crash.
 import Foundation
-import Testing
+import JSON
 @testable import Spool
+import Testing
 
 enum JSONTestSuite {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -1,5 +1,6 @@
-import Testing
+import JSON
 @testable import Spool
+import Testing
 
 private func job(_ text: String, limits: Limits = .default) throws -> Job {
     try Job(json: JSONParser.parse(text), limits: limits)
@@ -47,7 +48,7 @@ struct JobValidTests {
         #expect(j.model == "gpt-4o-mini")
         #expect(j.maxTokens == 512)
         #expect(j.temperature == 0.2)
-        #expect(j.messages == [ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "Hello")])
+        #expect(j.messages == [Job.Message(role: "system", content: "Be brief."), Job.Message(role: "user", content: "Hello")])
         #expect(j.metadata == ["any": .string("json")])
         #expect(j.submittedAt == "2026-11-26T10:00:00Z")
         #expect(j.attempts == 0)
@@ -112,7 +113,7 @@ struct JobValidTests {
     }
 
     @Test func programmaticJobRoundTrips() throws {
-        var j = Job(prompt: "p", messages: [ChatMessage(role: "user", content: "c")])
+        var j = Job(prompt: "p", messages: [Job.Message(role: "user", content: "c")])
         j.jobId = "id-1"
         j.temperature = 0.7
         j.maxTokens = 10

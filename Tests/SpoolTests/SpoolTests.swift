@@ -1,3 +1,4 @@
+import JSON
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -190,7 +191,7 @@ struct SpoolBatchTests {
         defer { t.remove() }
         var named = Job(prompt: "named")
         named.jobId = "named-1"
-        let jobs = [Job(prompt: "a"), named, Job(prompt: "c"), Job(messages: [ChatMessage(role: "user", content: "d")])]
+        let jobs = [Job(prompt: "a"), named, Job(prompt: "c"), Job(messages: [Job.Message(role: "user", content: "d")])]
         let ids = try t.spool.enqueue(batch: jobs, durability: durability)
         #expect(ids.count == 4)
         #expect(ids[1] == "named-1")

@@ -2,6 +2,7 @@
 // bypasses the library (to play the part of a hand-dropper or a crashed process), and
 // accessors that make the library's enums easy to assert on.
 import Foundation
+import JSON
 import Testing
 #if canImport(Glibc)
 import Glibc

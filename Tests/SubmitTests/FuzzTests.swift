@@ -1,8 +1,9 @@
 import Foundation
+import JSON
 import Spool
 import Submit
-import TestSupport
 import Testing
+import TestSupport
 
 /// Property tests of the request parsing, over a kept corpus (Tests/SubmitTests/Corpus) and
 /// seeded random mutations of it: nothing crashes; every input is either a valid job stamped

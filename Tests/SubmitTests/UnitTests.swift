@@ -1,3 +1,4 @@
+import JSON
 import Spool
 import Submit
 import Testing

@@ -13,7 +13,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Spool
+import JSON
 
 func now() -> Int {
     var t = timespec()

@@ -1,3 +1,4 @@
+import JSON
 import Spool
 
 /// Consumed messages into jobs and results: pure functions of the message's bytes and headers.

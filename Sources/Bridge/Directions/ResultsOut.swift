@@ -1,4 +1,5 @@
 import CKafka
+import JSON
 import Logging
 import Spool
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import Spool
+import JSON
 
 /// A client of an OpenAI-compatible `POST {baseURL}/chat/completions` (OpenAI, vLLM, Ollama,
 /// llama.cpp server, LiteLLM…), one attempt per call. Retries are the caller's, with ``RetryPolicy``.

@@ -1,4 +1,4 @@
-import Spool
+import JSON
 
 /// Token counts from a response's `usage`.
 public struct TokenUsage: Sendable, Equatable {

@@ -1,4 +1,4 @@
-public import Spool
+public import JSON
 
 /// One message of a chat: a role (`system`, `user`, `assistant`, …) and its text.
 public struct ChatMessage: Sendable, Equatable {

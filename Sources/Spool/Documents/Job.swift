@@ -1,14 +1,19 @@
-/// One chat message of a job.
-public struct ChatMessage: Sendable, Equatable {
-    public static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool"]
-    public var role: String
-    public var content: String
+public import JSON
 
-    public init(role: String, content: String) {
-        self.role = role
-        self.content = content
+extension Job {
+    /// One chat message of a job (the LLM module has its own request type; the worker maps one to the other).
+    public struct Message: Sendable, Equatable {
+        public static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool"]
+        public var role: String
+        public var content: String
+
+        public init(role: String, content: String) {
+            self.role = role
+            self.content = content
+        }
     }
 }
+
 
 /// A job's own retry settings (the `retry` member), over the worker's.
 public struct JobRetry: Sendable, Equatable {
@@ -59,7 +64,7 @@ public struct JobRetry: Sendable, Equatable {
 public struct Job: Sendable, Equatable {
     public var jobId: String?
     public var prompt: String?
-    public var messages: [ChatMessage]?
+    public var messages: [Message]?
     public var userId: String?
     public var tenantId: String?
     public var model: String?
@@ -78,7 +83,7 @@ public struct Job: Sendable, Equatable {
     /// Unknown top-level members, kept in order.
     public var extra: [JSONObject.Member] = []
 
-    public init(prompt: String? = nil, messages: [ChatMessage]? = nil) {
+    public init(prompt: String? = nil, messages: [Message]? = nil) {
         self.prompt = prompt
         self.messages = messages
     }
@@ -121,7 +126,7 @@ public struct Job: Sendable, Equatable {
             if items.count > limits.maxMessages {
                 throw DocumentError(field: "messages", "has \(items.count) messages; the limit is \(limits.maxMessages)")
             }
-            var parsed: [ChatMessage] = []
+            var parsed: [Message] = []
             for (k, item) in items.enumerated() {
                 let at = "messages[\(k)]"
                 guard case .object(let m) = item else {
@@ -129,7 +134,7 @@ public struct Job: Sendable, Equatable {
                 }
                 var md = FieldReader(m, prefix: at + ".")
                 guard let role = try md.string("role") else { throw DocumentError(field: at + ".role", "is required") }
-                guard ChatMessage.roles.contains(role) else {
+                guard Message.roles.contains(role) else {
                     throw DocumentError(field: at + ".role", "must be one of system, developer, user, assistant, tool; found \"\(role)\"")
                 }
                 guard let content = try md.string("content") else {
@@ -138,7 +143,7 @@ public struct Job: Sendable, Equatable {
                 if let unknown = md.remaining.first {
                     throw DocumentError(field: at + "." + unknown.key, "unknown field in a message (allowed: role, content)")
                 }
-                parsed.append(ChatMessage(role: role, content: content))
+                parsed.append(Message(role: role, content: content))
             }
             messages = parsed
         }

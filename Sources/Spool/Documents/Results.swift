@@ -1,3 +1,4 @@
+public import JSON
 /// Token counts reported by the LLM.
 public struct Usage: Sendable, Equatable {
     public var promptTokens: Int

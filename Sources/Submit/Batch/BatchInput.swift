@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// One error of a batch's input, in the shape of the OpenAI Batch API's `errors.data[]`.

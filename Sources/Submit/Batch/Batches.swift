@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// The OpenAI Batch API over a spool (docs/batch.md): uploaded files and batch records live in

@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// Server-Sent Events for one job: pure formatting and the resume rule.

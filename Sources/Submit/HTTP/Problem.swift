@@ -1,4 +1,5 @@
-public import Spool
+public import JSON
+import Spool
 
 /// An error answer: `application/problem+json` (RFC 9457) with `type`, `title`, `status`,
 /// `detail`, and `field` (the request field at fault) when there is one.

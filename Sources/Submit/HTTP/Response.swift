@@ -1,4 +1,5 @@
-public import Spool
+public import JSON
+import Spool
 
 /// An HTTP response as a CGI program writes it: a `Status:` header always (a bare `Location`
 /// would become a redirect), other headers, a blank line, the body.

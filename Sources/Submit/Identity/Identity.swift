@@ -1,4 +1,5 @@
-public import Spool
+public import JSON
+import Spool
 
 /// Who is asking: the user and tenant a job is written for, and the only ones who may read it.
 public struct Identity: Sendable, Equatable {

@@ -1,3 +1,4 @@
+public import JSON
 public import Spool
 
 /// Turns a POST body into a job for the caller: pure, so it is unit-tested and fuzzed.

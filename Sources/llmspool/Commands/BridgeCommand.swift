@@ -1,12 +1,12 @@
 import ArgumentParser
 import Bridge
+import Daemon
 import Dispatch
-import Settings
 import Logging
 import ServiceLifecycle
+import Settings
 import Spool
 import Synchronization
-import Worker
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -177,6 +177,7 @@ struct BridgeCommand: AsyncParsableCommand {
         let left: [String]
         do {
             let server = try metricsAddress.map { try WorkerCommand.startMetrics($0) }
+            server?.start()
             defer { server?.stop() }
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let notifier = SystemdNotifier()
@@ -197,7 +198,8 @@ struct BridgeCommand: AsyncParsableCommand {
             let service = try BridgeService(configuration: conf, logger: logger, onReady: onReady,
                                             onTick: onTick, tickMilliseconds: every)
             current.withLock { $0 = service.stopper }
-            let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            let services: [any Service] = (server.map { [$0] } ?? []) + [service]
+            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             defer { notifier?.notify("STOPPING=1") }
             try await group.run()
             left = service.leftWork

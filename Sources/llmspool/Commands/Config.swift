@@ -1,4 +1,5 @@
 import ArgumentParser
+import JSON
 import Settings
 import Spool
 import Submit

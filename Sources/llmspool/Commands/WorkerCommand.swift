@@ -1,5 +1,7 @@
 import ArgumentParser
+import Daemon
 import Dispatch
+import JSON
 import LLM
 import Logging
 import Metrics
@@ -121,21 +123,17 @@ struct WorkerCommand: AsyncParsableCommand {
             let responder = try ResponderFactory.make(conf.llmURL ?? "", apiKeyFile: conf.apiKeyFile, apiKeyEnv: conf.apiKeyEnv,
                                                       configuration: conf)
             let server = try conf.metricsAddress.map(Self.startMetrics)
-            defer { server?.stop() }
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
-            let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            // The group stops its services in reverse order: the worker first, then the listener,
+            // so the last scrape still sees the stop.
+            let services: [any Service] = (server.map { [$0] } ?? []) + [worker]
+            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             let spoolPath = conf.spoolPath
             let watchdog = StopWatchdog(what: "worker", limitMs: conf.gracePeriodMs + Self.stopMarginMs, logger: logger) {
                 Self.leftInSpool(spoolPath)
             }
-            let sources = [SIGTERM, SIGINT].map { sig in
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { watchdog.signalled() }
-                source.resume()
-                return source
-            }
+            let sources = watchdog.watchSignals()
             defer { sources.forEach { $0.cancel() } }
             try await group.run()
             if access(spoolPath + "/cur", F_OK) != 0 {
@@ -209,7 +207,8 @@ extension WorkerCommand {
         return "\(claims) entries in \(path)/cur (claims of this or other workers, and their markers); recovery gives dead claims back to new/"
     }
 
-    /// Bootstraps swift-metrics with a Prometheus registry and serves it on `address`.
+    /// Bootstraps swift-metrics with a Prometheus registry and binds `address`; the server serves
+    /// once started (as a `Service` of the daemon's group, or by `start()`).
     static func startMetrics(_ address: String) throws -> MetricsServer {
         let registry = PrometheusCollectorRegistry()
         let server: MetricsServer
@@ -220,7 +219,6 @@ extension WorkerCommand {
         factory.durationHistogramBuckets[WorkerMetrics.latencyLabel] =
             [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300].map { Duration.milliseconds(Int64($0 * 1000)) }
         MetricsSystem.bootstrap(factory)
-        server.start()
         return server
     }
 }

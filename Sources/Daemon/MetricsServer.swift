@@ -1,4 +1,5 @@
 import Dispatch
+public import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -259,5 +260,15 @@ public final class MetricsServer: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// The listener as one of the daemon's services: it serves from the group's start and stops,
+/// closing its socket, when the group shuts down gracefully or is cancelled.
+extension MetricsServer: Service {
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        stop()
     }
 }

@@ -84,7 +84,7 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public var keys: [String] { members.map(\.key) }
 
     /// The position in `members` of the (first) member named `key`.
-    func position(of key: String) -> Int? {
+    public func position(of key: String) -> Int? {
         if let index { return index[key] }
         return members.firstIndex(where: { $0.key == key })
     }
