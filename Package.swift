@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Spool"], swiftSettings: strict),
         // The bridge's state machines (one per direction), its message decoding and delivery tags,
         // without a broker or a disk.
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "Spool"], swiftSettings: strict),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "CKafka", "JSON", "Spool"], swiftSettings: strict),
         // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
         .testTarget(name: "SubmitTests", dependencies: ["Submit", "JSON", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
