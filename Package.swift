@@ -30,6 +30,9 @@ let package = Package(
     targets: [
         // The few Linux calls Swift cannot reach directly (renameat2 is not exported by Glibc's module map).
         .target(name: "CSpoolShim"),
+        // Two small pure pieces both the spool and the HTTP sides need: civil-date arithmetic (RFC 3339
+        // and HTTP-date) and HTTP's optional-whitespace trim. No dependencies.
+        .target(name: "Basics", swiftSettings: strict),
         // JSON as the spool's documents need it: order-keeping values, a linear parser with limits,
         // a compact writer. No dependencies at all, so every module (and the CGI) can use it.
         .target(name: "JSON", swiftSettings: strict),
@@ -37,6 +40,7 @@ let package = Package(
         .target(
             name: "Spool",
             dependencies: [
+                "Basics",
                 "CSpoolShim",
                 "JSON",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -59,6 +63,7 @@ let package = Package(
         .target(
             name: "LLM",
             dependencies: [
+                "Basics",
                 "CCurl",
                 "CCurlShim",
                 "JSON",
@@ -132,7 +137,7 @@ let package = Package(
         // The submit endpoint: request parsing, routing, identity, problem+json, and the CGI I/O. No Foundation.
         .target(
             name: "Submit",
-            dependencies: ["JSON", "Spool", "Settings", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["Basics", "JSON", "Spool", "Settings", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         // The CGI program web servers run per request: Spool, Settings and Submit only, linked as a static
@@ -149,7 +154,7 @@ let package = Package(
         // Helpers shared by the test targets: a free loopback port, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         // JSONTestSuite/ is nst/JSONTestSuite's parsing corpus (MIT), read by path at test time.
-        .testTarget(name: "SpoolTests", dependencies: ["JSON", "Spool"], exclude: ["JSONTestSuite"], swiftSettings: strict),
+        .testTarget(name: "SpoolTests", dependencies: ["Basics", "JSON", "Spool"], exclude: ["JSONTestSuite"], swiftSettings: strict),
         // The configuration file's top level and the bridge and CGI sections, without a process.
         .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).

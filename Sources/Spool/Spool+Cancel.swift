@@ -74,10 +74,7 @@ extension Spool {
         let new = dir(.new)
         for hold in try Sys.list(new) where hold.hasPrefix(Spool.cancelPrefix) {
             guard let name = Spool.heldName(hold) else { continue }
-            let fd: FileDescriptor
-            do throws(SystemCallError) { fd = try Sys.openForReading(hold, in: new) } catch where error.errno == .noSuchFileOrDirectory {
-                continue
-            }
+            guard let fd = try Sys.openForReadingIfPresent(hold, in: new) else { continue }
             defer { Sys.close(fd) }
             guard try Sys.tryLock(fd, path: new.path(hold)) else { continue }  // a canceller is at work
             let st = try Sys.stat(fd, path: new.path(hold))

@@ -229,8 +229,8 @@ extension Spool {
             for name in try Sys.list(d) where !name.hasPrefix(".") && !name.hasSuffix(".original") {
                 guard let st = try Sys.stat(name, in: d), now - st.modifiedMilliseconds > age else { continue }
                 let key = Job.id(fromFileName: name)
-                do throws(SystemCallError) { try Sys.unlink(key + ".original", in: d) } catch where error.errno == .noSuchFileOrDirectory {}
-                do throws(SystemCallError) { try Sys.unlink(name, in: d); removed += 1 } catch where error.errno == .noSuchFileOrDirectory {}
+                try Sys.unlinkIfPresent(key + ".original", in: d)
+                if try Sys.unlinkIfPresent(name, in: d) { removed += 1 }
             }
             try Sys.fsync(d)
             return removed

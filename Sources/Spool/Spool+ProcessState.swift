@@ -42,19 +42,13 @@ extension Spool {
             let check = LeaseCheck(self, holding: false)
             defer { check.close() }
             let top = try check.root()
-            let area: Directory
-            do throws(SystemCallError) { area = try Sys.openDirectory(Spool.leasesDirectory, in: top) } catch where error.errno == .noSuchFileOrDirectory {
-                return []
-            }
+            guard let area = try Sys.openDirectoryIfPresent(Spool.leasesDirectory, in: top) else { return [] }
             defer { Sys.close(area.fd) }
             var states: [ProcessState] = []
             for name in try Sys.list(area).sorted() where name.hasPrefix(".") && name.hasSuffix(".state") {
                 let id = String(name.dropFirst().dropLast(".state".count))
                 guard try check.state(of: id) == .alive else { continue }
-                let fd: FileDescriptor
-                do throws(SystemCallError) { fd = try Sys.openForReading(name, in: area) } catch where error.errno == .noSuchFileOrDirectory {
-                    continue
-                }
+                guard let fd = try Sys.openForReadingIfPresent(name, in: area) else { continue }
                 defer { Sys.close(fd) }
                 let bytes = try Sys.readAll(fd, limit: 64 * 1024, path: area.path(name))
                 if let doc = try? JSONParser.parse(bytes) { states.append(ProcessState(leaseID: id, document: doc)) }

@@ -24,10 +24,7 @@ extension Spool {
         return try wrap { () throws(SystemCallError) -> (bytes: [UInt8], modifiedMilliseconds: Int64)? in
             guard let d = try openArea(area) else { return nil }
             defer { Sys.close(d.fd) }
-            let fd: FileDescriptor
-            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: d) } catch where error.errno == .noSuchFileOrDirectory {
-                return nil
-            }
+            guard let fd = try Sys.openForReadingIfPresent(name, in: d) else { return nil }
             defer { Sys.close(fd) }
             let st = try Sys.stat(fd, path: d.path(name))
             guard st.isRegularFile else { return nil }
@@ -49,7 +46,9 @@ extension Spool {
             let top = try root()
             defer { Sys.close(top.fd) }
             let d: Directory
-            do throws(SystemCallError) { d = try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
+            if let existing = try Sys.openDirectoryIfPresent(area, in: top) {
+                d = existing
+            } else {
                 do throws(SystemCallError) {
                     _ = try Sys.retrying("mkdirat", top.path(area)) { mkdirat(top.fd.rawValue, area, Spool.directoryMode) }
                     _ = try Sys.retrying("fchmodat", top.path(area)) { fchmodat(top.fd.rawValue, area, Spool.directoryMode, 0) }
@@ -118,9 +117,7 @@ extension Spool {
         precondition(area.hasPrefix(".") && !area.contains("/"), "record areas are dot-named directories")
         let top = try root()
         defer { Sys.close(top.fd) }
-        do throws(SystemCallError) { return try Sys.openDirectory(area, in: top) } catch where error.errno == .noSuchFileOrDirectory {
-            return nil
-        }
+        return try Sys.openDirectoryIfPresent(area, in: top)
     }
 
     /// The spool's own directory, opened afresh (the parent of `tmp/`).

@@ -164,10 +164,7 @@ extension Spool {
     /// them: a dead lease gains no marker, so one that none names now never will again.
     func sweepLeases(_ leases: LeaseCheck, _ report: inout RecoveryReport) throws(SystemCallError) {
         let top = try leases.root()
-        let area: Directory
-        do throws(SystemCallError) { area = try Sys.openDirectory(Spool.leasesDirectory, in: top) } catch where error.errno == .noSuchFileOrDirectory {
-            return
-        }
+        guard let area = try Sys.openDirectoryIfPresent(Spool.leasesDirectory, in: top) else { return }
         defer { Sys.close(area.fd) }
         // A bounded number of new locks per pass (each is a descriptor kept until the pass ends).
         var looked = 0
@@ -226,7 +223,7 @@ extension Spool {
             if !name.hasPrefix(".spent.") {
                 guard let st = try Sys.stat(name, in: tmp), now - st.modifiedMilliseconds > Spool.staleTemporaryMilliseconds else { continue }
             }
-            do throws(SystemCallError) { try Sys.unlink(name, in: tmp); report.removedTemporaries += 1 } catch where error.errno == .noSuchFileOrDirectory {}
+            if try Sys.unlinkIfPresent(name, in: tmp) { report.removedTemporaries += 1 }
         }
     }
 }

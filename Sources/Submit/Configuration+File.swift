@@ -30,38 +30,39 @@ extension Configuration {
 
     /// Reads a `cgi` section; errors name the key (`cgi.maxBodyBytes`).
     public mutating func apply(cgiSection section: JSONObject) throws(DocumentError) {
-        for (key, v) in section.settings(under: "cgi.") {
-            switch key {
-            case "tokensFile": tokensPath = try v.optionalString()
-            case "defaultTenant":
-                defaultTenant = try v.optionalString()
-                if let t = defaultTenant { try Job.checkName(t, field: v.path) }
-            case "maxBodyBytes": maxBodyBytes = try v.int(1...(64 << 20))
-            case "maxFileBytes": maxFileBytes = try v.int(1...(512 << 20))
-            case "maxWaitingPerTenant": maxWaitingPerTenant = try v.int(1...10_000_000)
-            case "heartbeatSeconds": heartbeatMilliseconds = Int64(try v.int(1...3600)) * 1000
-            case "maxStreamSeconds": maxStreamMilliseconds = Int64(try v.int(1...86400)) * 1000
-            case "eventPaddingBytes": eventPaddingBytes = try v.int(0...(1 << 20))
-            default:
-                throw DocumentError(field: v.path, "unknown setting\(DocumentError.didYouMean(key, in: Self.cgiKeys)) (cgi settings: \(Self.cgiKeys.joined(separator: ", ")))")
-            }
-        }
+        try Setting.apply(section, prefix: "cgi.", Self.cgiSettings, to: &self)
     }
 
-    public static let cgiKeys = ["tokensFile", "defaultTenant", "maxBodyBytes", "maxFileBytes", "maxWaitingPerTenant",
-                                 "heartbeatSeconds", "maxStreamSeconds", "eventPaddingBytes"]
+    /// The `cgi` section's settings, each with its variable: the file, the environment, `config show`
+    /// and the table in docs/configuration.md all read this.
+    public static let cgiSettings: [Setting<Configuration>] = [
+        .optionalString(
+            "tokensFile", \.tokensPath, variable: "LLMSPOOL_TOKENS", defaultNote: "only `REMOTE_USER`",
+            "the bearer token file (a path; `-` is a file named `-`, not standard input)"),
+        .optionalString(
+            "defaultTenant", \.defaultTenant, type: "tenant id or null", variable: "LLMSPOOL_TENANT",
+            "tenant of users named by `REMOTE_USER`", check: { t, field throws(DocumentError) in try Job.checkName(t, field: field) }),
+        .integer("maxBodyBytes", \.maxBodyBytes, 1...(64 << 20), variable: "LLMSPOOL_MAX_BODY", "largest request body"),
+        .integer(
+            "maxFileBytes", \.maxFileBytes, 1...(512 << 20), variable: "LLMSPOOL_MAX_FILE",
+            "largest Batch API upload (`POST /v1/files`, docs/batch.md)"),
+        .integer(
+            "maxWaitingPerTenant", \.maxWaitingPerTenant, 1...10_000_000, variable: "LLMSPOOL_MAX_WAITING",
+            "jobs waiting in `new/` per tenant before `429`"),
+        .milliseconds(
+            "countCacheMilliseconds", \.waitingCountMaxAgeMilliseconds, 0...60_000, variable: "LLMSPOOL_COUNT_CACHE",
+            "how long a tenant's count of waiting jobs is reused before `new/` is counted again; 0: count on every POST"),
+        .wholeSeconds(
+            "heartbeatSeconds", \.heartbeatMilliseconds, 1...3600, variable: "LLMSPOOL_HEARTBEAT",
+            "seconds between event-stream heartbeats"),
+        .wholeSeconds(
+            "maxStreamSeconds", \.maxStreamMilliseconds, 1...86400, variable: "LLMSPOOL_STREAM_MAX",
+            "how long an event stream stays open before the client resumes"),
+        .integer(
+            "eventPaddingBytes", \.eventPaddingBytes, 0...(1 << 20), variable: "LLMSPOOL_EVENTS_PAD",
+            "padding after each event, for gateways that buffer (fcgiwrap: 8192)"),
+    ]
 
     /// The `cgi` section these settings amount to, every key present (`null`: not set).
-    public func cgiSectionJSON() -> JSONValue {
-        var o = JSONObject()
-        o["tokensFile"] = tokensPath.map(JSONValue.string) ?? .null
-        o["defaultTenant"] = defaultTenant.map(JSONValue.string) ?? .null
-        o["maxBodyBytes"] = .integer(maxBodyBytes)
-        o["maxFileBytes"] = .integer(maxFileBytes)
-        o["maxWaitingPerTenant"] = .integer(maxWaitingPerTenant)
-        o["heartbeatSeconds"] = .integer(Int(heartbeatMilliseconds / 1000))
-        o["maxStreamSeconds"] = .integer(Int(maxStreamMilliseconds / 1000))
-        o["eventPaddingBytes"] = .integer(eventPaddingBytes)
-        return .object(o)
-    }
+    public func cgiSectionJSON() -> JSONValue { Setting.section(Self.cgiSettings, of: self) }
 }

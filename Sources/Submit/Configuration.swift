@@ -2,18 +2,8 @@
 /// configuration file only — never from the command line: Apache's mod_cgi turns a query string
 /// without `=` into arguments (RFC 3875 4.4), so a client writes the command line.
 ///
-/// | variable | meaning | default |
-/// |---|---|---|
-/// | `LLMSPOOL_SPOOL` | the spool | `./spool` |
-/// | `LLMSPOOL_TOKENS` | bearer token file (a path; `-` is not standard input) | none: only `REMOTE_USER` |
-/// | `LLMSPOOL_TENANT` | tenant of users named by `REMOTE_USER` | none |
-/// | `LLMSPOOL_MAX_BODY` | largest request body, bytes | 1048576 |
-/// | `LLMSPOOL_MAX_FILE` | largest Batch API upload (`POST /v1/files`), bytes | 67108864 |
-/// | `LLMSPOOL_MAX_WAITING` | waiting jobs per tenant before 429 | 1000 |
-/// | `LLMSPOOL_COUNT_CACHE` | milliseconds a tenant's count of waiting jobs is reused before `new/` is counted again; 0: count every time | 1000 |
-/// | `LLMSPOOL_HEARTBEAT` | seconds between event-stream heartbeats | 15 |
-/// | `LLMSPOOL_EVENTS_PAD` | bytes of padding comment after each event, to push it through a gateway that buffers (fcgiwrap: 8192) | 0 |
-/// | `LLMSPOOL_STREAM_MAX` | seconds an event stream stays open (the client then resumes) | 3600 |
+/// `LLMSPOOL_SPOOL` names the spool (default `./spool`); every other variable is declared with its
+/// key of the file's `cgi` section in ``cgiSettings``.
 ///
 /// With `LLMSPOOL_CONFIG` set, the configuration file's `spool` and `cgi` section come first
 /// (see `Configuration+File.swift` and docs/configuration.md); the variables override them.
@@ -47,19 +37,12 @@ public struct Configuration: Sendable, Equatable {
     public static func from(env: (String) -> String?) -> Configuration {
         var c = Configuration.fromSettingsFile(env: env)
         func nonEmpty(_ name: String) -> String? { env(name).flatMap { $0.isEmpty ? nil : $0 } }
-        func number(_ name: String, _ range: ClosedRange<Int>) -> Int? {
-            nonEmpty(name).flatMap { Int($0) }.flatMap { range.contains($0) ? $0 : nil }
-        }
         if let s = nonEmpty("LLMSPOOL_SPOOL") { c.spoolPath = s }
-        if let t = nonEmpty("LLMSPOOL_TOKENS") { c.tokensPath = t }
-        if let t = nonEmpty("LLMSPOOL_TENANT") { c.defaultTenant = t }
-        if let n = number("LLMSPOOL_MAX_BODY", 1...(64 << 20)) { c.maxBodyBytes = n }
-        if let n = number("LLMSPOOL_MAX_FILE", 1...(512 << 20)) { c.maxFileBytes = n }
-        if let n = number("LLMSPOOL_MAX_WAITING", 1...10_000_000) { c.maxWaitingPerTenant = n }
-        if let n = number("LLMSPOOL_COUNT_CACHE", 0...60_000) { c.waitingCountMaxAgeMilliseconds = Int64(n) }
-        if let n = number("LLMSPOOL_HEARTBEAT", 1...3600) { c.heartbeatMilliseconds = Int64(n) * 1000 }
-        if let n = number("LLMSPOOL_EVENTS_PAD", 0...(1 << 20)) { c.eventPaddingBytes = n }
-        if let n = number("LLMSPOOL_STREAM_MAX", 1...86400) { c.maxStreamMilliseconds = Int64(n) * 1000 }
+        for setting in cgiSettings {
+            guard let name = setting.variable, let text = nonEmpty(name) else { continue }
+            // A bad value is not passed over: the CGI answers 500 naming the variable, as for a bad file.
+            do { try setting.apply(text: text, from: name, to: &c) } catch { c.settingsError = c.settingsError ?? error.description }
+        }
         return c
     }
 }

@@ -169,11 +169,11 @@ struct SettingsTests {
         var c = Configuration()
         guard case .object(let o) = try JSONParser.parse("""
             {"tokensFile": "/t", "defaultTenant": "acme", "maxBodyBytes": 2048, "maxFileBytes": 4096, "maxWaitingPerTenant": 5,
-             "heartbeatSeconds": 3, "maxStreamSeconds": 60, "eventPaddingBytes": 8192}
+             "countCacheMilliseconds": 250, "heartbeatSeconds": 3, "maxStreamSeconds": 60, "eventPaddingBytes": 8192}
             """) else { return }
         try c.apply(cgiSection: o)
         #expect(c.tokensPath == "/t" && c.defaultTenant == "acme" && c.maxBodyBytes == 2048 && c.maxWaitingPerTenant == 5)
-        #expect(c.maxFileBytes == 4096)
+        #expect(c.maxFileBytes == 4096 && c.waitingCountMaxAgeMilliseconds == 250)
         #expect(c.heartbeatMilliseconds == 3000 && c.maxStreamMilliseconds == 60_000 && c.eventPaddingBytes == 8192)
         #expect(c.cgiSectionJSON() == .object(o))
     }

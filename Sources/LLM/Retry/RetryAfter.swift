@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 /// The wait a response asks for, from its headers.
@@ -66,9 +67,9 @@ public enum HTTPDate {
         }
         let hms = time.split(separator: ":").map { Int($0) }
         guard let day, let month, let year, hms.count == 3, let h = hms[0], let m = hms[1], let s = hms[2],
-              (1...31).contains(day), (0...23).contains(h), (0...59).contains(m), (0...60).contains(s)
+              let date = CivilDate(year: year, month: month, day: day), (0...23).contains(h), (0...59).contains(m), (0...60).contains(s)
         else { return nil }
-        return daysFromCivil(year, month, day) * 86_400 + Int64(h * 3600 + m * 60 + s)
+        return date.secondsSinceEpoch(hour: h, minute: m, second: s)
     }
 
     private static func monthNumber(_ token: String) -> Int? {
@@ -82,26 +83,5 @@ public enum HTTPDate {
         case 2: return y < 70 ? 2000 + y : 1900 + y
         default: return nil
         }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-    static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
-        let y = Int64(month <= 2 ? year - 1 : year)
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = Int64((month + 9) % 12)
-        let doy = (153 * mp + 2) / 5 + Int64(day) - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces and tabs.
-    func trimmingSpaces() -> String {
-        let u = utf8
-        guard let first = u.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }) else { return "" }
-        let last = u.lastIndex(where: { $0 != 0x20 && $0 != 0x09 })!
-        return String(self[first...last])
     }
 }

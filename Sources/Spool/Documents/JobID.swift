@@ -1,3 +1,4 @@
+import Basics
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -167,18 +168,8 @@ public enum Timestamp {
             return nil
         }
         guard i == b.count else { return nil }
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-        let daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        guard day <= daysInMonth[month - 1] else { return nil }
-        // Days from civil (Howard Hinnant's algorithm).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146097 + doe - 719468
-        let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offsetMinutes * 60
-        return Int64(seconds) * 1000 + Int64(millis)
+        guard let date = CivilDate(year: year, month: month, day: day) else { return nil }
+        let seconds = date.secondsSinceEpoch(hour: hour, minute: minute, second: second) - Int64(offsetMinutes * 60)
+        return seconds * 1000 + Int64(millis)
     }
 }

@@ -126,6 +126,22 @@ enum Sys {
         }
     }
 
+    /// `openDirectory(_:in:)`, or nil when there is no such entry (an optional area not made yet,
+    /// a spool removed under us); every other failure is thrown.
+    static func openDirectoryIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> Directory? {
+        do throws(SystemCallError) { return try openDirectory(name, in: dir) } catch where error.errno == .noSuchFileOrDirectory {
+            return nil
+        }
+    }
+
+    /// `openForReading(_:in:)`, or nil when there is no such entry (renamed or removed by another
+    /// process since it was listed); every other failure is thrown.
+    static func openForReadingIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> FileDescriptor? {
+        do throws(SystemCallError) { return try openForReading(name, in: dir) } catch where error.errno == .noSuchFileOrDirectory {
+            return nil
+        }
+    }
+
     /// `unlinkat`, where a missing entry is not an error (someone else removed it). Returns whether it removed one.
     @discardableResult
     static func unlinkIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> Bool {

@@ -1,3 +1,4 @@
+import Basics
 /// One CGI request as RFC 3875 describes it: the meta-variables the program reads, already
 /// cleaned up (empty values count as absent, header names as servers pass them).
 public struct Request: Sendable, Equatable {
@@ -112,15 +113,5 @@ public struct MediaType: Sendable, Equatable {
             params[kv[0].trimmingSpaces().lowercased()] = value
         }
         parameters = params
-    }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        let u = Array(utf8)
-        var a = 0, b = u.count
-        while a < b, u[a] == 0x20 || u[a] == 0x09 { a += 1 }
-        while b > a, u[b - 1] == 0x20 || u[b - 1] == 0x09 { b -= 1 }
-        return String(decoding: u[a..<b], as: UTF8.self)
     }
 }

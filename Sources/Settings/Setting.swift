@@ -1,0 +1,166 @@
+public import JSON
+public import Spool
+
+/// One setting, declared once: its key in the configuration file, the environment variable and
+/// the command-line flag that may also set it, the rule its value keeps, and the row the docs'
+/// table gives it. Reading the file, reading a variable or a flag, `config show`, and the table
+/// in docs/configuration.md (checked by a test) all come from this declaration, so they cannot
+/// drift apart.
+public struct Setting<Root>: Sendable {
+    /// The key in the file's section (`maxBodyBytes`).
+    public let key: String
+    /// The environment variable of the same meaning (`LLMSPOOL_MAX_BODY`), if there is one.
+    public let variable: String?
+    /// The flag of the same meaning (`--concurrency`), if there is one.
+    public let flag: String?
+    /// The docs' "type" column (`integer 1–67108864`).
+    public let type: String
+    /// The docs' "default" column where the value alone does not say enough (`null: only REMOTE_USER`).
+    public let defaultNote: String?
+    /// The docs' "meaning" column, and the flag's help.
+    public let meaning: String
+    let readJSON: @Sendable (inout Root, SettingValue) throws(DocumentError) -> Void
+    let readText: @Sendable (inout Root, String, String) throws(DocumentError) -> Void
+    let write: @Sendable (Root) -> JSONValue
+
+    init(
+        key: String, variable: String?, flag: String?, type: String, defaultNote: String?, meaning: String,
+        readJSON: @escaping @Sendable (inout Root, SettingValue) throws(DocumentError) -> Void,
+        readText: @escaping @Sendable (inout Root, String, String) throws(DocumentError) -> Void,
+        write: @escaping @Sendable (Root) -> JSONValue
+    ) {
+        self.key = key
+        self.variable = variable
+        self.flag = flag
+        self.type = type
+        self.defaultNote = defaultNote
+        self.meaning = meaning
+        self.readJSON = readJSON
+        self.readText = readText
+        self.write = write
+    }
+
+    /// Sets the value from the file (`v.path` names the key in errors).
+    public func apply(_ v: SettingValue, to root: inout Root) throws(DocumentError) { try readJSON(&root, v) }
+
+    /// Sets the value from a variable or a flag's text; errors name `source` (`LLMSPOOL_MAX_BODY`).
+    public func apply(text: String, from source: String, to root: inout Root) throws(DocumentError) {
+        try readText(&root, text, source)
+    }
+
+    /// The value as the file would carry it (`null`: not set).
+    public func value(of root: Root) -> JSONValue { write(root) }
+}
+
+extension Setting {
+    /// An integer in `range`, stored as it is.
+    public static func integer(
+        _ key: String, _ path: any WritableKeyPath<Root, Int> & Sendable, _ range: ClosedRange<Int>,
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
+    ) -> Setting {
+        whole(key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning, stored: { $0 }, shown: { $0 })
+    }
+
+    /// Whole milliseconds in `range`.
+    public static func milliseconds(
+        _ key: String, _ path: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
+    ) -> Setting {
+        whole(key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+              stored: { Int64($0) }, shown: { Int($0) })
+    }
+
+    /// Whole seconds in `range`, stored as milliseconds.
+    public static func wholeSeconds(
+        _ key: String, _ milliseconds: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
+    ) -> Setting {
+        whole(key, milliseconds, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+              stored: { Int64($0) * 1000 }, shown: { Int($0 / 1000) })
+    }
+
+    /// An integer in `range` in the file, a variable or a flag, kept as `stored(n)`.
+    private static func whole<Value>(
+        _ key: String, _ path: any WritableKeyPath<Root, Value> & Sendable, _ range: ClosedRange<Int>,
+        variable: String?, flag: String?, defaultNote: String?, _ meaning: String,
+        stored: @escaping @Sendable (Int) -> Value, shown: @escaping @Sendable (Value) -> Int
+    ) -> Setting {
+        Setting(
+            key: key, variable: variable, flag: flag, type: "integer \(range.lowerBound)–\(range.upperBound)",
+            defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in root[keyPath: path] = stored(try v.int(range)) },
+            readText: { root, text, source throws(DocumentError) in
+                root[keyPath: path] = stored(try SettingValue.integer(text, range, source: source))
+            },
+            write: { .integer(shown($0[keyPath: path])) })
+    }
+
+    /// A non-empty string or null (not set), checked by `check` (which names `field` in its error).
+    public static func optionalString(
+        _ key: String, _ path: any WritableKeyPath<Root, String?> & Sendable, type: String = "string or null",
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String,
+        check: @escaping @Sendable (_ value: String, _ field: String) throws(DocumentError) -> Void = { _, _ in }
+    ) -> Setting {
+        Setting(
+            key: key, variable: variable, flag: flag, type: type, defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in
+                let s = try v.optionalString()
+                if let s { try check(s, v.path) }
+                root[keyPath: path] = s
+            },
+            readText: { root, text, source throws(DocumentError) in
+                guard !text.isEmpty else { throw DocumentError(field: source, "must not be empty") }
+                try check(text, source)
+                root[keyPath: path] = text
+            },
+            write: { $0[keyPath: path].map(JSONValue.string) ?? .null })
+    }
+}
+
+extension Setting {
+    /// The docs' table of `settings` with `defaults` in the default column; the fourth column is
+    /// the variable (`variables: true`) or the flag.
+    public static func markdownTable(_ settings: [Setting], defaults: Root, variables: Bool) -> String {
+        var lines = ["| key | type | default | \(variables ? "variable" : "flag") | meaning |", "|---|---|---|---|---|"]
+        for s in settings {
+            let value = s.value(of: defaults)
+            let shown = value == .null ? "null" : String(decoding: value.serialized(), as: UTF8.self)
+            let def = s.defaultNote.map { value == .null ? "null: \($0)" : "\(shown) (\($0))" } ?? shown
+            let other = (variables ? s.variable : s.flag).map { "`\($0)`" } ?? "—"
+            lines.append("| `\(s.key)` | \(s.type) | \(def) | \(other) | \(s.meaning) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Each member of a section through its declaration; an unknown key is refused naming the
+    /// known ones (and the nearest, when it looks like a typo).
+    public static func apply(_ section: JSONObject, prefix: String, _ settings: [Setting], to root: inout Root) throws(DocumentError) {
+        for (key, v) in section.settings(under: prefix) {
+            guard let s = settings.first(where: { $0.key == key }) else {
+                let keys = settings.map(\.key)
+                let section = prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix
+                throw DocumentError(
+                    field: v.path,
+                    "unknown setting\(DocumentError.didYouMean(key, in: keys)) (\(section) settings: \(keys.joined(separator: ", ")))")
+            }
+            try s.apply(v, to: &root)
+        }
+    }
+
+    /// Every setting's value, in declaration order, as a section.
+    public static func section(_ settings: [Setting], of root: Root) -> JSONValue {
+        var o = JSONObject()
+        for s in settings { o[s.key] = s.value(of: root) }
+        return .object(o)
+    }
+}
+
+extension SettingValue {
+    /// An integer in `range` from a variable's or a flag's text; the error names `source`.
+    public static func integer(_ text: String, _ range: ClosedRange<Int>, source: String) throws(DocumentError) -> Int {
+        guard let n = Int(text), range.contains(n) else {
+            throw DocumentError(field: source, "must be an integer from \(range.lowerBound) to \(range.upperBound), not \"\(text)\"")
+        }
+        return n
+    }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import JSON
+import Settings
+import Spool
+import Submit
+import Testing
+
+/// The settings are declared once (``Setting``); these check that the file, the environment and
+/// the docs all follow the declaration.
+@Suite("Settings declared once")
+struct DeclarationTests {
+    /// docs/configuration.md, read from the checkout these tests were built from.
+    static func configurationDoc() throws -> String {
+        let here = #filePath
+        let root = here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
+        guard let f = fopen(root + "/docs/configuration.md", "r") else { throw DocMissing() }
+        defer { fclose(f) }
+        var text = ""
+        var buf = [CChar](repeating: 0, count: 4096)
+        while fgets(&buf, Int32(buf.count), f) != nil {
+            text += String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return text
+    }
+
+    struct DocMissing: Error {}
+
+    /// The first table after the heading `heading`.
+    static func table(after heading: String, in doc: String) -> String {
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let h = lines.firstIndex(where: { $0 == heading }),
+              let start = lines[h...].firstIndex(where: { $0.hasPrefix("| key ") })
+        else { return "" }
+        return lines[start...].prefix(while: { $0.hasPrefix("|") }).joined(separator: "\n")
+    }
+
+    @Test("docs/configuration.md's cgi table is the declaration's")
+    func cgiTableMatches() throws {
+        let want = Setting.markdownTable(Configuration.cgiSettings, defaults: Configuration(), variables: true)
+        let have = Self.table(after: "## `cgi`", in: try Self.configurationDoc())
+        #expect(have == want, "replace the table under ## `cgi` with:\n\(want)")
+    }
+
+    @Test("every cgi setting has a variable, and reading the section back gives the same settings")
+    func cgiRoundTrip() throws {
+        for s in Configuration.cgiSettings { #expect(s.variable != nil, "\(s.key) has no variable") }
+        var c = Configuration()
+        c.tokensPath = "/etc/t"
+        c.defaultTenant = "acme"
+        c.maxBodyBytes = 4096
+        c.waitingCountMaxAgeMilliseconds = 0
+        c.heartbeatMilliseconds = 7000
+        guard case .object(let section) = c.cgiSectionJSON() else { Issue.record("not an object"); return }
+        var back = Configuration()
+        try back.apply(cgiSection: section)
+        #expect(back == c)
+    }
+
+    @Test("a variable with a bad value is not passed over: it is the settings error, naming the variable",
+          arguments: [("LLMSPOOL_MAX_BODY", "lots"), ("LLMSPOOL_MAX_BODY", "0"), ("LLMSPOOL_HEARTBEAT", "99999"),
+                      ("LLMSPOOL_TENANT", "../x"), ("LLMSPOOL_COUNT_CACHE", "-1"), ("LLMSPOOL_EVENTS_PAD", "1e3")])
+    func badVariable(_ pair: (String, String)) {
+        let c = Configuration.from(env: { $0 == pair.0 ? pair.1 : nil })
+        #expect(c.settingsError?.hasPrefix(pair.0 + ":") == true, "\(c.settingsError ?? "no error")")
+    }
+
+    @Test("variables set every cgi setting, over the defaults")
+    func variablesSet() {
+        let env = ["LLMSPOOL_MAX_BODY": "2048", "LLMSPOOL_COUNT_CACHE": "0", "LLMSPOOL_STREAM_MAX": "60", "LLMSPOOL_TENANT": "t1",
+                   "LLMSPOOL_TOKENS": "/x", "LLMSPOOL_MAX_FILE": "10", "LLMSPOOL_MAX_WAITING": "3", "LLMSPOOL_HEARTBEAT": "2",
+                   "LLMSPOOL_EVENTS_PAD": "8192"]
+        let c = Configuration.from(env: { env[$0] })
+        #expect(c.settingsError == nil)
+        #expect(c.maxBodyBytes == 2048 && c.waitingCountMaxAgeMilliseconds == 0 && c.maxStreamMilliseconds == 60_000)
+        #expect(c.defaultTenant == "t1" && c.tokensPath == "/x" && c.maxFileBytes == 10 && c.maxWaitingPerTenant == 3)
+        #expect(c.heartbeatMilliseconds == 2000 && c.eventPaddingBytes == 8192)
+    }
+
+    @Test("an unknown key in a section names the known ones and the nearest")
+    func unknownKey() {
+        var c = Configuration()
+        #expect(throws: DocumentError.self) { try c.apply(cgiSection: ["maxBodyByte": .integer(1)]) }
+        do { try c.apply(cgiSection: ["maxBodyByte": .integer(1)]) } catch {
+            #expect(error.description.contains("cgi.maxBodyByte"))
+            #expect(error.description.contains("maxBodyBytes"))
+        }
+    }
+}
