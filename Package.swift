@@ -108,6 +108,7 @@ let package = Package(
             dependencies: [
                 "Daemon",
                 "JSON",
+                "Settings",
                 "Spool",
                 "LLM",
                 .product(name: "Logging", package: "swift-log"),
@@ -156,10 +157,10 @@ let package = Package(
         // JSONTestSuite/ is nst/JSONTestSuite's parsing corpus (MIT), read by path at test time.
         .testTarget(name: "SpoolTests", dependencies: ["Basics", "JSON", "Spool"], exclude: ["JSONTestSuite"], swiftSettings: strict),
         // The configuration file's top level and the bridge and CGI sections, without a process.
-        .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool"], swiftSettings: strict),
+        .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool", "TestSupport"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Spool"], swiftSettings: strict),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Settings", "Spool", "TestSupport"], swiftSettings: strict),
         // The bridge's state machines (one per direction), its message decoding and delivery tags,
         // without a broker or a disk.
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "CKafka", "JSON", "Spool"], swiftSettings: strict),

@@ -21,6 +21,9 @@ public struct LLMError: Error, Sendable, Equatable, CustomStringConvertible {
         case configuration
         /// The engine was shut down before the exchange finished.
         case shutdown
+        /// A streamed answer broke off: the server sent an `error` event, or the stream ended
+        /// before `[DONE]`, or no byte came within the stream's idle timeout.
+        case stream = "stream-error"
     }
 
     public var kind: Kind

@@ -118,30 +118,126 @@ extension Setting {
 }
 
 extension Setting {
+    /// A number of seconds (fractions allowed) in `range`, stored as milliseconds and raised to
+    /// `floorMs` at least. From a variable or a flag it is a duration: `90s`, `500ms`, `1h30m`, or a
+    /// bare number of seconds.
+    public static func seconds(
+        _ key: String, _ milliseconds: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Double>,
+        floorMs: Int64 = 0, type: String? = nil, variable: String? = nil, flag: String? = nil, defaultNote: String? = nil,
+        _ meaning: String
+    ) -> Setting {
+        let rule = "a number of seconds from \(number(range.lowerBound)) to \(number(range.upperBound))"
+        return Setting(
+            key: key, variable: variable, flag: flag, type: type ?? "seconds, \(number(range.lowerBound))–\(number(range.upperBound))",
+            defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in
+                guard let d = v.value.doubleValue, range.contains(d) else { throw DocumentError(field: v.path, "must be \(rule)") }
+                root[keyPath: milliseconds] = max(floorMs, Int64((d * 1000).rounded()))
+            },
+            readText: { root, text, source throws(DocumentError) in
+                guard let ms = HumanDuration.parseMilliseconds(text), range.contains(Double(ms) / 1000) else {
+                    throw DocumentError(field: source, "must be a duration like 90s, 500ms or 1h30m, \(rule), not \"\(text)\"")
+                }
+                root[keyPath: milliseconds] = max(floorMs, ms)
+            },
+            write: { .double(Double($0[keyPath: milliseconds]) / 1000) })
+    }
+
+    /// A string, checked by `check` (which names `field` in its error).
+    public static func string(
+        _ key: String, _ path: any WritableKeyPath<Root, String> & Sendable, type: String = "string",
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String,
+        check: @escaping @Sendable (_ value: String, _ field: String) throws(DocumentError) -> Void
+    ) -> Setting {
+        Setting(
+            key: key, variable: variable, flag: flag, type: type, defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in
+                let s = try v.string()
+                try check(s, v.path)
+                root[keyPath: path] = s
+            },
+            readText: { root, text, source throws(DocumentError) in
+                try check(text, source)
+                root[keyPath: path] = text
+            },
+            write: { .string($0[keyPath: path]) })
+    }
+
+    /// `true` or `false` (from a flag's text: `true`/`false`).
+    public static func bool(
+        _ key: String, _ path: any WritableKeyPath<Root, Bool> & Sendable,
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
+    ) -> Setting {
+        Setting(
+            key: key, variable: variable, flag: flag, type: "boolean", defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in root[keyPath: path] = try v.bool() },
+            readText: { root, text, source throws(DocumentError) in
+                switch text {
+                case "true": root[keyPath: path] = true
+                case "false": root[keyPath: path] = false
+                default: throw DocumentError(field: source, "must be true or false, not \"\(text)\"")
+                }
+            },
+            write: { .bool($0[keyPath: path]) })
+    }
+
+    /// A setting with its own reader and writer (an object of further settings); not settable
+    /// from a variable or a flag.
+    public static func custom(
+        _ key: String, type: String, defaultNote: String? = nil, _ meaning: String,
+        read: @escaping @Sendable (inout Root, SettingValue) throws(DocumentError) -> Void,
+        write: @escaping @Sendable (Root) -> JSONValue
+    ) -> Setting {
+        Setting(
+            key: key, variable: nil, flag: nil, type: type, defaultNote: defaultNote, meaning: meaning, readJSON: read,
+            readText: { _, _, source throws(DocumentError) in throw DocumentError(field: source, "is set in the file only") },
+            write: write)
+    }
+
+    /// `2`, `0.5`, `604800`: a bound as the docs write it.
+    static func number(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d) }
+}
+
+extension Setting {
     /// The docs' table of `settings` with `defaults` in the default column; the fourth column is
     /// the variable (`variables: true`) or the flag.
     public static func markdownTable(_ settings: [Setting], defaults: Root, variables: Bool) -> String {
         var lines = ["| key | type | default | \(variables ? "variable" : "flag") | meaning |", "|---|---|---|---|---|"]
         for s in settings {
-            let value = s.value(of: defaults)
-            let shown = value == .null ? "null" : String(decoding: value.serialized(), as: UTF8.self)
-            let def = s.defaultNote.map { value == .null ? "null: \($0)" : "\(shown) (\($0))" } ?? shown
-            let other = (variables ? s.variable : s.flag).map { "`\($0)`" } ?? "—"
-            lines.append("| `\(s.key)` | \(s.type) | \(def) | \(other) | \(s.meaning) |")
+            let def: String
+            switch (s.value(of: defaults), s.defaultNote) {
+            case (.null, let note?): def = "null: \(note)"
+            case (.object, let note?): def = note  // a section of its own, tabled below
+            case (.string(let text), _): def = "`\(text)`"
+            case (let v, let note):
+                let shown = String(decoding: v.serialized(), as: UTF8.self)
+                def = note.map { "\(shown) (\($0))" } ?? shown
+            }
+            let other: String
+            if variables {
+                other = s.variable.map { "`\($0)`" } ?? "—"
+            } else {
+                let flags = s.flag.map { $0.split(separator: " ").map { "`\($0)`" }.joined(separator: ", ") }
+                let variable = s.variable.map { "env `\($0)`" }
+                other = [flags, variable].compactMap { $0 }.joined(separator: ", ")
+            }
+            lines.append("| `\(s.key)` | \(s.type) | \(def) | \(other.isEmpty ? "—" : other) | \(s.meaning) |")
         }
         return lines.joined(separator: "\n")
     }
 
     /// Each member of a section through its declaration; an unknown key is refused naming the
     /// known ones (and the nearest, when it looks like a typo).
-    public static func apply(_ section: JSONObject, prefix: String, _ settings: [Setting], to root: inout Root) throws(DocumentError) {
+    /// `name` is the section's, for the message (`cgi`, `worker`).
+    public static func apply(
+        _ section: JSONObject, prefix: String, name: String, _ settings: [Setting], to root: inout Root
+    ) throws(DocumentError) {
         for (key, v) in section.settings(under: prefix) {
             guard let s = settings.first(where: { $0.key == key }) else {
                 let keys = settings.map(\.key)
-                let section = prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix
                 throw DocumentError(
                     field: v.path,
-                    "unknown setting\(DocumentError.didYouMean(key, in: keys)) (\(section) settings: \(keys.joined(separator: ", ")))")
+                    "unknown setting\(DocumentError.didYouMean(key, in: keys)) (\(name) settings: \(keys.joined(separator: ", ")))")
             }
             try s.apply(v, to: &root)
         }

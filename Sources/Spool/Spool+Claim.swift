@@ -32,6 +32,9 @@ public final class Claim: Sendable {
         case descriptor(FileDescriptor)
         /// Parked under the spool's lease: the marker `cur/.ID.json.lease` names it.
         case lease(Lease, Spool)
+        /// Held by a provider batch's durable record: the marker `cur/.ID.json.lease` names
+        /// `provider-batch:RECORD` (see Spool+ProviderBatch.swift). It outlives the process.
+        case providerBatch(record: String, Spool)
     }
 
     convenience init(id: String, job: Job, bytes: [UInt8], fd: FileDescriptor) {
@@ -53,6 +56,7 @@ public final class Claim: Sendable {
         switch hold {
         case .descriptor(let fd): Sys.close(fd)
         case .lease(_, let spool): spool.unpark(id + ".json")
+        case .providerBatch(let record, let spool): spool.unmark(id + ".json", record: record)
         }
     }
 
@@ -64,7 +68,11 @@ public final class Claim: Sendable {
         return false
     }
 
-    deinit { release() }
+    deinit {
+        // A provider batch's hold is durable: dropping the object must not give the job up.
+        if case .providerBatch = hold { return }
+        release()
+    }
 }
 
 /// What happened when trying to claim one file of `new/`.

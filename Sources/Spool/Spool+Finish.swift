@@ -62,6 +62,7 @@ extension Spool {
             if !renamed.isEmpty { try Sys.fsync(done) }
             for claim in renamed {
                 try retire(claim.id + ".json")
+                if claim.job.stream { removePartial(claim.id) }
                 claim.release()
             }
         } catch {
@@ -83,6 +84,7 @@ extension Spool {
             try Sys.fsync(target)
             try retire(name)
         }
+        if claim.job.stream { removePartial(claim.id) }
         claim.release()
     }
 
@@ -101,13 +103,15 @@ extension Spool {
     /// `history` (after `attempts`, the records of calls made under this claim). The new file is
     /// locked while it passes through `cur/`, so no one can mistake it for a dead claim. A job given back more than ``Limits/maxAbandonedClaims`` times is
     /// dead-lettered instead (a job that kills its workers must not kill them forever).
-    public func giveBack(_ claim: Claim, reason: String, countAttempt: Bool = true, attempts: [JSONValue] = []) throws(SpoolError) {
+    /// `event` names the history entry (default `abandoned`, or `returned` when no attempt is counted).
+    public func giveBack(_ claim: Claim, reason: String, countAttempt: Bool = true, attempts: [JSONValue] = [],
+                         event: String? = nil) throws(SpoolError) {
         precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
         var job = claim.job
         job.jobId = claim.id  // a job named only by its file keeps its id if it must go back under another name
         if countAttempt { job.attempts += 1 }
         job.history += attempts
-        job.history.append(Documents.event(countAttempt ? "abandoned" : "returned", reason))
+        job.history.append(Documents.event(event ?? (countAttempt ? "abandoned" : "returned"), reason))
         if job.attempts > limits.maxAbandonedClaims {
             try fail(claim, Failure(kind: IntakeError.Kind.abandoned.rawValue,
                                     message: "claimed \(job.attempts) times without an answer; last: \(reason)"))

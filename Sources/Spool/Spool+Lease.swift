@@ -84,6 +84,10 @@ final class LeaseCheck {
     }
 
     private func look(_ id: String) throws(SystemCallError) -> LeaseState {
+        // A provider batch's hold is alive while its record exists (see Spool+ProviderBatch.swift).
+        if let record = Spool.providerBatchRecord(ofMarkerTarget: id) {
+            return try Sys.exists(Spool.providerBatchArea + "/" + record, in: root()) ? .alive : .unowned
+        }
         guard JobID.isValid(id) else { return .unowned }
         let name = Spool.leasesDirectory + "/" + id
         let root = try root()

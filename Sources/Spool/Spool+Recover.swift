@@ -56,6 +56,7 @@ extension Spool {
                 try recoverClaim(name, leases, &report)
             }
             try sweepMarkers(names, leases, &report)
+            try sweepPartials(names)
             try sweepLeases(leases, &report)
             try sweepForwarded(&report)
             try recoverCancelHolds(&report)
@@ -116,6 +117,7 @@ extension Spool {
             for state in [SpoolState.done, .failed] {
                 guard try Sys.exists(name, in: dir(state)) else { continue }
                 try retire(name)
+                removePartial(id)
                 report.alreadySettled.append(id)
                 return
             }

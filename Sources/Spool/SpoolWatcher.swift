@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import SystemPackage
 
 /// Wakes a consumer when files arrive in (or leave) some of a spool's directories.
@@ -12,7 +13,8 @@ public final class SpoolWatcher: Sendable {
     /// Why ``wait(timeoutMilliseconds:)`` returned.
     public enum Wake: Sendable, Equatable {
         /// Files arrived in (moved in, or written and closed) or left a watched directory.
-        /// `arrived` lists names that arrived, by state; `overflow` means events were lost: rescan.
+        /// `arrived` lists names that arrived, by state (with ``Events/stream``, also names that
+        /// left); `overflow` means events were lost: rescan.
         case changed(arrived: [SpoolState: [String]], overflow: Bool)
         /// The timeout passed with no event: rescan.
         case timeout
@@ -23,6 +25,11 @@ public final class SpoolWatcher: Sendable {
     private let inotify: FileDescriptor
     private let event: FileDescriptor
     private let states: [Int32: SpoolState]
+    /// Partial files watched (``watchPartial(of:)``): watch descriptor → file name in `cur/`.
+    private let partials = Mutex<[Int32: String]>([:])
+    private let spoolForPartials: Spool
+    /// Whether names of files that left are reported (``Events/stream``).
+    private let namesDepartures: Bool
 
     /// Which changes wake a waiter.
     public enum Events: Sendable {
@@ -30,11 +37,16 @@ public final class SpoolWatcher: Sendable {
         case arrivals
         /// Arrivals, and files moved out or deleted.
         case all
+        /// As `all`, and files created (so a job's partial file is seen as soon as it exists);
+        /// the names of files that left are reported too, so that a reader following one job can
+        /// pass over every other job's changes without looking in the spool.
+        case stream
 
         var mask: UInt32 {
             switch self {
             case .arrivals: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)
             case .all: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
+            case .stream: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE | IN_CREATE)
             }
         }
     }
@@ -51,6 +63,8 @@ public final class SpoolWatcher: Sendable {
         }
         inotify = ifd
         event = efd
+        namesDepartures = events == .stream
+        spoolForPartials = spool
         let mask = events.mask
         var watches: [Int32: SpoolState] = [:]
         for state in states {
@@ -68,6 +82,16 @@ public final class SpoolWatcher: Sendable {
         Sys.close(event)
     }
 
+    /// Also wakes on every write to job `id`'s partial file (`IN_MODIFY`), reported as the file's
+    /// name arriving in `cur/`. False when the file does not exist (yet): watch `cur/` with
+    /// ``Events/stream`` to learn when it is created, then call again.
+    public func watchPartial(of id: String) -> Bool {
+        let path = spoolForPartials.partialPath(id)
+        guard let wd = try? Sys.addWatch(inotify, path, mask: UInt32(IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)) else { return false }
+        partials.withLock { $0[wd] = Partial.fileName(id) }
+        return true
+    }
+
     /// Blocks until a change, a ``wake()``, or the timeout (negative: wait forever).
     /// Events that arrived together are drained and reported once.
     public func wait(timeoutMilliseconds: Int32) -> Wake {
@@ -79,11 +103,13 @@ public final class SpoolWatcher: Sendable {
         return drain()
     }
 
-    /// Reads every queued event; names of files that arrived are reported, once each.
+    /// Reads every queued event; names of files that arrived (and with `.stream`, left) are reported.
     private func drain() -> Wake {
         var arrived: [SpoolState: [String]] = [:]
         var overflow = false
-        var buf = [UInt8](repeating: 0, count: 64 * 1024)
+        // Not zeroed: read() fills what is used, and zeroing 64 KiB on every wake-up was the
+        // CGI's largest cost with 1,000 event streams open (bench/stream/run.sh, perf).
+        var buf = [UInt8](unsafeUninitializedCapacity: 64 * 1024) { _, count in count = 64 * 1024 }
         let header = MemoryLayout<inotify_event>.size
         while true {
             let n = Sys.readSome(inotify, into: &buf)
@@ -95,10 +121,14 @@ public final class SpoolWatcher: Sendable {
                     return (e.wd, e.mask, Int(e.len))
                 }
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflow = true }
-                if len > 0, mask & UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) != 0, let state = states[wd] {
+                let named = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) | (namesDepartures ? UInt32(IN_MOVED_FROM | IN_DELETE) : 0)
+                if len > 0, mask & named != 0, let state = states[wd] {
                     let bytes = buf[(off + header)..<min(n, off + header + len)].prefix { $0 != 0 }
                     let name = String(decoding: bytes, as: UTF8.self)
-                    if !name.hasPrefix(".") { arrived[state, default: []].append(name) }
+                    if !name.hasPrefix(".") || Partial.id(ofFileName: name) != nil { arrived[state, default: []].append(name) }
+                } else if len == 0, let name = partials.withLock({ $0[wd] }) {
+                    arrived[.cur, default: []].append(name)
+                    if mask & UInt32(IN_IGNORED) != 0 { _ = partials.withLock { $0.removeValue(forKey: wd) } }
                 }
                 off += header + len
             }

@@ -30,7 +30,7 @@ extension Configuration {
 
     /// Reads a `cgi` section; errors name the key (`cgi.maxBodyBytes`).
     public mutating func apply(cgiSection section: JSONObject) throws(DocumentError) {
-        try Setting.apply(section, prefix: "cgi.", Self.cgiSettings, to: &self)
+        try Setting.apply(section, prefix: "cgi.", name: "cgi", Self.cgiSettings, to: &self)
     }
 
     /// The `cgi` section's settings, each with its variable: the file, the environment, `config show`

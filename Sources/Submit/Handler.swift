@@ -83,6 +83,15 @@ public struct Handler: Sendable {
                 headers: ["Retry-After": String(configuration.retryAfterSeconds)]).logged("\(error)")
     }
 
+    /// An event stream that cannot wait: each open stream is a CGI process holding one inotify
+    /// instance, and the kernel allows `fs.inotify.max_user_instances` (128 by default) per user.
+    func cannotWatch(_ error: SystemCallError) -> Problem {
+        Problem(.unavailable, "events-unavailable", "The event stream cannot be opened now.",
+                detail: "the server is following as many jobs as it can (\(error.call) failed: \(error.errno.description)); try again later",
+                headers: ["Retry-After": String(configuration.retryAfterSeconds)])
+            .logged("\(error) — each open event stream holds one inotify instance; raise fs.inotify.max_user_instances (default 128 per user)")
+    }
+
     // MARK: POST …/jobs
 
     func submit(_ request: Request, body: Body, identity: Identity, spool: Spool, base: String) throws(Problem) -> Response {
@@ -308,17 +317,23 @@ public struct Handler: Sendable {
         } catch {
             return error.response
         }
-        var sent = EventStream.resumeStage(request.lastEventID)
-        let watcher: SpoolWatcher
+        let resume = EventStream.resumePoint(request.lastEventID)
+        var sent = resume.stage
+        var partialOffset = resume.offset
+        var watcher: SpoolWatcher
+        let allStates: [SpoolState] = [.new, .cur, .done, .failed]
         do {
-            // Watch before the first look, so no change between the two is missed.
-            watcher = try SpoolWatcher(spool, states: [.new, .cur, .done, .failed])
+            // Watch before the first look, so no change between the two is missed. `.stream`: the
+            // creation of the job's partial file wakes us too.
+            watcher = try SpoolWatcher(spool, states: allStates, events: .stream)
             let (loc, _) = try owned(id, identity: identity, spool: spool)
             if sent >= EventStream.finalStage, EventStream.stage(of: loc.state) == EventStream.finalStage {
                 return Response(status: 204)
             }
         } catch let p as Problem {
             return p.response
+        } catch SpoolError.system(let e) where e.call.hasPrefix("inotify") {
+            return cannotWatch(e).response
         } catch {
             return unavailable(error as? SpoolError ?? .notFound(id: id)).response
         }
@@ -326,20 +341,75 @@ public struct Handler: Sendable {
             ? Array((": " + String(repeating: " ", count: configuration.eventPaddingBytes) + "\n\n").utf8) : []
         guard write(EventStream.headers + EventStream.preamble + pad) else { return nil }
         let name = id + ".json"
+        let partialName = Partial.fileName(id)
         let start = Timestamp.nowMilliseconds()
         var lastWrite = start
         var missing = 0
         var look = true
-        var running = false
+        var lookPartial = false
+        var streaming = false
+        var watchingPartial = false
         func send(_ bytes: [UInt8]) -> Bool { write(bytes + pad) }
+        // The text sent since the last restart, while this stream has sent all of it (it began at
+        // offset 0, or has sent a restart since): what the final event's response is checked against.
+        var text: String? = partialOffset == 0 ? "" : nil
+        // Once the job's own partial file is watched, the directory watches bring only other jobs'
+        // changes — every open stream wakes for each claim, lease marker, partial file and result,
+        // which with 1,000 streams started together is millions of wake-ups — so the stream then
+        // waits on a watcher of that file alone. It needs nothing else: a give-back keeps the file
+        // (the next attempt's restart record wakes it), and the file goes only once the result is
+        // durable (or by hand, or with a dead claim), which ends the narrow wait (`partialGone`).
+        var narrowed = false
+        var partialGone = false
+        func narrow() {
+            guard !narrowed, let only = try? SpoolWatcher(spool, states: [], events: .stream), only.watchPartial(of: id) else { return }
+            watcher = only
+            narrowed = true
+        }
+        // The job's partial answer from partialOffset on, as delta/restart events (a job that asked to stream).
+        func sendPartial() -> Bool {
+            partialGone = false
+            if !watchingPartial {
+                watchingPartial = watcher.watchPartial(of: id)
+                if watchingPartial { narrow() }
+            }
+            while true {
+                guard let read = try? spool.readPartial(id, from: partialOffset) else {
+                    partialGone = true
+                    break
+                }
+                guard read.reset || !read.records.isEmpty else { break }
+                guard send(EventStream.events(read)) else { return false }
+                if read.reset { text = "" }
+                for (record, _) in read.records {
+                    switch record {
+                    case .delta(let t): text? += t
+                    case .restart: text = ""
+                    }
+                }
+                partialOffset = read.end
+                lastWrite = Timestamp.nowMilliseconds()
+            }
+            return true
+        }
         while true {
             if look {
                 if let loc = try? spool.find(id), let doc = try? JSONParser.parse(loc.bytes) {
                     missing = 0
                     // A finishing worker writes done/ID.json before it retires cur/ID.json, and find()
-                    // looks in cur/ first: while running, any change (the retire) means look again.
-                    running = loc.state == .cur
+                    // looks in cur/ first: the retire (named, below) brings the next look.
+                    streaming = streaming || doc["stream"]?.boolValue == true || doc["job"]?["stream"]?.boolValue == true
                     let stage = EventStream.stage(of: loc.state)
+                    // The text written so far goes before the final event (the result holds it all anyway).
+                    if streaming, stage >= 2 || watchingPartial { guard sendPartial() else { return nil } }
+                    // The partial file is removed once the result is durable: a stream that was
+                    // behind then sends the rest of the answer from the result (the text since the
+                    // last restart is always exactly a prefix of it, unless a restart went unseen).
+                    if streaming, stage == EventStream.finalStage, loc.state == .done, let sentText = text,
+                       let response = doc["response"]?.stringValue, response != sentText
+                    {
+                        guard send(EventStream.tail(of: response, after: sentText)) else { return nil }
+                    }
                     if stage > sent {
                         let view = JobView.json(id: id, state: loc.state, document: doc, base: base)
                         let status = JobView.status(state: loc.state, document: doc)
@@ -352,6 +422,17 @@ public struct Handler: Sendable {
                     missing += 1
                     if missing > 3 { return nil }  // purged meanwhile
                 }
+            } else if lookPartial, streaming {
+                guard sendPartial() else { return nil }
+            }
+            if narrowed, partialGone {
+                // The file is gone: back to the directories, and look where the job is now.
+                if let all = try? SpoolWatcher(spool, states: allStates, events: .stream) { watcher = all }
+                narrowed = false
+                watchingPartial = false
+                partialGone = false
+                look = true
+                continue
             }
             let now = Timestamp.nowMilliseconds()
             if now - start >= configuration.maxStreamMilliseconds { return nil }
@@ -362,7 +443,15 @@ public struct Handler: Sendable {
             let wait = min(configuration.heartbeatMilliseconds - (now - lastWrite), configuration.maxStreamMilliseconds - (now - start))
             switch watcher.wait(timeoutMilliseconds: Int32(clamping: max(1, missing > 0 ? min(wait, 200) : wait))) {
             case .changed(let arrived, let overflow):
-                look = overflow || missing > 0 || running || arrived.values.contains { $0.contains(name) }
+                // A write to the partial file alone (the usual wake-up of a streamed job) reads just that file.
+                // The watcher names files that left as well as those that came (`.stream`), so the
+                // retire of cur/ID.json after done/ID.json is seen by name, and other jobs' claims,
+                // lease markers, partial files and results — every follower wakes for them — cost
+                // no look: with N streams at once, looking on each made N² spool reads (measured
+                // with bench/stream/run.sh).
+                let names = arrived.values.joined()
+                lookPartial = names.contains(partialName)
+                look = overflow || missing > 0 || names.contains(name)
             case .timeout, .woken:
                 look = true
             }

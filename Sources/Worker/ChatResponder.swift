@@ -30,6 +30,54 @@ public struct ChatResponder: Responder {
         return Self.outcome(response, client: client, model: model, startedAt: started)
     }
 
+    /// Streaming (`progress` set): asks for `stream: true` with usage, and gives `progress` each
+    /// delta from the HTTP engine's thread. A server that sends no usage gets an estimate, marked so.
+    public func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async
+        -> (CallOutcome, ProviderBudget?)
+    {
+        guard let progress else { return await respond(to: job, model: model, maxTokens: maxTokens) }
+        let started = Timestamp.now()
+        let call = Self.streamedCall(client, job, model: model, maxTokens: maxTokens, progress: progress)
+        let response: Result<HTTPResponse, any Error>
+        do {
+            response = .success(try await client.engine.perform(call.request))
+        } catch {
+            response = .failure(error)
+        }
+        return Self.streamedOutcome(response, call: call, job: job, model: model, startedAt: started)
+    }
+
+    @inline(never)
+    static func streamedCall(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?, progress: any AnswerProgress)
+        -> StreamedCall
+    {
+        client.streamedCall(ChatRequest(
+            model: model,
+            messages: Prompt.messages(job).map { ChatMessage(role: $0.role, content: $0.content) },
+            maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job))) { progress.append($0) }
+    }
+
+    @inline(never)
+    static func streamedOutcome(_ response: Result<HTTPResponse, any Error>, call: StreamedCall, job: Job, model: String,
+                                startedAt started: String) -> (CallOutcome, ProviderBudget?)
+    {
+        var result = Result { try call.completion(from: response) }
+        if case .success(var c) = result, c.usage == nil {
+            // No usage from the server: estimate, so the tenant's budget is still charged; the result says so.
+            let prompt = Prompt.messages(job).reduce(0) { $0 + Prompt.estimateTokens($1.content) }
+            let completion = Prompt.estimateTokens(c.content ?? "")
+            c.usage = TokenUsage(promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion)
+            result = .success(c)
+            var outcome = outcome(result, model: model, startedAt: started)
+            if case .answer(var a) = outcome.0 {
+                a.usage?.estimated = true
+                outcome.0 = .answer(a)
+            }
+            return outcome
+        }
+        return outcome(result, model: model, startedAt: started)
+    }
+
     @inline(never)
     static func request(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?) -> HTTPRequest {
         client.httpRequest(for: ChatRequest(

@@ -47,6 +47,14 @@ public struct ProviderBudget: Sendable, Equatable {
     }
 }
 
+/// Where a streamed answer's text goes as it is written (the job's partial file). Called from any
+/// thread (the HTTP engine's), so it must not block for long.
+public protocol AnswerProgress: Sendable {
+    func append(_ text: String)
+}
+
+extension PartialWriter: AnswerProgress {}
+
 /// Something that answers jobs: an OpenAI-compatible endpoint, or the built-in echo.
 public protocol Responder: Sendable {
     /// A short description for logs (never contains a key).
@@ -54,8 +62,22 @@ public protocol Responder: Sendable {
     /// Calls the model for one job. Must return (not throw) on every failure, and return
     /// promptly with a `cancelled` failure when the task is cancelled.
     func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?)
+    /// As above, streaming: each piece of text goes to `progress` as it comes (when it is not nil),
+    /// and an answer's `response` is exactly the concatenation of those pieces. A responder that
+    /// cannot stream ignores `progress` (the default).
+    func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async -> (CallOutcome, ProviderBudget?)
     /// Releases connections and threads.
     func shutdown() async
+}
+
+extension Responder {
+    public func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async
+        -> (CallOutcome, ProviderBudget?)
+    {
+        let result = await respond(to: job, model: model, maxTokens: maxTokens)
+        if let progress, case .answer(let a) = result.0 { progress.append(a.response) }
+        return result
+    }
 }
 
 /// `builtin:echo` — answers every job with its own prompt, after an optional delay. It is not
@@ -69,13 +91,26 @@ public struct EchoResponder: Responder {
     public var description: String { "builtin:echo" + (delayMs > 0 ? "?delay=\(delayMs)ms" : "") }
 
     public func respond(to job: Job, model: String, maxTokens: Int?) async -> (CallOutcome, ProviderBudget?) {
+        await respond(to: job, model: model, maxTokens: maxTokens, progress: nil)
+    }
+
+    /// Streaming, the echo comes word by word (each word with the spaces before it), the delay
+    /// spread evenly over the words; without `progress`, all at once after the delay.
+    public func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async
+        -> (CallOutcome, ProviderBudget?)
+    {
         let started = Timestamp.now()
-        if delayMs > 0 {
-            do { try await Task.sleep(for: .milliseconds(delayMs)) } catch {
-                return (.failure(CallFailure(kind: "cancelled", message: "shutting down", cause: .transient)), nil)
-            }
-        }
         let text = Prompt.flatten(job)
+        let words = progress == nil ? [Substring(text)] : Self.words(text)
+        let pause = delayMs > 0 ? max(1, delayMs / max(1, words.count)) : 0
+        for word in words {
+            if pause > 0 {
+                do { try await Task.sleep(for: .milliseconds(pause)) } catch {
+                    return (.failure(CallFailure(kind: "cancelled", message: "shutting down", cause: .transient)), nil)
+                }
+            }
+            progress?.append(String(word))
+        }
         let promptTokens = Prompt.estimateTokens(text)
         return (.answer(Answer(response: text, model: EchoResponder.label, finishReason: "stop",
                                usage: Usage(promptTokens: promptTokens, completionTokens: promptTokens),
@@ -83,6 +118,25 @@ public struct EchoResponder: Responder {
     }
 
     public func shutdown() async {}
+
+    /// `text` cut before each run of spaces that follows a word: concatenated, the pieces are `text`.
+    static func words(_ text: String) -> [Substring] {
+        var pieces: [Substring] = []
+        var start = text.startIndex
+        var i = text.startIndex
+        var inWord = false
+        while i < text.endIndex {
+            let space = text[i] == " " || text[i] == "\n"
+            if space && inWord && i > start {
+                pieces.append(text[start..<i])
+                start = i
+            }
+            inWord = !space
+            i = text.index(after: i)
+        }
+        if start < text.endIndex { pieces.append(text[start...]) }
+        return pieces
+    }
 }
 
 /// How a job becomes chat messages, and a cheap token estimate.

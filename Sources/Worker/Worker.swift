@@ -265,6 +265,11 @@ extension Worker {
         }
 
         mutating func queue(_ name: String, _ peeked: Result<Job, IntakeError>) {
+            // Provider-batch hook (Sources/Worker/ProviderBatch): a job the provider batcher takes is
+            // left in new/ for it and not remembered, so that if it is given back to the live path
+            // (marked so) it is seen afresh when it arrives in new/ again.
+            if case .success(let job) = peeked,
+               ProviderBatchRouting.batches(job, config.providerBatch, nowMs: Timestamp.nowMilliseconds()) { return }
             known.insert(name)
             switch peeked {
             case .success(let job):
@@ -572,7 +577,10 @@ extension Worker {
         let started = MonotonicClock.nowMilliseconds()
         if let deadline = context.log.deadlineMs, started > deadline { return await pastDeadline(context) }
         if context.config.logPrompts { logPrompt(context.claim, tenant: context.tenant) }
-        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens)
+        let partial = context.claim.job.stream ? context.spool.partialWriter(for: context.claim, attempt: context.claim.job.attempts + context.attempts.count + 1) : nil
+        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens,
+                                             progress: partial)
+        partial?.close()
         return await settle(context, outcome: answer.0, budget: answer.1, model: context.model, startedMs: started)
     }
 

@@ -2,6 +2,7 @@ import Daemon
 public import JSON
 public import LLM
 import Logging
+public import Settings
 public import Spool
 
 /// Everything the worker needs to know. Defaults are documented in docs/worker.md and
@@ -28,6 +29,10 @@ public struct WorkerConfiguration: Sendable {
     public var defaultMaxTokens: Int = 1024
     /// Longest a single LLM call may take, connection included (default 600 s, as the OpenAI SDKs).
     public var requestTimeoutMs: Int64 = 600_000
+    /// A streamed call (a job with `"stream": true`) fails when no byte arrives for this long, the
+    /// wait for the first token included (default 60 s; whole seconds). ``requestTimeoutMs`` still
+    /// bounds the whole call.
+    public var streamIdleTimeoutMs: Int64 = 60_000
     /// Longest the TCP and TLS handshakes may take (default 10 s).
     public var connectTimeoutMs: Int64 = 10_000
     /// Connections to the LLM's host at most (0, the default: no limit). Calls beyond them wait
@@ -41,6 +46,9 @@ public struct WorkerConfiguration: Sendable {
     public var tenants: [String: TenantLimits] = [:]
     /// Log prompt text at debug level (off by default: prompts may hold personal data).
     public var logPrompts = false
+    /// Routing of jobs with distant deadlines to the provider's Batch API (off by default; see
+    /// ``ProviderBatchSettings`` and docs/batch.md, "Provider batches").
+    public var providerBatch = ProviderBatchSettings()
 
     // The worker process around the Worker: read by `llmspool worker`, not by the Worker itself.
 
@@ -67,89 +75,46 @@ public struct WorkerConfiguration: Sendable {
         tenants[tenant] ?? tenants["*"] ?? TenantLimits()
     }
 
-    /// Reads the JSON configuration file's settings over these (see docs/worker.md).
+    /// Reads the JSON configuration file's settings over these (see docs/worker.md), each through
+    /// its declaration in ``settings``.
     public mutating func apply(json: JSONValue, source: String) throws(DocumentError) {
         guard case .object(let o) = json else { throw DocumentError(field: "", "\(source): expected a JSON object") }
-        func int(_ key: String, _ v: JSONValue, _ range: ClosedRange<Int>) throws(DocumentError) -> Int {
-            guard let n = v.intValue, range.contains(n) else {
-                throw DocumentError(field: key, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        try Setting.apply(o, prefix: "", name: "worker", Self.settings, to: &self)
+    }
+
+    /// The `tenants` object: tenant name (or `*`) to its limits.
+    mutating func applyTenants(_ v: SettingValue) throws(DocumentError) {
+        guard case .object(let ts) = v.value else { throw DocumentError(field: v.path, "must be an object of tenant name to limits") }
+        for t in ts.members {
+            let at = "\(v.path).\(t.key)"
+            if t.key != "*" { try Job.checkName(t.key, field: at) }
+            guard case .object(let lo) = t.value else { throw DocumentError(field: at, "must be an object") }
+            var l = TenantLimits()
+            for (key, f) in lo.settings(under: at + ".") {
+                switch key {
+                case "tokensPerMinute": l.tokensPerMinute = try f.int(1...1_000_000_000)
+                case "requestsPerMinute": l.requestsPerMinute = try f.int(1...10_000_000)
+                case "maxInFlight": l.maxInFlight = try f.int(1...100_000)
+                default:
+                    let limits = ["tokensPerMinute", "requestsPerMinute", "maxInFlight"]
+                    throw DocumentError(field: f.path, "unknown setting\(DocumentError.didYouMean(key, in: limits)) (\(limits.joined(separator: ", ")))")
+                }
             }
-            return n
+            tenants[t.key] = l
         }
-        func ms(_ key: String, _ v: JSONValue) throws(DocumentError) -> Int64 {
-            guard let d = v.doubleValue, d >= 0, d <= 86_400 else { throw DocumentError(field: key, "must be a number of seconds from 0 to 86400") }
-            return Int64(d * 1000)
+    }
+
+    func tenantsJSON() -> JSONValue {
+        var ts = JSONObject()
+        for name in tenants.keys.sorted() {
+            let l = tenants[name]!
+            var lo = JSONObject()
+            if let n = l.tokensPerMinute { lo["tokensPerMinute"] = .integer(n) }
+            if let n = l.requestsPerMinute { lo["requestsPerMinute"] = .integer(n) }
+            if let n = l.maxInFlight { lo["maxInFlight"] = .integer(n) }
+            ts[name] = .object(lo)
         }
-        for m in o.members {
-            let k = m.key, v = m.value
-            switch k {
-            case "spool": guard let s = v.stringValue else { throw DocumentError(field: k, "must be a string") }; spoolPath = s
-            case "model": guard let s = v.stringValue, !s.isEmpty else { throw DocumentError(field: k, "must be a non-empty string") }; defaultModel = s
-            case "maxInFlight": maxInFlight = try int(k, v, 1...100_000)
-            case "maxAttempts": maxAttempts = try int(k, v, 1...100)
-            case "defaultMaxTokens": defaultMaxTokens = try int(k, v, 1...1_000_000)
-            case "retryBudgetSeconds":
-                guard let d = v.doubleValue, d >= 0, d <= Double(JobRetry.maxTimeBudgetSeconds) else {
-                    throw DocumentError(field: k, "must be a number of seconds from 0 to \(JobRetry.maxTimeBudgetSeconds) (7 days)")
-                }
-                retryBudgetMs = Int64(d * 1000)
-            case "circuitBreaker": try applyBreaker(v)
-            case "backoffBaseSeconds": backoffBaseMs = try ms(k, v)
-            case "backoffCapSeconds": backoffCapMs = try ms(k, v)
-            case "maxRetryAfterSeconds": maxRetryAfterMs = try ms(k, v)
-            case "gracePeriodSeconds": gracePeriodMs = try ms(k, v)
-            case "requestTimeoutSeconds": requestTimeoutMs = max(1, try ms(k, v))
-            case "connectTimeoutSeconds": connectTimeoutMs = max(1, try ms(k, v))
-            case "maxConnections": maxConnections = try int(k, v, 0...100_000)
-            case "rescanIntervalSeconds": rescanIntervalMs = max(100, try ms(k, v))
-            case "logPrompts": guard let b = v.boolValue else { throw DocumentError(field: k, "must be true or false") }; logPrompts = b
-            case "llmURL":
-                if v == .null { llmURL = nil; continue }
-                guard let s = v.stringValue, s.hasPrefix("http://") || s.hasPrefix("https://") || s.hasPrefix("builtin:echo") else {
-                    throw DocumentError(field: k, "must be an http(s):// base URL (e.g. https://api.openai.com/v1) or builtin:echo")
-                }
-                llmURL = s
-            case "apiKeyFile":
-                if v == .null { apiKeyFile = nil; continue }
-                guard let s = v.stringValue, !s.isEmpty else { throw DocumentError(field: k, "must be a file name, or null for none") }
-                apiKeyFile = s
-            case "apiKeyEnv":
-                guard let s = v.stringValue, !s.isEmpty, !s.contains("=") else { throw DocumentError(field: k, "must be the name of an environment variable") }
-                apiKeyEnv = s
-            case "metricsAddress":
-                if v == .null { metricsAddress = nil; continue }
-                guard let s = v.stringValue, MetricsServer.parse(s) != nil else {
-                    throw DocumentError(field: k, "must be HOST:PORT (e.g. 127.0.0.1:9464), or null for off")
-                }
-                metricsAddress = s
-            case "logLevel":
-                guard let s = v.stringValue, Logger.Level(rawValue: s) != nil else {
-                    throw DocumentError(field: k, "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                logLevel = s
-            case "tenants":
-                guard case .object(let ts) = v else { throw DocumentError(field: k, "must be an object of tenant name to limits") }
-                for t in ts.members {
-                    let at = "tenants.\(t.key)"
-                    if t.key != "*" { try Job.checkName(t.key, field: at) }
-                    guard case .object(let lo) = t.value else { throw DocumentError(field: at, "must be an object") }
-                    var l = TenantLimits()
-                    for f in lo.members {
-                        switch f.key {
-                        case "tokensPerMinute": l.tokensPerMinute = try int(at + "." + f.key, f.value, 1...1_000_000_000)
-                        case "requestsPerMinute": l.requestsPerMinute = try int(at + "." + f.key, f.value, 1...10_000_000)
-                        case "maxInFlight": l.maxInFlight = try int(at + "." + f.key, f.value, 1...100_000)
-                        default:
-                            let limits = ["tokensPerMinute", "requestsPerMinute", "maxInFlight"]
-                            throw DocumentError(field: at + "." + f.key, "unknown setting\(DocumentError.didYouMean(f.key, in: limits)) (\(limits.joined(separator: ", ")))")
-                        }
-                    }
-                    tenants[t.key] = l
-                }
-            default:
-                throw DocumentError(field: k, "unknown setting\(DocumentError.didYouMean(k, in: Self.keys)) (worker settings: \(Self.keys.joined(separator: ", ")))")
-            }
-        }
+        return .object(ts)
     }
 
     static let breakerKeys = [
@@ -193,54 +158,102 @@ public struct WorkerConfiguration: Sendable {
         circuitBreaker = b
     }
 
-    /// Every key `apply(json:source:)` reads, in the order `json()` writes them.
-    public static let keys = [
-        "llmURL", "apiKeyFile", "apiKeyEnv", "model", "maxInFlight", "maxAttempts", "retryBudgetSeconds", "defaultMaxTokens",
-        "backoffBaseSeconds", "backoffCapSeconds", "maxRetryAfterSeconds", "circuitBreaker", "gracePeriodSeconds", "requestTimeoutSeconds", "connectTimeoutSeconds",
-        "maxConnections", "rescanIntervalSeconds", "logPrompts", "logLevel", "metricsAddress", "tenants",
+    /// The `worker` section's settings, each declared once: the file, `LLMSPOOL_LLM_URL` and
+    /// `LLMSPOOL_LOG_LEVEL`, the flags of `llmspool worker`, `--print-config` and the table in
+    /// docs/configuration.md (checked by a test) all read this list, in this order.
+    public static let settings: [Setting<WorkerConfiguration>] = [
+        .optionalString(
+            "llmURL", \.llmURL, variable: "LLMSPOOL_LLM_URL", flag: "--llm-url",
+            defaultNote: "required here, by flag or by the variable",
+            "OpenAI-compatible base URL (`http://` or `https://`; the worker posts to `…/chat/completions`), or `builtin:echo[?delay=D]`, the offline responder that repeats the prompt",
+            check: { s, field throws(DocumentError) in
+                guard s.hasPrefix("http://") || s.hasPrefix("https://") || s == "builtin:echo" || s.hasPrefix("builtin:echo?delay=") else {
+                    throw DocumentError(field: field, "must be an http(s):// base URL (e.g. https://api.openai.com/v1) or builtin:echo")
+                }
+            }),
+        .optionalString(
+            "apiKeyFile", \.apiKeyFile, flag: "--api-key-file",
+            "file holding the API key; before the systemd credential and `apiKeyEnv`"),
+        .string(
+            "apiKeyEnv", \.apiKeyEnv, flag: "--api-key-env", "environment variable holding the API key",
+            check: { s, field throws(DocumentError) in
+                if s.isEmpty || s.contains("=") { throw DocumentError(field: field, "must be the name of an environment variable") }
+            }),
+        .string(
+            "model", \.defaultModel, flag: "--model", "model for jobs that name none",
+            check: { s, field throws(DocumentError) in if s.isEmpty { throw DocumentError(field: field, "must be a non-empty string") } }),
+        .integer("maxInFlight", \.maxInFlight, 1...100_000, flag: "--concurrency", "LLM calls in flight, all tenants together"),
+        .integer(
+            "maxAttempts", \.maxAttempts, 1...100, flag: "--max-attempts",
+            "calls of a job that may fail transiently (408, 409, 5xx, connection errors, timeouts) before it is dead-lettered; 429 and 529 never count"),
+        .seconds(
+            "retryBudgetSeconds", \.retryBudgetMs, 0...Double(JobRetry.maxTimeBudgetSeconds),
+            "how long after a job's first attempt a transient failure may still be retried"),
+        .integer("defaultMaxTokens", \.defaultMaxTokens, 1...1_000_000, "`maxTokens` assumed when reserving tokens for a job that sets none"),
+        .seconds("backoffBaseSeconds", \.backoffBaseMs, 0...86_400, "first retry waits up to this long (full jitter) …"),
+        .seconds("backoffCapSeconds", \.backoffCapMs, 0...86_400, "… doubling per failure up to this"),
+        .seconds("maxRetryAfterSeconds", \.maxRetryAfterMs, 0...86_400, "longest provider `retry-after` honoured"),
+        .custom(
+            "circuitBreaker", type: "object", defaultNote: "below", "the circuit breaker in front of the endpoint (see docs/worker.md)",
+            read: { c, v throws(DocumentError) in try c.applyBreaker(v.value) }, write: { $0.breakerJSON() }),
+        .seconds("gracePeriodSeconds", \.gracePeriodMs, 0...86_400, flag: "--grace-period", "on SIGTERM, time for calls in flight to finish"),
+        .seconds(
+            "requestTimeoutSeconds", \.requestTimeoutMs, 0...86_400, floorMs: 1, flag: "--request-timeout",
+            "longest one LLM call may take"),
+        .seconds("connectTimeoutSeconds", \.connectTimeoutMs, 0...86_400, floorMs: 1, "longest the TCP and TLS handshake may take"),
+        .seconds(
+            "streamIdleTimeoutSeconds", \.streamIdleTimeoutMs, 1...86_400, flag: "--stream-idle-timeout",
+            "a streamed call (`\"stream\": true`) fails after this long without a byte, the wait for the first token included; whole seconds (libcurl's low-speed limit, docs/worker.md)"),
+        .integer(
+            "maxConnections", \.maxConnections, 0...100_000, defaultNote: "no limit",
+            "connections to the LLM's host at most; over HTTP/2 set it to about `maxInFlight` ÷ 100 (see worker.md, \"Connections\")"),
+        .seconds(
+            "rescanIntervalSeconds", \.rescanIntervalMs, 0...86_400, floorMs: 100, type: "seconds, 0–86400 (at least 0.1 is used)",
+            "full rescan and crash-recovery pass"),
+        .bool("logPrompts", \.logPrompts, flag: "--log-prompts --no-log-prompts", "log prompt text at debug level"),
+        .custom(
+            "providerBatch", type: "object", defaultNote: "below",
+            "sending jobs with distant deadlines to the provider's Batch API (see docs/batch.md, \"Provider batches\")",
+            read: { c, v throws(DocumentError) in try c.providerBatch.apply(v.value) }, write: { $0.providerBatch.json() }),
+        .string(
+            "logLevel", \.logLevel, variable: "LLMSPOOL_LOG_LEVEL", flag: "--log-level",
+            "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`",
+            check: { s, field throws(DocumentError) in
+                guard Logger.Level(rawValue: s) != nil else {
+                    throw DocumentError(field: field, "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+            }),
+        .optionalString(
+            "metricsAddress", \.metricsAddress, type: "`HOST:PORT` or null", flag: "--metrics-address", defaultNote: "off",
+            "serve Prometheus metrics on `GET /metrics` (see docs/worker.md)",
+            check: { s, field throws(DocumentError) in
+                guard MetricsServer.parse(s) != nil else { throw DocumentError(field: field, "must be HOST:PORT (e.g. 127.0.0.1:9464), or null for off") }
+            }),
+        .custom(
+            "tenants", type: "object", defaultNote: "`{}`", "limits per tenant, below",
+            read: { c, v throws(DocumentError) in try c.applyTenants(v) }, write: { $0.tenantsJSON() }),
     ]
+
+    /// Every key of the section, in order.
+    public static var keys: [String] { settings.map(\.key) }
+
+    /// The declaration of `key` (a programming error if there is none).
+    public static func setting(_ key: String) -> Setting<WorkerConfiguration> {
+        guard let s = settings.first(where: { $0.key == key }) else { preconditionFailure("no worker setting \(key)") }
+        return s
+    }
 
     /// These settings as a `worker` section, every key present (`null`: not set); `apply` of it
     /// gives back the same settings. The spool is not in it (it is set at the top level).
-    public func json() -> JSONValue {
+    public func json() -> JSONValue { Setting.section(Self.settings, of: self) }
+
+    func breakerJSON() -> JSONValue {
         func seconds(_ ms: Int64) -> JSONValue { .double(Double(ms) / 1000) }
-        func opt(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
-        var o = JSONObject()
-        o["llmURL"] = opt(llmURL)
-        o["apiKeyFile"] = opt(apiKeyFile)
-        o["apiKeyEnv"] = .string(apiKeyEnv)
-        o["model"] = .string(defaultModel)
-        o["maxInFlight"] = .integer(maxInFlight)
-        o["maxAttempts"] = .integer(maxAttempts)
-        o["retryBudgetSeconds"] = seconds(retryBudgetMs)
-        o["defaultMaxTokens"] = .integer(defaultMaxTokens)
-        o["backoffBaseSeconds"] = seconds(backoffBaseMs)
-        o["backoffCapSeconds"] = seconds(backoffCapMs)
-        o["maxRetryAfterSeconds"] = seconds(maxRetryAfterMs)
         let b = circuitBreaker
-        o["circuitBreaker"] = .object([
+        return .object([
             "enabled": .bool(b.enabled), "window": .integer(b.window), "failureRatio": .double(b.failureRatio),
             "minimumCalls": .integer(b.minimumCalls), "allFailingSeconds": seconds(b.allFailingMs),
             "probeIntervalSeconds": seconds(b.probeIntervalMs), "maxProbeIntervalSeconds": seconds(b.maxProbeIntervalMs),
         ])
-        o["gracePeriodSeconds"] = seconds(gracePeriodMs)
-        o["requestTimeoutSeconds"] = seconds(requestTimeoutMs)
-        o["connectTimeoutSeconds"] = seconds(connectTimeoutMs)
-        o["maxConnections"] = .integer(maxConnections)
-        o["rescanIntervalSeconds"] = seconds(rescanIntervalMs)
-        o["logPrompts"] = .bool(logPrompts)
-        o["logLevel"] = .string(logLevel)
-        o["metricsAddress"] = opt(metricsAddress)
-        var ts = JSONObject()
-        for name in tenants.keys.sorted() {
-            let l = tenants[name]!
-            var lo = JSONObject()
-            if let n = l.tokensPerMinute { lo["tokensPerMinute"] = .integer(n) }
-            if let n = l.requestsPerMinute { lo["requestsPerMinute"] = .integer(n) }
-            if let n = l.maxInFlight { lo["maxInFlight"] = .integer(n) }
-            ts[name] = .object(lo)
-        }
-        o["tenants"] = .object(ts)
-        return .object(o)
     }
 }

@@ -1,45 +1,18 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import JSON
 import Settings
 import Spool
 import Submit
 import Testing
+import TestSupport
 
 /// The settings are declared once (``Setting``); these check that the file, the environment and
 /// the docs all follow the declaration.
 @Suite("Settings declared once")
 struct DeclarationTests {
-    /// docs/configuration.md, read from the checkout these tests were built from.
-    static func configurationDoc() throws -> String {
-        let here = #filePath
-        let root = here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
-        guard let f = fopen(root + "/docs/configuration.md", "r") else { throw DocMissing() }
-        defer { fclose(f) }
-        var text = ""
-        var buf = [CChar](repeating: 0, count: 4096)
-        while fgets(&buf, Int32(buf.count), f) != nil {
-            text += String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-        return text
-    }
-
-    struct DocMissing: Error {}
-
-    /// The first table after the heading `heading`.
-    static func table(after heading: String, in doc: String) -> String {
-        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
-        guard let h = lines.firstIndex(where: { $0 == heading }),
-              let start = lines[h...].firstIndex(where: { $0.hasPrefix("| key ") })
-        else { return "" }
-        return lines[start...].prefix(while: { $0.hasPrefix("|") }).joined(separator: "\n")
-    }
-
     @Test("docs/configuration.md's cgi table is the declaration's")
     func cgiTableMatches() throws {
         let want = Setting.markdownTable(Configuration.cgiSettings, defaults: Configuration(), variables: true)
-        let have = Self.table(after: "## `cgi`", in: try Self.configurationDoc())
+        let have = DocTables.table(after: "## `cgi`", in: try DocTables.read("docs/configuration.md"))
         #expect(have == want, "replace the table under ## `cgi` with:\n\(want)")
     }
 

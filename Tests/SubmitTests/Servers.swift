@@ -163,8 +163,10 @@ final class Server: @unchecked Sendable {
             try conf.write(toFile: dir.file("apache.conf"), atomically: true, encoding: .utf8)
             processes.append(try Background(Bin.which("apache2")!, ["-f", dir.file("apache.conf"), "-DFOREGROUND"], log: dir.file("apache.out")))
         }
-        // Up when it answers HTTP (any status).
-        guard eventually(10, { (try? HTTP.request("GET", base + "/", maxTime: 2))?.status ?? 0 > 0 }) else {
+        // Up when the CGI itself answers (an unauthenticated GET /jobs: its 401), not just the
+        // server: Apache's mod_cgid starts its CGI daemon beside the listener, and a request that
+        // comes before the daemon is ready gets the server's own 500.
+        guard eventually(10, { (try? HTTP.request("GET", base + "/jobs", maxTime: 2))?.status == 401 }) else {
             let log = (try? String(contentsOfFile: dir.file("error.log"), encoding: .utf8)) ?? ""
             throw ServerError("\(kind) did not start: \(log.suffix(2000))")
         }
@@ -177,6 +179,14 @@ final class Server: @unchecked Sendable {
     }
 
     func stopWorker() { worker?.stop() }
+
+    /// `kill -9` of the worker (no chance to give anything back).
+    func killWorker() {
+        guard let w = worker else { return }
+        kill(-w.pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(w.pid, &status, 0)
+    }
 
     func names(_ state: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: spool + "/" + state)) ?? []).filter { !$0.hasPrefix(".") }.sorted()

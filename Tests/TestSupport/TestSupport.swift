@@ -39,3 +39,33 @@ public struct SplitMix: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+/// The tables of a document of the checkout these tests were built from (docs/configuration.md),
+/// to check them against the code's declarations.
+public enum DocTables {
+    /// The text of `relativePath` under the package root.
+    public static func read(_ relativePath: String, from testFile: String = #filePath) throws -> String {
+        let root = testFile.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
+        guard let f = fopen(root + "/" + relativePath, "r") else {
+            throw TestSupportError(description: "cannot open \(root)/\(relativePath)")
+        }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            bytes += buf[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The first table (lines starting with `|`, from its `| key ` header) after the line `heading`.
+    public static func table(after heading: String, in doc: String) -> String {
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let h = lines.firstIndex(where: { $0 == heading }),
+              let start = lines[h...].firstIndex(where: { $0.hasPrefix("| key ") })
+        else { return "" }
+        return lines[start...].prefix(while: { $0.hasPrefix("|") }).joined(separator: "\n")
+    }
+}

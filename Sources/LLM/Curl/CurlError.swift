@@ -10,6 +10,9 @@ extension LLMError {
         let kind: Kind
         let message: String
         switch code {
+        case CURLE_OPERATION_TIMEDOUT where request.idleTimeout != nil && reason.contains("too slow"):
+            kind = .timeout
+            message = "\(what): no byte of the streamed answer for \(request.idleTimeout ?? .zero) (the stream's idle timeout): \(reason)"
         case CURLE_OPERATION_TIMEDOUT:
             kind = .timeout
             message = "\(what) timed out (connect timeout \(request.connectTimeout), total \(request.timeout)): \(reason)"

@@ -30,6 +30,8 @@ final class Transfer: @unchecked Sendable {
     private var responseHeaders = HTTPHeaders()
     private var responseBody: [UInt8] = []
     private var tooLarge = false
+    /// Whether ``HTTPRequest/bodyStream`` took this response's body (nil: not asked yet).
+    private var streaming: Bool?
 
     init(id: UInt64, request: consuming HTTPRequest) {
         self.id = id
@@ -115,6 +117,10 @@ final class Transfer: @unchecked Sendable {
         if request.url.lowercased().hasPrefix("https://") { Easy.set(easy, CURLOPT_PIPEWAIT, true) }
         Easy.set(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.roundedUpMilliseconds))
         Easy.set(easy, CURLOPT_TIMEOUT_MS, Int(request.timeout.roundedUpMilliseconds))
+        if let idle = request.idleTimeout {
+            Easy.set(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
+            Easy.set(easy, CURLOPT_LOW_SPEED_TIME, max(1, Int((idle.roundedUpMilliseconds + 999) / 1000)))
+        }
         Easy.set(easy, CURLOPT_SSL_VERIFYPEER, true)
         Easy.set(easy, CURLOPT_SSL_VERIFYHOST, 2)
         if let ca = configuration.caFile { Easy.set(easy, CURLOPT_CAINFO, ca) }
@@ -204,6 +210,12 @@ final class Transfer: @unchecked Sendable {
     }
 
     fileprivate func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if let stream = request.bodyStream {
+            if streaming == nil, let easy {
+                streaming = stream.accept(status: Easy.long(easy, CURLINFO_RESPONSE_CODE), headers: responseHeaders)
+            }
+            if streaming == true { return stream.receive(bytes) }
+        }
         guard responseBody.count + bytes.count <= request.maxResponseBytes else {
             tooLarge = true
             return false

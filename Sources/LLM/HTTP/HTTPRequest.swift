@@ -1,3 +1,12 @@
+/// Takes a response body as it arrives, on the engine's thread (so it must not block).
+public protocol HTTPBodyStream: AnyObject, Sendable {
+    /// Called once, before the first body byte: whether to take this response's body. When not,
+    /// the body is buffered as usual.
+    func accept(status: Int, headers: HTTPHeaders) -> Bool
+    /// The next bytes of an accepted body. False aborts the transfer.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool
+}
+
 /// One HTTP exchange for ``CurlEngine/perform(_:)``.
 public struct HTTPRequest: Sendable {
     /// The method, e.g. `"POST"`.
@@ -12,6 +21,12 @@ public struct HTTPRequest: Sendable {
     public var timeout: Duration
     /// A response body longer than this fails with ``LLMError/Kind/responseTooLarge``.
     public var maxResponseBytes: Int
+    /// When set, a response this accepts has its body handed over as it arrives instead of
+    /// buffered (``HTTPResponse/body`` is then empty).
+    public var bodyStream: (any HTTPBodyStream)?
+    /// When set, the exchange fails if no byte arrives for this long (libcurl's low-speed limit,
+    /// in whole seconds, at least 1) — for streamed answers, distinct from ``timeout``.
+    public var idleTimeout: Duration?
 
     public init(
         method: String = "GET",

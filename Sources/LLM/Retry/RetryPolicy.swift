@@ -40,7 +40,7 @@ public struct RetryPolicy: Sendable, Equatable {
     public static func isTransient(_ error: LLMError) -> Bool {
         switch error.kind {
         case .http: error.httpStatus.map(isTransient(httpStatus:)) ?? false
-        case .timeout, .connection, .shutdown: true
+        case .timeout, .connection, .shutdown, .stream: true
         case .tls, .malformedResponse, .responseTooLarge, .invalidRequest, .configuration: false
         }
     }

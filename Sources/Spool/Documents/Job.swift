@@ -76,6 +76,9 @@ public struct Job: Sendable, Equatable {
     public var deadline: String?
     /// This job's retry settings over the worker's.
     public var retry: JobRetry?
+    /// Whether the answer is streamed as it is written (the partial file beside the claim, the
+    /// CGI's `delta` events). Absent means false.
+    public var stream: Bool = false
     /// Claims of this job that ended without an answer (its worker died). Absent means 0.
     public var attempts: Int = 0
     /// What happened to earlier claims and attempts, oldest first; written by llmspool.
@@ -90,7 +93,7 @@ public struct Job: Sendable, Equatable {
 
     static let knownFields: [String] = [
         "jobId", "prompt", "messages", "userId", "tenantId", "model", "maxTokens", "temperature",
-        "metadata", "submittedAt", "deadline", "retry", "attempts", "history",
+        "metadata", "submittedAt", "deadline", "retry", "attempts", "history", "stream",
     ]
     private static let knownFieldSet = Set(knownFields)
     /// Each known field by its folded form, to find near misses with one lookup per unknown key.
@@ -192,6 +195,12 @@ public struct Job: Sendable, Equatable {
             }
         }
         if let raw = d.take("retry"), raw != .null { retry = try JobRetry(json: raw) }
+        if let raw = d.take("stream") {
+            guard case .bool(let b) = raw else {
+                throw DocumentError(field: "stream", "expected true or false, found \(raw.typeName)")
+            }
+            stream = b
+        }
         attempts = try d.int("attempts", in: 0...1_000_000) ?? 0
         if let raw = d.take("history") {
             guard case .array(let h) = raw else {
@@ -232,6 +241,7 @@ public struct Job: Sendable, Equatable {
         if let submittedAt { o["submittedAt"] = .string(submittedAt) }
         if let deadline { o["deadline"] = .string(deadline) }
         if let retry { o["retry"] = retry.json() }
+        if stream { o["stream"] = .bool(true) }
         if attempts > 0 { o["attempts"] = .integer(attempts) }
         if !history.isEmpty { o["history"] = .array(history) }
         for member in extra { o[member.key] = member.value }

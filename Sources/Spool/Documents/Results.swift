@@ -4,16 +4,22 @@ public struct Usage: Sendable, Equatable {
     public var promptTokens: Int
     public var completionTokens: Int
     public var totalTokens: Int
+    /// The provider sent no usage (a stream without `include_usage` support): these are llmspool's
+    /// estimate (about 4 bytes a token), written as `"estimated": true`.
+    public var estimated: Bool
 
-    public init(promptTokens: Int, completionTokens: Int, totalTokens: Int? = nil) {
+    public init(promptTokens: Int, completionTokens: Int, totalTokens: Int? = nil, estimated: Bool = false) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.totalTokens = totalTokens ?? promptTokens + completionTokens
+        self.estimated = estimated
     }
 
     public func json() -> JSONValue {
-        .object(["promptTokens": .integer(promptTokens), "completionTokens": .integer(completionTokens),
-                 "totalTokens": .integer(totalTokens)])
+        var o: JSONObject = ["promptTokens": .integer(promptTokens), "completionTokens": .integer(completionTokens),
+                             "totalTokens": .integer(totalTokens)]
+        if estimated { o["estimated"] = .bool(true) }
+        return .object(o)
     }
 }
 
@@ -25,13 +31,18 @@ public struct Answer: Sendable, Equatable {
     public var usage: Usage?
     /// When the call that produced this answer started (RFC 3339); defaults to the claim time.
     public var startedAt: String?
+    /// Where the answer came from when not from a live call (the result's `source` member),
+    /// e.g. `{"kind": "provider-batch", "batchId": …}`.
+    public var source: JSONValue?
 
-    public init(response: String, model: String? = nil, finishReason: String? = nil, usage: Usage? = nil, startedAt: String? = nil) {
+    public init(response: String, model: String? = nil, finishReason: String? = nil, usage: Usage? = nil, startedAt: String? = nil,
+                source: JSONValue? = nil) {
         self.response = response
         self.model = model
         self.finishReason = finishReason
         self.usage = usage
         self.startedAt = startedAt
+        self.source = source
     }
 }
 
@@ -67,6 +78,7 @@ enum Documents {
         if let s = job.submittedAt { o["submittedAt"] = .string(s) }
         o["startedAt"] = .string(answer.startedAt ?? claimedAt)
         o["finishedAt"] = .string(Timestamp.now())
+        if let s = answer.source { o["source"] = s }
         o["job"] = job.json()
         return .object(o)
     }

@@ -72,6 +72,30 @@ enum Sys {
         return FileDescriptor(rawValue: fd)
     }
 
+    /// Opens a file for appending, creating it (`mode`) if it does not exist.
+    static func openOrCreateForAppending(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) -> FileDescriptor {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, mode)
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Reads up to `count` bytes at `offset` (`pread`), fewer at the end of the file.
+    static func pread(_ fd: FileDescriptor, at offset: Int, count: Int, path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
+        guard count > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = try retrying("pread", path()) {
+                bytes.withUnsafeMutableBytes { buf in Glibc.pread(fd.rawValue, buf.baseAddress! + got, count - got, off_t(offset + got)) }
+            }
+            if n == 0 { break }
+            got += n
+        }
+        bytes.removeLast(count - got)
+        return bytes
+    }
+
     /// Creates a new file that must not exist yet (`O_EXCL`).
     static func createExclusive(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) -> FileDescriptor {
         let fd = try retrying("openat", dir.path(name)) {

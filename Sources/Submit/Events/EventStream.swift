@@ -20,12 +20,50 @@ public enum EventStream {
     }
 
     /// The stage a `Last-Event-ID` header names; 0 for none or an id this stream never sent.
-    public static func resumeStage(_ lastEventID: String?) -> Int {
-        guard let raw = lastEventID?.trimmingSpaces(), let n = Int(raw), (1...finalStage).contains(n) else { return 0 }
-        return n
+    public static func resumeStage(_ lastEventID: String?) -> Int { resumePoint(lastEventID).stage }
+
+    /// Where a `Last-Event-ID` resumes: the stage, and for a `delta`/`restart` id (`2.OFFSET`) the
+    /// byte offset in the job's partial file after the last record the client got (else 0).
+    public static func resumePoint(_ lastEventID: String?) -> (stage: Int, offset: Int) {
+        guard let raw = lastEventID?.trimmingSpaces() else { return (0, 0) }
+        if raw.hasPrefix("2."), let offset = Int(raw.dropFirst(2)), offset >= 0, offset <= 1 << 40 { return (2, offset) }
+        guard let n = Int(raw), (1...finalStage).contains(n) else { return (0, 0) }
+        return (n, 0)
+    }
+
+    /// The events of records read from a job's partial file: `delta` with `{"text": …}` and
+    /// `restart` with `{"attempt": N}`, each with the id `2.OFFSET` (the offset just past it).
+    /// A read that had to start over (`reset`: the client's offset is not in this file) begins
+    /// with a `restart` event.
+    public static func events(_ read: Partial.Read) -> [UInt8] {
+        var out: [UInt8] = []
+        if read.reset { out += Array("id: 2.0\nevent: restart\ndata: {\"attempt\":null}\n\n".utf8) }
+        for (record, end) in read.records {
+            switch record {
+            case .delta(let text):
+                out += Array("id: 2.\(end)\nevent: delta\ndata: ".utf8) + JSONValue.object(["text": .string(text)]).serialized()
+            case .restart(let attempt):
+                out += Array("id: 2.\(end)\nevent: restart\ndata: ".utf8)
+                    + JSONValue.object(["attempt": attempt.map(JSONValue.integer) ?? .null]).serialized()
+            }
+            out += Array("\n\n".utf8)
+        }
+        return out
     }
 
     /// One event: `id:`, `event:`, `data:` (the job's view, on one line), blank line.
+    /// What a stream that has sent `sent` (since the last restart) still owes of the final
+    /// `response`, read from the result after the partial file is gone: a `delta` with the rest
+    /// when `sent` is a prefix of it, else a `restart` and the whole response. No `id:` (there is
+    /// no offset in a file that is gone); the final event follows at once.
+    public static func tail(of response: String, after sent: String) -> [UInt8] {
+        let delta = { (t: String) in Array("event: delta\ndata: ".utf8) + JSONValue.object(["text": .string(t)]).serialized() + Array("\n\n".utf8) }
+        if response.utf8.starts(with: sent.utf8) {
+            return delta(String(decoding: response.utf8.dropFirst(sent.utf8.count), as: UTF8.self))
+        }
+        return Array("event: restart\ndata: {\"attempt\":null}\n\n".utf8) + delta(response)
+    }
+
     public static func event(stage: Int, name: String, data: JSONValue) -> [UInt8] {
         Array("id: \(stage)\nevent: \(name)\ndata: ".utf8) + data.serialized() + Array("\n\n".utf8)
     }

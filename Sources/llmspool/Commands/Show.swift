@@ -1,5 +1,6 @@
 import ArgumentParser
 import JSON
+import Settings
 import Spool
 
 struct Show: ParsableCommand {
@@ -21,6 +22,9 @@ struct Show: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "Print the answer as it is written until the job ends (with --json: one event per line).")
+    var follow = false
+
     func validate() throws {
         if id.isEmpty || id.contains("/") { throw ValidationError("job id \"\(id)\" is not a job id or a file name") }
     }
@@ -29,6 +33,10 @@ struct Show: ParsableCommand {
         try reporting {
             let spool = try options.open()
             let (loc, droppedAs) = try spool.locate(id)
+            if follow, droppedAs == nil {
+                try Follow.run(loc.id, spool: spool, json: json, timeout: nil)
+                return
+            }
             let file = spool.path(of: loc.name, in: loc.state)
             let document = try? JSONParser.parse(loc.bytes)
             if json {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import JSON
+import Settings
 import Spool
 
 struct Status: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import JSON
+import Settings
 import Spool
 
 struct Submit: ParsableCommand {
@@ -45,11 +46,50 @@ struct Submit: ParsableCommand {
     @Flag(help: "Wait for the job's result and print its response after the id (exit 69 if the job fails).")
     var wait = false
 
+    @Flag(help: "Ask for the answer to be streamed (`\"stream\": true`); with --wait, print it as it is written.")
+    var stream = false
+
+    @Flag(help: "With --wait --stream: print one JSON event per line instead of the text.")
+    var json = false
+
     @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75); default: wait forever.", valueName: "DURATION"))
     var timeout: String?
 
     @Argument(help: ArgumentHelp("Job documents to enqueue; - reads one from standard input.", valueName: "FILE"))
     var files: [String] = []
+
+    /// Every option of `submit` that takes a value (a test checks this against `--help`).
+    static let valueOptions: Set<String> = ["--spool", "--prompt", "--user", "--tenant", "--model", "--max-tokens", "--temperature", "--id", "--timeout"]
+
+    /// `arguments` (`submit` first) with the file operands past the first taken out, and those
+    /// operands in order. Operands are what no option takes as its value; after `--`, everything.
+    static func setAsideOperands(_ arguments: [String]) -> (kept: [String], operands: [String]) {
+        var kept: [String] = [], operands: [String] = []
+        kept.reserveCapacity(arguments.count)
+        var seenOne = false
+        var i = 0
+        func operand(_ a: String) {
+            if seenOne { operands.append(a) } else { kept.append(a); seenOne = true }
+        }
+        while i < arguments.count {
+            let a = arguments[i]
+            if i == 0 || (a.hasPrefix("-") && a != "-") {
+                kept.append(a)
+                if a == "--" {
+                    for rest in arguments[(i + 1)...] { operand(rest) }
+                    break
+                }
+                if valueOptions.contains(a), i + 1 < arguments.count {
+                    kept.append(arguments[i + 1])
+                    i += 1
+                }
+            } else {
+                operand(a)
+            }
+            i += 1
+        }
+        return (kept, operands)
+    }
 
     func validate() throws {
         if prompt == nil && files.isEmpty {
@@ -60,6 +100,7 @@ struct Submit: ParsableCommand {
         if let jobId, let p = JobID.problem(jobId) { throw ValidationError("--id \(jobId) \(p)") }
         if jobId != nil && files.count > 1 { throw ValidationError("--id applies to a single job") }
         if wait && files.count > 1 { throw ValidationError("--wait applies to a single job") }
+        if json && !(wait && stream) { throw ValidationError("--json applies to --wait --stream") }
         if let timeout, HumanDuration.parseMilliseconds(timeout) == nil {
             throw ValidationError("--timeout \"\(timeout)\" is not a duration like 90s, 15m or 2h")
         }
@@ -94,12 +135,17 @@ struct Submit: ParsableCommand {
                 if let maxTokens { jobs[k].maxTokens = maxTokens }
                 if let temperature { jobs[k].temperature = temperature }
                 if let jobId { jobs[k].jobId = jobId }
+                if stream { jobs[k].stream = true }
             }
             let durability: Durability = volatile ? .volatile : .durable
             if jobs.count == 1 {
                 let id = try spool.enqueue(jobs[0], durability: durability)
                 Output.line(id)
-                if wait { try awaitResult(id, spool: spool) }
+                if wait && stream {
+                    try Follow.run(id, spool: spool, json: json, timeout: timeout)
+                } else if wait {
+                    try awaitResult(id, spool: spool)
+                }
             } else {
                 do throws(BatchEnqueueError) {
                     for id in try spool.enqueue(batch: jobs, durability: durability) { Output.line(id) }

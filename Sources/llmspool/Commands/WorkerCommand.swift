@@ -48,55 +48,98 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var configFile: ConfigFileOptions
 
-    @Option(name: .customLong("llm-url"), help: ArgumentHelp("OpenAI-compatible base URL, or builtin:echo (env LLMSPOOL_LLM_URL).", valueName: "URL"))
+    // Each flag's help and rule come from its setting's declaration (WorkerConfiguration.settings).
+
+    @Option(name: .customLong("llm-url"), help: Self.help("llmURL", valueName: "URL"))
     var llmURL: String?
 
-    @Option(help: "Model for jobs that name none (default gpt-4o-mini).")
+    @Option(help: Self.help("model", valueName: "NAME"))
     var model: String?
 
-    @Option(help: "Most LLM calls in flight at once (default 256).")
-    var concurrency: Int?
+    @Option(help: Self.help("maxInFlight", valueName: "N"))
+    var concurrency: String?
 
-    @Option(name: .customLong("max-attempts"), help: "Calls per job that may fail transiently before it is dead-lettered (default 20; 429/529 never count).")
-    var maxAttempts: Int?
+    @Option(name: .customLong("max-attempts"), help: Self.help("maxAttempts", valueName: "N"))
+    var maxAttempts: String?
 
-    @Option(name: .customLong("grace-period"), help: ArgumentHelp("On SIGTERM, how long calls in flight may finish (default 25s).", valueName: "DURATION"))
+    @Option(name: .customLong("grace-period"), help: Self.help("gracePeriodSeconds", valueName: "DURATION"))
     var gracePeriod: String?
 
-    @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Longest one LLM call may take (default 10m).", valueName: "DURATION"))
+    @Option(name: .customLong("request-timeout"), help: Self.help("requestTimeoutSeconds", valueName: "DURATION"))
     var requestTimeout: String?
 
-    @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the API key.", valueName: "FILE"))
+    @Option(name: .customLong("stream-idle-timeout"), help: Self.help("streamIdleTimeoutSeconds", valueName: "DURATION"))
+    var streamIdleTimeout: String?
+
+    @Option(name: .customLong("api-key-file"), help: Self.help("apiKeyFile", valueName: "FILE"))
     var apiKeyFile: String?
 
-    @Option(name: .customLong("api-key-env"), help: ArgumentHelp("Environment variable holding the API key (default OPENAI_API_KEY).", valueName: "NAME"))
+    @Option(name: .customLong("api-key-env"), help: Self.help("apiKeyEnv", valueName: "NAME"))
     var apiKeyEnv: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
+    @Option(name: .customLong("log-level"), help: Self.help("logLevel", valueName: "LEVEL"))
     var logLevel: String?
 
-    @Option(name: .customLong("metrics-address"),
-            help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9464; default off).",
-                               valueName: "HOST:PORT"))
+    @Option(name: .customLong("metrics-address"), help: Self.help("metricsAddress", valueName: "HOST:PORT"))
     var metricsAddress: String?
 
-    @Flag(name: .customLong("log-prompts"), inversion: .prefixedNo,
-          help: "Log prompt text at debug level (default off: prompts may hold personal data).")
+    @Flag(name: .customLong("log-prompts"), inversion: .prefixedNo, help: Self.help("logPrompts"))
     var logPrompts: Bool?
+
+    @Flag(name: .customLong("provider-batch"), inversion: .prefixedNo,
+          help: "Send jobs whose deadline is further away than the provider's window to its Batch API (default off; docs/batch.md).")
+    var providerBatch: Bool?
+
+    @Option(name: .customLong("provider-batch-window"),
+            help: ArgumentHelp("With --provider-batch: jobs whose deadline is further away than this are batched (default 24h).",
+                               valueName: "DURATION"))
+    var providerBatchWindow: String?
 
     @Flag(name: .customLong("print-config"), help: "Print the settings the worker would run with (JSON) and exit.")
     var printConfig = false
 
     func validate() throws {
-        if let l = logLevel, Logger.Level(rawValue: l) == nil { throw ValidationError("--log-level \"\(l)\" is not a level") }
-        if let c = concurrency, !(1...100_000).contains(c) { throw ValidationError("--concurrency must be 1 to 100000") }
-        if let m = maxAttempts, !(1...100).contains(m) { throw ValidationError("--max-attempts must be 1 to 100") }
-        if let g = gracePeriod, HumanDuration.parseMilliseconds(g) == nil { throw ValidationError("--grace-period \"\(g)\" is not a duration") }
-        if let t = requestTimeout, (HumanDuration.parseMilliseconds(t) ?? 0) <= 0 { throw ValidationError("--request-timeout \"\(t)\" is not a positive duration") }
+        var scratch = WorkerConfiguration()
+        do { try applyFlags(to: &scratch) } catch { throw ValidationError(error.description) }
         if let u = llmURL { _ = try ResponderFactory.parse(u) }
-        if let a = metricsAddress, MetricsServer.parse(a) == nil {
-            throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9464)")
+        if let w = providerBatchWindow, (HumanDuration.parseMilliseconds(w) ?? 0) <= 0 {
+            throw ValidationError("--provider-batch-window \"\(w)\" is not a positive duration")
         }
+    }
+
+    /// A flag's help: its setting's meaning, the default, and the variable that may also set it.
+    static func help(_ key: String, valueName: String? = nil) -> ArgumentHelp {
+        let s = WorkerConfiguration.setting(key)
+        let def: String
+        switch s.value(of: WorkerConfiguration()) {
+        case .null: def = s.defaultNote ?? "none"
+        case .string(let text): def = text
+        case let v where s.type.hasPrefix("seconds"): def = String(decoding: v.serialized(), as: UTF8.self) + "s"
+        case let v: def = String(decoding: v.serialized(), as: UTF8.self)
+        }
+        let env = s.variable.map { "; env \($0)" } ?? ""
+        let meaning = s.meaning.filter { $0 != "`" }
+        let text = meaning.prefix(1).uppercased() + meaning.dropFirst() + " (default \(def)\(env))."
+        return valueName.map { ArgumentHelp(text, valueName: $0) } ?? ArgumentHelp(text)
+    }
+
+    /// The flags given, each with its setting's key and its text, in the order of the settings.
+    var flags: [(key: String, flag: String, text: String)] {
+        let given: [String: String?] = [
+            "llmURL": llmURL, "model": model, "maxInFlight": concurrency, "maxAttempts": maxAttempts,
+            "gracePeriodSeconds": gracePeriod, "requestTimeoutSeconds": requestTimeout,
+            "streamIdleTimeoutSeconds": streamIdleTimeout, "apiKeyFile": apiKeyFile, "apiKeyEnv": apiKeyEnv,
+            "logLevel": logLevel, "metricsAddress": metricsAddress, "logPrompts": logPrompts.map { String($0) },
+        ]
+        return WorkerConfiguration.settings.compactMap { s in
+            guard let text = given[s.key] ?? nil, let flag = s.flag?.split(separator: " ").first else { return nil }
+            return (s.key, String(flag), text)
+        }
+    }
+
+    /// Applies the flags through their settings' rules; an error names the flag.
+    func applyFlags(to conf: inout WorkerConfiguration) throws(DocumentError) {
+        for f in flags { try WorkerConfiguration.setting(f.key).apply(text: f.text, from: f.flag, to: &conf) }
     }
 
     func run() async throws {
@@ -125,9 +168,10 @@ struct WorkerCommand: AsyncParsableCommand {
             let server = try conf.metricsAddress.map(Self.startMetrics)
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
-            // The group stops its services in reverse order: the worker first, then the listener,
-            // so the last scrape still sees the stop.
-            let services: [any Service] = (server.map { [$0] } ?? []) + [worker]
+            let batcher = try Self.providerBatcher(conf, logger: logger)
+            // The group stops its services in reverse order: the worker first, then the provider
+            // batcher, then the listener, so the last scrape still sees the stop.
+            let services: [any Service] = (server.map { [$0] } ?? []) + (batcher.map { [$0] } ?? []) + [worker]
             let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             let spoolPath = conf.spoolPath
             let watchdog = StopWatchdog(what: "worker", limitMs: conf.gracePeriodMs + Self.stopMarginMs, logger: logger) {
@@ -167,30 +211,53 @@ struct WorkerCommand: AsyncParsableCommand {
         var spool = options
         spool.useSpool(of: file)
         conf.spoolPath = spool.path
-        if let u = ConfigFile.env("LLMSPOOL_LLM_URL") {
-            do { _ = try ResponderFactory.parse(u) } catch { throw Failed("LLMSPOOL_LLM_URL: \(error)", code: ExitStatus.usage) }
-            conf.llmURL = u
+        for setting in WorkerConfiguration.settings {
+            guard let name = setting.variable, let text = ConfigFile.env(name) else { continue }
+            do { try setting.apply(text: text, from: name, to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }
+            if setting.key == "llmURL" {
+                do { _ = try ResponderFactory.parse(text) } catch { throw Failed("\(name): \(error)", code: ExitStatus.usage) }
+            }
         }
-        if let l = ConfigFile.env("LLMSPOOL_LOG_LEVEL") {
-            guard Logger.Level(rawValue: l) != nil else { throw Failed("LLMSPOOL_LOG_LEVEL \"\(l)\" is not a level", code: ExitStatus.usage) }
-            conf.logLevel = l
+        do { try applyFlags(to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }  // checked by validate()
+        if let providerBatch { conf.providerBatch.enabled = providerBatch }
+        if let w = providerBatchWindow.flatMap(HumanDuration.parseMilliseconds) {
+            conf.providerBatch.windowMs = w
+            if conf.providerBatch.liveMarginMs >= w { conf.providerBatch.liveMarginMs = w / 2 }
         }
-        if let llmURL { conf.llmURL = llmURL }
-        if let model { conf.defaultModel = model }
-        if let concurrency { conf.maxInFlight = concurrency }
-        if let maxAttempts { conf.maxAttempts = maxAttempts }
-        if let g = gracePeriod.flatMap(HumanDuration.parseMilliseconds) { conf.gracePeriodMs = g }
-        if let t = requestTimeout.flatMap(HumanDuration.parseMilliseconds) { conf.requestTimeoutMs = t }
-        if let apiKeyFile { conf.apiKeyFile = apiKeyFile }
-        if let apiKeyEnv { conf.apiKeyEnv = apiKeyEnv }
-        if let logLevel { conf.logLevel = logLevel }
-        if let metricsAddress { conf.metricsAddress = metricsAddress }
-        if let logPrompts { conf.logPrompts = logPrompts }
         return conf
     }
 }
 
 extension WorkerCommand {
+    /// The provider batcher, when batching is on or batches recorded earlier must be finished
+    /// (then it takes no new jobs). It needs an HTTP endpoint.
+    static func providerBatcher(_ conf: WorkerConfiguration, logger: Logger) throws -> ProviderBatcher? {
+        let recorded = ProviderBatcher.hasRecords(spoolPath: conf.spoolPath)
+        guard conf.providerBatch.enabled || recorded else { return nil }
+        guard case .http(let base) = try ResponderFactory.parse(conf.llmURL ?? "") else {
+            if conf.providerBatch.enabled {
+                throw Failed("--provider-batch needs an OpenAI-compatible endpoint (--llm-url http(s)://…), not builtin:echo", code: ExitStatus.usage)
+            }
+            logger.error("the spool holds provider batches, but the LLM URL is not an HTTP endpoint: they wait for a worker that has one")
+            return nil
+        }
+        if !conf.providerBatch.enabled {
+            logger.notice("provider batching is off, but the spool holds provider batches: finishing them")
+        }
+        let key: APIKey?
+        do { key = try APIKey.load(file: conf.apiKeyFile, credential: "llm-api-key", environmentVariable: conf.apiKeyEnv) } catch {
+            throw Failed("API key: \(error)", code: ExitStatus.dataError)
+        }
+        let engine: CurlEngine
+        do { engine = try CurlEngine() } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
+        let client = ProviderBatchClient(
+            configuration: ChatClient.Configuration(baseURL: base, apiKey: key, connectTimeout: .milliseconds(conf.connectTimeoutMs),
+                                                    timeout: .milliseconds(conf.requestTimeoutMs),
+                                                    maxResponseBytes: conf.providerBatch.maxOutputBytes),
+            engine: engine)
+        return ProviderBatcher(configuration: conf, client: client, logger: logger, gather: conf.providerBatch.enabled)
+    }
+
     /// Time a stop may take past the grace period: cancelled calls give their jobs back, the
     /// libcurl engine stops. Past it the watchdog ends the process (status 75).
     static let stopMarginMs: Int64 = 5_000
@@ -248,11 +315,11 @@ enum ResponderFactory {
             }
             let engine: CurlEngine
             do { engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: configuration.maxConnections)) } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
-            let client = ChatClient(
-                configuration: ChatClient.Configuration(
-                    baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
-                    timeout: .milliseconds(configuration.requestTimeoutMs)),
-                engine: engine)
+            var chat = ChatClient.Configuration(
+                baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
+                timeout: .milliseconds(configuration.requestTimeoutMs))
+            chat.streamIdleTimeout = .milliseconds(configuration.streamIdleTimeoutMs)
+            let client = ChatClient(configuration: chat, engine: engine)
             return ChatResponder(client: client, engine: engine)
         }
     }

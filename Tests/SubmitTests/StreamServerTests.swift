@@ -1,0 +1,141 @@
+import Foundation
+import JSON
+import Spool
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Streamed answers (`"stream": true`) through `GET /jobs/ID/events` under real lighttpd, nginx +
+/// fcgiwrap and Apache, with the built-in echo writing word by word.
+@Suite("Streaming under real web servers", .serialized)
+struct StreamServerTests {
+    static let kinds = ServerKind.allCases.filter(\.available)
+
+    static func deltas(_ events: [SSEEvent]) -> String {
+        events.filter { $0.name == "delta" }.map { (try? JSONParser.parse($0.data))?["text"]?.stringValue ?? "?" }.joined()
+    }
+
+    static func words(_ n: Int) -> String { (1...n).map { "word\($0)" }.joined(separator: " ") }
+
+    func post(_ s: Server, _ prompt: String) throws -> String {
+        let body = JSONValue.object(["prompt": .string(prompt), "stream": .bool(true)]).text
+        return try #require(try s.post("alice", body, type: "application/json").json?["jobId"]?.stringValue)
+    }
+
+    @Test("delta events (id 2.OFFSET) word by word between running and done; their text is the result", arguments: kinds)
+    func streamed(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let prompt = Self.words(6)
+        let id = try post(s, prompt)
+        nonisolated(unsafe) var stream: HTTPResult?
+        let reader = Thread { stream = try? s.get("alice", "/jobs/\(id)/events", maxTime: 30) }
+        reader.start()
+        usleep(300_000)
+        try s.startWorker(delayMs: 1200)
+        #expect(eventually(30) { reader.isFinished })
+        let events = parseEvents(try #require(stream).text)
+        let names = events.map { $0.name ?? "" }
+        #expect(names.first == "queued" && names.dropFirst().first == "running" && names.last == "done", "\(names)")
+        #expect(names.filter { $0 == "delta" }.count == 6, "\(names)")
+        #expect(!names.contains("restart"))
+        let done = try JSONParser.parse(events.last?.data ?? "")
+        #expect(done["response"]?.stringValue == prompt)
+        #expect(Self.deltas(events) == prompt)
+        let offsets = events.filter { $0.name == "delta" }.compactMap { $0.id.flatMap { $0.hasPrefix("2.") ? Int($0.dropFirst(2)) : nil } }
+        #expect(offsets.count == 6 && offsets == offsets.sorted() && Set(offsets).count == 6, "\(events.map(\.id))")
+        // Settled: the partial file is gone, the result stays.
+        #expect(!FileManager.default.fileExists(atPath: s.spool + "/cur/" + Partial.fileName(id)))
+        // Another owner still sees nothing.
+        #expect(try s.get("bob", "/jobs/\(id)/events").status == 404)
+    }
+
+    @Test("a reader that comes after the answer is settled (its partial file removed) still gets it as deltas, then done", arguments: kinds)
+    func late(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let prompt = Self.words(5)
+        let id = try post(s, prompt)
+        try s.startWorker(delayMs: 100)
+        #expect(eventually(30) {
+            FileManager.default.fileExists(atPath: s.spool + "/done/" + id + ".json")
+                && !FileManager.default.fileExists(atPath: s.spool + "/cur/" + Partial.fileName(id))
+        })
+        let events = parseEvents(try s.get("alice", "/jobs/\(id)/events", maxTime: 30).text)
+        #expect(events.map { $0.name ?? "" } == ["delta", "done"], "\(events.map(\.name))")
+        #expect(Self.deltas(events) == prompt)
+    }
+
+    @Test("no inotify instance to spare (strace makes inotify_init1 fail with EMFILE): 503 events-unavailable, Retry-After, the log names the limit",
+          .enabled(if: Bin.which("strace") != nil, "strace is not installed"))
+    func noInotifyInstance() throws {
+        let dir = try TempDir("events-emfile")
+        defer { dir.remove() }
+        let spool = dir.file("spool")
+        #expect(try run(Bin.llmspool, ["init", spool]).status == 0)
+        let body = Array("hello".utf8)
+        let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": spool, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
+        let posted = try run(Bin.cgi, env: env.merging(["REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain",
+                                                        "CONTENT_LENGTH": String(body.count)]) { $1 }, stdin: body)
+        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
+        let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
+        let strace = try #require(Bin.which("strace"))
+        let r = try run(strace,
+                        ["-f", "-qq", "-o", "/dev/null", "-e", "trace=inotify_init1", "-e", "inject=inotify_init1:error=EMFILE", Bin.cgi],
+                        env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
+        #expect(r.text.hasPrefix("Status: 503"), "\(r.text)")
+        #expect(r.text.contains("urn:llmspool:problem:events-unavailable"), "\(r.text)")
+        #expect(r.text.contains("Retry-After:"), "\(r.text)")
+        #expect(r.stderr.contains("max_user_instances"), "\(r.stderr)")
+    }
+
+    @Test("a reader that disconnects mid-answer resumes with Last-Event-ID: no delta lost or repeated", arguments: kinds)
+    func resume(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let prompt = Self.words(12)
+        let id = try post(s, prompt)
+        try s.startWorker(delayMs: 4800)  // 400 ms a word
+        let partial = s.spool + "/cur/" + Partial.fileName(id)
+        #expect(eventually(10) { ((try? FileManager.default.attributesOfItem(atPath: partial))?[.size] as? Int ?? 0) > 0 })
+        // The first reader goes away after 1.5 s (curl's --max-time): mid-answer.
+        let first = parseEvents(try s.get("alice", "/jobs/\(id)/events", maxTime: 1.5).text)
+        let lastID = try #require(first.last(where: { $0.name == "delta" })?.id)
+        #expect(!first.contains { $0.name == "done" })
+        let rest = parseEvents(try s.get("alice", "/jobs/\(id)/events", headers: ["Last-Event-ID": lastID], maxTime: 30).text)
+        #expect(rest.last?.name == "done", "\(rest.map(\.name))")
+        #expect(!rest.contains { $0.name == "running" || $0.name == "queued" || $0.name == "restart" })
+        #expect(Self.deltas(first) + Self.deltas(rest) == prompt, "\(Self.deltas(first)) | \(Self.deltas(rest))")
+        // An id that is no record boundary starts over, and says so.
+        let bogus = parseEvents(try s.get("alice", "/jobs/\(id)/events", headers: ["Last-Event-ID": "2.3"]).text)
+        #expect(bogus.map(\.name).last == "done")
+    }
+
+    @Test("the worker kill -9'd mid-answer: the reader gets restart, then the answer once; done/ holds one result", arguments: kinds)
+    func workerKilled(_ kind: ServerKind) throws {
+        let s = try Server(kind)
+        defer { s.close() }
+        let prompt = Self.words(10)
+        let id = try post(s, prompt)
+        nonisolated(unsafe) var stream: HTTPResult?
+        let reader = Thread { stream = try? s.get("alice", "/jobs/\(id)/events", maxTime: 60) }
+        reader.start()
+        try s.startWorker(delayMs: 3000)  // 300 ms a word
+        let partial = s.spool + "/cur/" + Partial.fileName(id)
+        #expect(eventually(10) { ((try? String(contentsOfFile: partial, encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 3 })
+        s.killWorker()
+        try s.startWorker(delayMs: 1000)
+        #expect(eventually(60) { reader.isFinished })
+        let events = parseEvents(try #require(stream).text)
+        let names = events.map { $0.name ?? "" }
+        #expect(names.last == "done", "\(names)")
+        let restart = try #require(names.lastIndex(of: "restart"), "no restart event: \(names)")
+        #expect(Self.deltas(Array(events[(restart + 1)...])) == prompt)
+        #expect(Self.deltas(Array(events[..<restart])).count > 0)
+        #expect(s.names("done") == [id + ".json"])
+        let done = try JSONParser.parse(events.last?.data ?? "")
+        #expect(done["response"]?.stringValue == prompt)
+    }
+}
