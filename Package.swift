@@ -98,6 +98,7 @@ let package = Package(
                 "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -160,6 +161,9 @@ let package = Package(
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Settings", "Spool", "TestSupport"], swiftSettings: strict),
+        // The bridge's state machines (one per direction), its message decoding and delivery tags,
+        // without a broker or a disk.
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "CKafka", "JSON", "Spool"], swiftSettings: strict),
         // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
         .testTarget(name: "SubmitTests", dependencies: ["Submit", "JSON", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).

@@ -44,3 +44,15 @@ enum BridgeMetrics {
         Gauge(label: "llmspool_bridge_awaiting_delivery", dimensions: [("kind", kind)]).record(value)
     }
 }
+
+extension BridgeMetrics {
+    /// Jobs-in's back-pressure: 1 while this host has left the group because it holds `--max-queued` jobs.
+    static func backPressure(topic: String, left: Bool) {
+        Gauge(label: "llmspool_bridge_back_pressure", dimensions: [("topic", topic)]).record(left ? 1 : 0)
+    }
+
+    /// Jobs it brought in from `topic` still waiting in `new/` or `cur/` (with `--max-queued` only).
+    static func queued(topic: String, _ value: Int) {
+        Gauge(label: "llmspool_bridge_queued_jobs", dimensions: [("topic", topic)]).record(value)
+    }
+}

@@ -43,6 +43,9 @@ public struct BridgeSettings: Sendable, Equatable {
     public var logLevel: String?
     /// The longest a stop may take, in ms (`--stop-timeout`; the bridge's default is 15 s).
     public var stopTimeoutMs: Int64?
+    /// Back-pressure of `jobsIn` (`--max-queued`): the most jobs from Kafka left waiting in `new/`
+    /// and `cur/` before the bridge leaves its consumer group; nil = no limit.
+    public var maxQueued: Int?
     /// Applied in this order, before any `-X`.
     public var properties: [Property] = []
 
@@ -86,6 +89,7 @@ public struct BridgeSettings: Sendable, Equatable {
             case "metricsAddress": b.metricsAddress = try v.hostPort()
             case "logLevel": b.logLevel = v.isNull ? nil : try v.logLevel()
             case "stopTimeoutSeconds": b.stopTimeoutMs = v.isNull ? nil : try v.seconds(1...3_600)
+            case "maxQueued": b.maxQueued = v.isNull ? nil : try v.int(maxQueuedRange)
             case "properties":
                 for (name, p) in try v.section().settings(under: v.path + ".") {
                     if name.isEmpty || name.contains("=") { throw DocumentError(field: p.path, "is not a librdkafka property name") }
@@ -117,7 +121,10 @@ public struct BridgeSettings: Sendable, Equatable {
 
     /// Every key of the section, in the order `json()` writes them.
     public static let keys = ["brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "instanceId",
-                              "resultsOf", "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "properties"]
+                              "resultsOf", "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "maxQueued", "properties"]
+
+    /// What `maxQueued` (`--max-queued`) may be.
+    public static let maxQueuedRange = 1...1_000_000
 
     /// The section as JSON, every key present: unset ones as `null`, except where the bridge's
     /// default is known (`group`, `logLevel`, the DLQ of `jobsIn`). Parsing it gives back the same
@@ -141,6 +148,7 @@ public struct BridgeSettings: Sendable, Equatable {
         o["metricsAddress"] = str(metricsAddress)
         o["logLevel"] = .string(logLevel ?? "info")
         o["stopTimeoutSeconds"] = .double(Double(stopTimeoutMs ?? Self.defaultStopTimeoutMs) / 1000)
+        o["maxQueued"] = maxQueued.map { .integer($0) } ?? .null
         o["properties"] = .object(JSONObject(properties.map { .init($0.key, .string(Self.isSecret($0.key) ? "(hidden)" : $0.value)) }))
         return .object(o)
     }

@@ -281,6 +281,68 @@ struct MultiHostTests {
         #expect(ignored >= twice.count + 1, "answered on both worker hosts: \(twice.count); second results ignored: \(ignored)")
         print("partition: \(n) jobs, host 3 cut off \(Int(cutFor)) s holding \(heldByC.count); answered on both hosts \(twice.count), second results ignored at home \(ignored); worked on B \(on2.count), on C \(on3.count)")
     }
+
+    @Test("back-pressure: a worker host whose worker is stopped holds no more than --max-queued jobs; the other host answers the rest",
+          .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
+    func backPressure() throws {
+        let origin = try TestSpool(), w2 = try TestSpool(), w3 = try TestSpool()
+        defer { origin.remove(); w2.remove(); w3.remove() }
+        let mock = try KafkaMock(in: origin.dir, topics: ["jobs:6", "results:3"])
+        defer { mock.stop() }
+        let hosts = try MultiHost(hosts: 3, bootstrap: mock.bootstrap)
+        defer { hosts.down() }
+        let h = hosts.name
+        // LLMSPOOL_TEST_MAX_QUEUED=0 runs the same without a limit, to see the skew it prevents.
+        let limit = Int(ProcessInfo.processInfo.environment["LLMSPOOL_TEST_MAX_QUEUED"] ?? "") ?? 10
+        let a = try HostProcess(harness: h, host: 1, spool: origin.path,
+                                ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
+                                log: origin.dir.file("a.log"))
+        defer { a.stop() }
+        let workerArgs = ["bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
+                          "--results-out", "results", "--results-of", "kafka"] + Self.group
+        // Host 2's worker keeps up; its limit is far above what it ever holds, so it stays in the group.
+        let b = try HostProcess(harness: h, host: 2, spool: w2.path, workerArgs + ["--max-queued", "1000"], log: w2.dir.file("b.log"))
+        defer { b.stop() }
+        let c = try HostProcess(harness: h, host: 3, spool: w3.path, workerArgs + (limit > 0 ? ["--max-queued", "\(limit)"] : []),
+                                log: w3.dir.file("c.log"))
+        defer { c.stop() }
+        let llm = ["worker", "--llm-url", "builtin:echo?delay=50ms", "--concurrency", "4", "--log-level", "warning"]
+        let wb = try HostProcess(harness: h, host: 2, spool: w2.path, llm, log: w2.dir.file("wb.log"))
+        defer { wb.stop() }
+        // Host 3's worker is stopped: what host 3 takes waits in its new/.
+        try #require(HostProcess.settled([a, b, c]), "the group did not form\n\(b.log)\n\(c.log)")
+
+        let n = 120
+        let started = Date()
+        _ = try Spool(path: origin.path).enqueue(batch: Self.jobs("bp", n))
+        var most = 0
+        let answered = WorkerProcessTests.waitUntil(90) {
+            most = max(most, w3.names("new").count + w3.names("cur").count)
+            return origin.names("done").count + w3.names("new").count >= n && origin.names("done").count > 0
+        }
+        let took = Date().timeIntervalSince(started)
+        usleep(1_000_000)  // anything more host 3 would take arrives now
+        most = max(most, w3.names("new").count + w3.names("cur").count)
+        let held3 = w3.names("new").count, home = origin.names("done").count, on2 = w2.names("done").count
+        print(String(format: "back-pressure (limit %@): %d jobs; host 3 (worker stopped) holds %d (most seen %d), host 2 answered %d, %d home in %.1f s",
+                     limit > 0 ? "\(limit)" : "none", n, held3, most, on2, home, took))
+        #expect(answered, "home \(home), host 3 holds \(held3)\n\(c.log.suffix(3000))")
+        if limit > 0 {
+            #expect(most <= limit, "host 3 held \(most) jobs, more than --max-queued \(limit)\n\(c.log.suffix(3000))")
+            #expect(home == n - held3, "home \(home) + held by host 3 \(held3) != \(n)")
+            #expect(c.count("leaving the consumer group") >= 1, "\(c.log.suffix(3000))")
+        }
+        // Host 3's worker starts: what it held is answered, it joins again, and every job is home once.
+        let wc = try HostProcess(harness: h, host: 3, spool: w3.path, llm, log: w3.dir.file("wc.log"))
+        defer { wc.stop() }
+        let all = WorkerProcessTests.waitUntil(60) { origin.names("done").count >= n }
+        usleep(500_000)
+        #expect(all && origin.names("done").count == n, "done at home: \(origin.names("done").count) of \(n)\n\(a.log.suffix(2000))")
+        #expect(origin.names("forwarded").isEmpty && origin.names("failed").isEmpty)
+        if limit > 0 {
+            #expect(WorkerProcessTests.waitUntil(20) { c.count("joining the consumer group again") >= 1 }, "\(c.log.suffix(3000))")
+        }
+    }
 }
 
 /// The `instance` the jobs consumer logged when it started, if any.

@@ -31,6 +31,7 @@ extension BridgeCommand {
         metricsAddress = metricsAddress ?? settings.metricsAddress
         dlq = dlq ?? settings.deadLetterTopic
         if stopTimeout == nil, let ms = settings.stopTimeoutMs { stopTimeout = "\(ms)ms" }
+        maxQueued = maxQueued ?? settings.maxQueued
         properties = settings.properties.map { "\($0.key)=\($0.value)" } + properties  // -X after the file's: -X wins
         logLevel = logLevel ?? ConfigFile.env("LLMSPOOL_LOG_LEVEL") ?? settings.logLevel ?? "info"
         if brokers == nil { throw ValidationError("give --brokers LIST, or set bridge.brokers in the configuration file") }
@@ -60,6 +61,7 @@ extension BridgeCommand {
         s.deadLetterTopic = dlq
         s.logLevel = logLevel
         s.stopTimeoutMs = stopTimeoutMilliseconds
+        s.maxQueued = maxQueued
         s.properties = []
         for p in properties {  // in order; a later value of a key (a -X over the file's) replaces the earlier
             let i = p.firstIndex(of: "=") ?? p.endIndex

@@ -3,6 +3,7 @@ import Bridge
 import Daemon
 import Dispatch
 import Logging
+import ServiceLifecycle
 import Settings
 import Spool
 import Synchronization
@@ -10,7 +11,7 @@ import Synchronization
 import Glibc
 #endif
 
-struct BridgeCommand: ParsableCommand {
+struct BridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bridge",
         abstract: "Mirror the spool to and from Kafka (librdkafka).",
@@ -39,6 +40,10 @@ struct BridgeCommand: ParsableCommand {
             headers contentType, jobId, userId, tenantId) by an idempotent producer, and recorded in \
             SPOOL/.published/ once confirmed, so a restart does not send them again. --results-of kafka \
             limits this to jobs that came from --jobs-in.
+
+            --max-queued N (with --jobs-in): back-pressure. When N jobs this bridge brought in wait \
+            in new/ and cur/ (its worker is stopped or slow), it leaves its consumer group, so the \
+            group's other members take its partitions, and joins again below N/2.
 
             -X key=value passes any librdkafka property (repeatable; applied after the bridge's \
             defaults). SIGTERM or SIGINT: flush, commit, leave unconfirmed jobs in new/, exit 0. \
@@ -91,6 +96,11 @@ struct BridgeCommand: ParsableCommand {
     @Option(name: .customLong("max-forwarding"), help: "Most jobs held for Kafka at once with --jobs-out, sent or being moved to forwarded/ (default 5000).")
     var maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding
 
+    @Option(name: .customLong("max-queued"),
+            help: ArgumentHelp("With --jobs-in: leave the consumer group while N jobs from Kafka wait in new/ and cur/; join again below N/2 (default: no limit).",
+                               valueName: "N"))
+    var maxQueued: Int?
+
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "key=value"))
     var properties: [String] = []
 
@@ -117,6 +127,7 @@ struct BridgeCommand: ParsableCommand {
         }
         if let r = resultsOf, ResultScope(rawValue: r) == nil { throw ValidationError("--results-of must be all or kafka, not \"\(r)\"") }
         if !(1...100_000).contains(maxForwarding) { throw ValidationError("--max-forwarding must be 1 to 100000") }
+        if let n = maxQueued, !BridgeSettings.maxQueuedRange.contains(n) { throw ValidationError("--max-queued must be 1 to 1000000") }
         for p in properties where !p.contains("=") || p.hasPrefix("=") {
             throw ValidationError("-X \"\(p)\" is not key=value")
         }
@@ -135,7 +146,7 @@ struct BridgeCommand: ParsableCommand {
         stopTimeout.flatMap(HumanDuration.parseMilliseconds) ?? BridgeConfiguration.defaultStopTimeoutMs
     }
 
-    func run() throws {
+    func run() async throws {
         if printConfig { return try reporting(printEffectiveConfig) }
         let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel ?? "info")
         let pairs = properties.map { p in
@@ -146,79 +157,64 @@ struct BridgeCommand: ParsableCommand {
             spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn, jobsOut: jobsOut,
             resultsIn: resultsIn, resultsGroup: resultsGroup, instanceID: instanceID, resultsOut: resultsOut,
             resultScope: resultsOf.flatMap(ResultScope.init(rawValue:)) ?? .all, deadLetterTopic: dlq,
-            properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds)
+            properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds, maxQueued: maxQueued)
         // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.
-        let request = StopRequest()
-        // A stop that overruns its limit (stuck in librdkafka, or on a spool that hangs) or a
-        // second signal ends the process: the bridge's own steps are bounded a little below this.
+        // The service group turns the first SIGTERM or SIGINT into a graceful shutdown; the
+        // watchdog ends a stop that overruns its limit (stuck in librdkafka, or on a spool that
+        // hangs), or at once on a second signal: the bridge's own steps are bounded a little below it.
+        let current = Mutex<BridgeStopper?>(nil)
         let watchdog = StopWatchdog(what: "bridge", limitMs: stopTimeoutMilliseconds + 500, logger: logger) {
-            request.currentStep
+            current.withLock { $0?.currentStep } ?? "starting (connecting to Kafka)"
         }
         let sources = [SIGTERM, SIGINT].map { sig in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                watchdog.signalled()
-                request.fire()
-            }
+            source.setEventHandler { watchdog.signalled() }
             source.resume()
             return source
         }
         defer { sources.forEach { $0.cancel() } }
-        try reporting {
+        let left: [String]
+        do {
             let server = try metricsAddress.map { try WorkerCommand.startMetrics($0) }
             server?.start()
             defer { server?.stop() }
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
-            let bridge = try Bridge(configuration: conf, logger: logger)
-            request.attach(bridge.stopper)
-            if let notifier = SystemdNotifier() {
-                bridge.onReady = { notifier.notify("READY=1") }
-                if let every = notifier.watchdogIntervalMs {
-                    bridge.tickMilliseconds = every
-                    var last: Int64 = 0
-                    bridge.onTick = {
-                        let now = Timestamp.nowMilliseconds()
-                        if now - last >= every {
-                            last = now
-                            notifier.notify("WATCHDOG=1")
-                        }
+            let notifier = SystemdNotifier()
+            var onTick: (@Sendable () -> Void)?
+            let every = notifier?.watchdogIntervalMs
+            if let notifier, let every {
+                let last = LastTick()
+                onTick = {
+                    let now = Timestamp.nowMilliseconds()
+                    if now - last.value.load(ordering: .relaxed) >= every {
+                        last.value.store(now, ordering: .relaxed)
+                        notifier.notify("WATCHDOG=1")
                     }
                 }
-                defer { notifier.notify("STOPPING=1") }
-                try Self.run(bridge)
-                return
             }
-            try Self.run(bridge)
+            var onReady: (@Sendable () -> Void)?
+            if let notifier { onReady = { notifier.notify("READY=1") } }
+            let service = try BridgeService(configuration: conf, logger: logger, onReady: onReady,
+                                            onTick: onTick, tickMilliseconds: every)
+            current.withLock { $0 = service.stopper }
+            let services: [any Service] = (server.map { [$0] } ?? []) + [service]
+            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            defer { notifier?.notify("STOPPING=1") }
+            try await group.run()
+            left = service.leftWork
+        } catch {
+            let f = Failed(error)
+            Output.error(f.message)
+            throw ExitCode(f.code)
         }
-    }
-
-    /// Runs the bridge; a stop that left work (already logged by the bridge) exits 75.
-    static func run(_ bridge: Bridge) throws {
-        do { try bridge.run() } catch is BridgeStopIncomplete { throw ExitCode(ExitStatus.temporary) }
+        // A stop that left work (already logged by the bridge) exits 75.
+        if !left.isEmpty { throw ExitCode(ExitStatus.temporary) }
     }
 }
 
-/// A stop asked for by a signal, possibly before there is a bridge to stop.
-private final class StopRequest: Sendable {
-    private let state = Mutex<(fired: Bool, stopper: BridgeStopper?)>((false, nil))
 
-    func fire() {
-        let stopper = state.withLock { s in
-            s.fired = true
-            return s.stopper
-        }
-        stopper?.stop()
-    }
-
-    /// What the bridge is doing, for the watchdog's last line.
-    var currentStep: String { state.withLock { $0.stopper?.currentStep ?? "starting (connecting to Kafka)" } }
-
-    func attach(_ stopper: BridgeStopper) {
-        let fired = state.withLock { s in
-            s.stopper = stopper
-            return s.fired
-        }
-        if fired { stopper.stop() }
-    }
+/// When the bridge last told systemd's watchdog it is alive (monotonic ms).
+private final class LastTick: Sendable {
+    let value = Atomic<Int64>(0)
 }
