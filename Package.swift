@@ -4,11 +4,12 @@ import PackageDescription
 // Warnings are errors in CI (CI=true), so a warning never lands; locally they stay warnings.
 let werror: [SwiftSetting] = Context.environment["CI"].map { $0.isEmpty ? [] : [.unsafeFlags(["-warnings-as-errors"])] } ?? []
 
-let strict: [SwiftSetting] = [
-    .swiftLanguageMode(.v6),
-    .enableUpcomingFeature("ExistentialAny"),
-    .enableUpcomingFeature("InternalImportsByDefault"),
-] + werror
+let strict: [SwiftSetting] =
+    [
+        .swiftLanguageMode(.v6),
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("InternalImportsByDefault"),
+    ] + werror
 
 let package = Package(
     name: "llmspool",

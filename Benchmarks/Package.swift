@@ -9,7 +9,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         // `name:` so the product can be named whatever the clone's folder is called.
-        .package(name: "llmspool", path: ".."),
+        .package(name: "llmspool", path: "..")
     ],
     targets: [
         .executableTarget(

@@ -2,6 +2,7 @@ import CKafka
 import Dispatch
 public import Logging
 import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -149,8 +150,9 @@ public final class Bridge {
             let limit = Spool.raiseOpenFileLimit().after
             let most = max(1, limit - Self.reservedDescriptors)
             if configuration.maxForwarding > most {
-                logger.notice("the open-file limit (\(limit)) allows \(most) jobs held for Kafka at once, fewer than --max-forwarding; raise LimitNOFILE",
-                              metadata: ["maxForwarding": "\(configuration.maxForwarding)"])
+                logger.notice(
+                    "the open-file limit (\(limit)) allows \(most) jobs held for Kafka at once, fewer than --max-forwarding; raise LimitNOFILE",
+                    metadata: ["maxForwarding": "\(configuration.maxForwarding)"])
                 configuration.maxForwarding = most
             }
         }
@@ -263,14 +265,16 @@ public final class Bridge {
         let base: [(String, String)] = [("bootstrap.servers", configuration.brokers), ("client.id", "llmspool-bridge")]
         let fd = watcher.wakeDescriptor
         if configuration.resultsOut != nil || configuration.jobsOut != nil || dlqTopic != nil {
-            let p = try KafkaProducer(properties: base + [("enable.idempotence", "true"), ("acks", "all")] + configuration.properties,
-                                      logger: logger, eventFD: fd)
+            let p = try KafkaProducer(
+                properties: base + [("enable.idempotence", "true"), ("acks", "all")] + configuration.properties,
+                logger: logger, eventFD: fd)
             producer = p
             contexts.append(p.client.context)
             // Topic handles right after the producer (see KafkaProducer.topic).
             if let t = configuration.jobsOut {
-                jobsOut = try JobsOut(topic: t, producer: p, spool: spool, watcher: watcher, logger: logger,
-                                      maxForwarding: configuration.maxForwarding)
+                jobsOut = try JobsOut(
+                    topic: t, producer: p, spool: spool, watcher: watcher, logger: logger,
+                    maxForwarding: configuration.maxForwarding)
                 logger.info("forwarding jobs", metadata: ["topic": "\(t)"])
             }
             if let t = configuration.resultsOut {
@@ -280,8 +284,12 @@ public final class Bridge {
         }
         if let topic = configuration.jobsIn {
             let c = try consumer(base, role: Self.jobsRole, group: group, instance: instanceID, topic: topic)
-            logger.info("consuming jobs", metadata: ["topic": "\(topic)", "group": "\(group)", "instance": "\(instanceID ?? "none")",
-                                                     "dlq": "\(dlqTopic ?? "none")"])
+            logger.info(
+                "consuming jobs",
+                metadata: [
+                    "topic": "\(topic)", "group": "\(group)", "instance": "\(instanceID ?? "none")",
+                    "dlq": "\(dlqTopic ?? "none")",
+                ])
             jobsIn = JobsIn(consumer: c, spool: spool, logger: logger, deadLetters: deadLetters, maxQueued: configuration.maxQueued)
         }
         if let topic = configuration.resultsIn {
@@ -294,10 +302,11 @@ public final class Bridge {
     }
 
     private func consumer(_ base: [(String, String)], role: String, group: String, instance: String?, topic: String) throws -> KafkaConsumer {
-        let c = try KafkaConsumer(properties: base + [
-            ("group.id", group), ("enable.auto.offset.store", "false"), ("enable.auto.commit", "true"),
-            ("auto.offset.reset", "earliest"),
-        ] + (instance.map { [("group.instance.id", $0)] } ?? []) + configuration.properties,
+        let c = try KafkaConsumer(
+            properties: base + [
+                ("group.id", group), ("enable.auto.offset.store", "false"), ("enable.auto.commit", "true"),
+                ("auto.offset.reset", "earliest"),
+            ] + (instance.map { [("group.instance.id", $0)] } ?? []) + configuration.properties,
             role: role, topic: topic, logger: logger, eventFD: watcher.wakeDescriptor)
         contexts.append(c.client.context)
         return c
@@ -309,8 +318,12 @@ public final class Bridge {
         do {
             let r = try spool.recover()
             if !r.givenBack.isEmpty || !r.deadLettered.isEmpty || !r.alreadySettled.isEmpty {
-                logger.notice("recovered", metadata: ["givenBack": "\(r.givenBack.count)", "deadLettered": "\(r.deadLettered.count)",
-                                                      "alreadySettled": "\(r.alreadySettled.count)"])
+                logger.notice(
+                    "recovered",
+                    metadata: [
+                        "givenBack": "\(r.givenBack.count)", "deadLettered": "\(r.deadLettered.count)",
+                        "alreadySettled": "\(r.alreadySettled.count)",
+                    ])
             }
         } catch {
             logger.error("recovery failed: \(error)")
@@ -345,7 +358,9 @@ public final class Bridge {
             }
             for (done, (c, role)) in zip(closing, consumers) where !Self.wait(done, untilMs: closeBy) {
                 c.client.abandon()
-                left.append("the \(role) consumer did not close within \(closeBy - begun) ms (no broker answering?): offsets stored since its last commit were not committed, so those messages are consumed again after a restart")
+                left.append(
+                    "the \(role) consumer did not close within \(closeBy - begun) ms (no broker answering?): offsets stored since its last commit were not committed, so those messages are consumed again after a restart"
+                )
             }
         }
         final = counts
@@ -361,7 +376,9 @@ public final class Bridge {
             let jobs = jobsOut?.machine.awaitingDelivery ?? 0, results = resultsOut?.machine.inFlight ?? 0
             let letters = deadLetters?.inFlight ?? 0
             if err != RD_KAFKA_RESP_ERR_NO_ERROR || jobs + results + letters > 0 {
-                left.append("\(jobs + results + letters) messages not confirmed by Kafka within \(flushMs) ms: \(jobs) jobs (they stay in new/ and are sent again), \(results) results (sent again after a restart), \(letters) dead letters")
+                left.append(
+                    "\(jobs + results + letters) messages not confirmed by Kafka within \(flushMs) ms: \(jobs) jobs (they stay in new/ and are sent again), \(results) results (sent again after a restart), \(letters) dead letters"
+                )
                 // Drop what is queued, so that destroying the producer does not wait for it.
                 _ = rd_kafka_purge(p.client.rk, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
             }
@@ -391,10 +408,14 @@ public final class Bridge {
         }
         stopper.note("stopped")
         let c = counts
-        logger.notice("stopped", metadata: ["enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
-                                            "skipped": "\(c.skipped)", "published": "\(c.published)",
-                                            "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)",
-                                            "resultsIgnored": "\(c.resultsIgnored)", "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))"])
+        logger.notice(
+            "stopped",
+            metadata: [
+                "enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
+                "skipped": "\(c.skipped)", "published": "\(c.published)",
+                "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)",
+                "resultsIgnored": "\(c.resultsIgnored)", "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))",
+            ])
         return left
     }
 
@@ -414,7 +435,8 @@ public final class Bridge {
                 let e = list.pointee.elems[i]
                 var low: Int64 = 0, high: Int64 = 0
                 guard rd_kafka_get_watermark_offsets(c, e.topic, e.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
-                      high >= 0 else { continue }
+                    high >= 0
+                else { continue }
                 let position = e.offset >= 0 ? e.offset : low
                 lag += max(0, high - position)
                 BridgeMetrics.lag(topic: consumer.topic, partition: e.partition, max(0, high - position))

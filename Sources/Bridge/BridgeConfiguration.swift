@@ -2,6 +2,7 @@ import CKafka
 import Dispatch
 import Spool
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,11 +56,13 @@ public struct BridgeConfiguration: Sendable {
     /// and joins again below half of it. Nil: no limit.
     public var maxQueued: Int?
 
-    public init(spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil, jobsOut: String? = nil,
-                resultsIn: String? = nil, resultsGroup: String? = nil, instanceID: String? = nil, resultsOut: String? = nil,
-                resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
-                properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding,
-                stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs, maxQueued: Int? = nil) {
+    public init(
+        spoolPath: String, brokers: String, group: String? = nil, jobsIn: String? = nil, jobsOut: String? = nil,
+        resultsIn: String? = nil, resultsGroup: String? = nil, instanceID: String? = nil, resultsOut: String? = nil,
+        resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
+        properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding,
+        stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs, maxQueued: Int? = nil
+    ) {
         self.spoolPath = spoolPath
         self.brokers = brokers
         self.group = group
@@ -112,4 +115,3 @@ public final class BridgeStopper: Sendable {
 
     func note(_ what: String) { step.withLock { $0 = what } }
 }
-

@@ -17,8 +17,10 @@ public final class BridgeService: Service, Sendable {
     /// Opens the spool and its watcher (no Kafka client yet: those are made by ``run()``).
     /// `onReady` is called once the Kafka clients exist; `onTick` on every turn of the loop, which
     /// turns at least every `tickMilliseconds` (systemd's watchdog).
-    public init(configuration: BridgeConfiguration, logger: Logger, onReady: (@Sendable () -> Void)? = nil,
-                onTick: (@Sendable () -> Void)? = nil, tickMilliseconds: Int64? = nil) throws {
+    public init(
+        configuration: BridgeConfiguration, logger: Logger, onReady: (@Sendable () -> Void)? = nil,
+        onTick: (@Sendable () -> Void)? = nil, tickMilliseconds: Int64? = nil
+    ) throws {
         let b = try Bridge(configuration: configuration, logger: logger)
         b.onReady = onReady
         b.onTick = onTick
@@ -31,11 +33,13 @@ public final class BridgeService: Service, Sendable {
     public var leftWork: [String] { left.withLock { $0 } }
 
     public func run() async throws {
-        guard let b = bridge.withLock({ b -> sending Bridge? in
-            let taken = b
-            b = nil
-            return taken
-        }) else { return }
+        guard
+            let b = bridge.withLock({ b -> sending Bridge? in
+                let taken = b
+                b = nil
+                return taken
+            })
+        else { return }
         let owned = Owned(b)
         let stopper = self.stopper
         try await withTaskCancellationOrGracefulShutdownHandler {

@@ -1,5 +1,6 @@
 import Dispatch
 public import ServiceLifecycle
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -208,8 +209,9 @@ public final class MetricsServer: Sendable {
             if Self.endOfHead(c.head, from: searchFrom) {
                 c.answer = answer(c.head)
             } else if c.head.count >= limits.maxHeadBytes {
-                c.answer = Self.response("431 Request Header Fields Too Large", "text/plain; charset=utf-8",
-                                         Array("request head over \(limits.maxHeadBytes) bytes\n".utf8))
+                c.answer = Self.response(
+                    "431 Request Header Fields Too Large", "text/plain; charset=utf-8",
+                    Array("request head over \(limits.maxHeadBytes) bytes\n".utf8))
             }
         }
         guard let answer = c.answer else { return false }
@@ -241,17 +243,22 @@ public final class MetricsServer: Sendable {
             return Self.response("404 Not Found", "text/plain; charset=utf-8", Array("only /metrics is served\n".utf8))
         } else if parts[0] == "GET" || parts[0] == "HEAD" {
             let text = body()
-            return Self.response("200 OK", "text/plain; version=0.0.4; charset=utf-8", text, length: text.count,
-                                 withBody: parts[0] == "GET")
+            return Self.response(
+                "200 OK", "text/plain; version=0.0.4; charset=utf-8", text, length: text.count,
+                withBody: parts[0] == "GET")
         } else {
-            return Self.response("405 Method Not Allowed", "text/plain; charset=utf-8", Array("use GET\n".utf8),
-                                 extra: "Allow: GET, HEAD\r\n")
+            return Self.response(
+                "405 Method Not Allowed", "text/plain; charset=utf-8", Array("use GET\n".utf8),
+                extra: "Allow: GET, HEAD\r\n")
         }
     }
 
-    static func response(_ status: String, _ type: String, _ body: [UInt8], length: Int? = nil, withBody: Bool = true,
-                         extra: String = "") -> [UInt8] {
-        let head = "HTTP/1.1 \(status)\r\nContent-Type: \(type)\r\nContent-Length: \(length ?? body.count)\r\n"
+    static func response(
+        _ status: String, _ type: String, _ body: [UInt8], length: Int? = nil, withBody: Bool = true,
+        extra: String = ""
+    ) -> [UInt8] {
+        let head =
+            "HTTP/1.1 \(status)\r\nContent-Type: \(type)\r\nContent-Length: \(length ?? body.count)\r\n"
             + extra + "Connection: close\r\n\r\n"
         return Array(head.utf8) + (withBody ? body : [])
     }

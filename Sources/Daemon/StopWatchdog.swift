@@ -1,6 +1,7 @@
 public import Dispatch
 public import Logging
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -116,7 +116,9 @@ public struct JSONParser {
         case UInt8(ascii: "f"): return try expect("false", .bool(false))
         case UInt8(ascii: "n"): return try expect("null", .null)
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        default: throw error(b[i] < 0x20 || b[i] >= 0x80 ? "unexpected byte 0x\(String(b[i], radix: 16))" : "unexpected character '\(Character(Unicode.Scalar(b[i])))'")
+        default:
+            throw error(
+                b[i] < 0x20 || b[i] >= 0x80 ? "unexpected byte 0x\(String(b[i], radix: 16))" : "unexpected character '\(Character(Unicode.Scalar(b[i])))'")
         }
     }
 

@@ -71,9 +71,10 @@ extension JSONValue {
         case .array(let items) where !items.isEmpty:
             return "[\n" + items.map { pad + $0.prettyText(indent: indent + 1) }.joined(separator: ",\n") + "\n\(end)]"
         case .object(let o) where !o.isEmpty:
-            return "{\n" + o.members.map { m in
-                pad + JSONValue.string(m.key).text + ": " + m.value.prettyText(indent: indent + 1)
-            }.joined(separator: ",\n") + "\n\(end)}"
+            return "{\n"
+                + o.members.map { m in
+                    pad + JSONValue.string(m.key).text + ": " + m.value.prettyText(indent: indent + 1)
+                }.joined(separator: ",\n") + "\n\(end)}"
         default:
             return text
         }

@@ -63,7 +63,9 @@ public struct BridgeSettings: Sendable, Equatable {
             switch key {
             case "brokers":
                 guard let s = try v.optionalString() else { continue }
-                if s.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) || s.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                if s.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" })
+                    || s.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+                {
                     throw DocumentError(field: v.path, "must be a comma-separated list of host:port, without spaces")
                 }
                 b.brokers = s
@@ -76,7 +78,9 @@ public struct BridgeSettings: Sendable, Equatable {
             case "instanceId":
                 if v.isNull { continue }
                 let s = try v.string()  // "" turns static membership off
-                guard isInstanceID(s) else { throw DocumentError(field: v.path, "must be a Kafka group.instance.id (letters, digits, '.', '_', '-'; at most 240), or \"\" for none") }
+                guard isInstanceID(s) else {
+                    throw DocumentError(field: v.path, "must be a Kafka group.instance.id (letters, digits, '.', '_', '-'; at most 240), or \"\" for none")
+                }
                 b.instanceID = s
             case "resultsOf":
                 if v.isNull { continue }
@@ -99,7 +103,8 @@ public struct BridgeSettings: Sendable, Equatable {
                     b.properties.append(Property(name, s))
                 }
             default:
-                throw DocumentError(field: v.path, "unknown setting\(DocumentError.didYouMean(key, in: keys)) (bridge settings: \(keys.joined(separator: ", ")))")
+                throw DocumentError(
+                    field: v.path, "unknown setting\(DocumentError.didYouMean(key, in: keys)) (bridge settings: \(keys.joined(separator: ", ")))")
             }
         }
         return b
@@ -108,9 +113,10 @@ public struct BridgeSettings: Sendable, Equatable {
     /// True for "" (no static membership) and for names Kafka takes as a `group.instance.id`
     /// (the results consumer adds `.results`, so 240 at most).
     public static func isInstanceID(_ s: String) -> Bool {
-        s.utf8.count <= 240 && s.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
-        }
+        s.utf8.count <= 240
+            && s.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+            }
     }
 
     /// True for librdkafka properties that hold secrets, which `json()` does not show.
@@ -120,8 +126,10 @@ public struct BridgeSettings: Sendable, Equatable {
     }
 
     /// Every key of the section, in the order `json()` writes them.
-    public static let keys = ["brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "instanceId",
-                              "resultsOf", "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "maxQueued", "properties"]
+    public static let keys = [
+        "brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "instanceId",
+        "resultsOf", "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "maxQueued", "properties",
+    ]
 
     /// What `maxQueued` (`--max-queued`) may be.
     public static let maxQueuedRange = 1...1_000_000

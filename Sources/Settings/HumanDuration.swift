@@ -23,13 +23,21 @@ public enum HumanDuration {
             }
             guard digits > 0 else { return nil }
             let unit: Int64
-            if c == "m" && chars[i + 1] == "s" { unit = 1; i += 1 }
-            else if c == "s" { unit = 1000 }
-            else if c == "m" { unit = 60_000 }
-            else if c == "h" { unit = 3_600_000 }
-            else if c == "d" { unit = 86_400_000 }
-            else if c == "w" { unit = 7 * 86_400_000 }
-            else { return nil }
+            if c == "m" && chars[i + 1] == "s" {
+                unit = 1; i += 1
+            } else if c == "s" {
+                unit = 1000
+            } else if c == "m" {
+                unit = 60_000
+            } else if c == "h" {
+                unit = 3_600_000
+            } else if c == "d" {
+                unit = 86_400_000
+            } else if c == "w" {
+                unit = 7 * 86_400_000
+            } else {
+                return nil
+            }
             let (part, o1) = number.multipliedReportingOverflow(by: unit)
             let (sum, o2) = total.addingReportingOverflow(part)
             guard !o1, !o2 else { return nil }

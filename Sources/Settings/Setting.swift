@@ -66,8 +66,9 @@ extension Setting {
         _ key: String, _ path: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
-        whole(key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
-              stored: { Int64($0) }, shown: { Int($0) })
+        whole(
+            key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+            stored: { Int64($0) }, shown: { Int($0) })
     }
 
     /// Whole seconds in `range`, stored as milliseconds.
@@ -75,8 +76,9 @@ extension Setting {
         _ key: String, _ milliseconds: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
-        whole(key, milliseconds, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
-              stored: { Int64($0) * 1000 }, shown: { Int($0 / 1000) })
+        whole(
+            key, milliseconds, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+            stored: { Int64($0) * 1000 }, shown: { Int($0 / 1000) })
     }
 
     /// An integer in `range` in the file, a variable or a flag, kept as `stored(n)`.

@@ -104,7 +104,10 @@ public struct SettingsFile: Sendable, Equatable {
             case "bridge": file.bridge = try SettingValue(m.value, at: m.key).section()
             case "cgi": file.cgi = try SettingValue(m.value, at: m.key).section()
             default:
-                throw DocumentError(field: m.key, "unknown top-level setting\(DocumentError.didYouMean(m.key, in: topLevelKeys)) (the top level holds \(topLevelKeys.joined(separator: ", ")); worker settings go in \"worker\")")
+                throw DocumentError(
+                    field: m.key,
+                    "unknown top-level setting\(DocumentError.didYouMean(m.key, in: topLevelKeys)) (the top level holds \(topLevelKeys.joined(separator: ", ")); worker settings go in \"worker\")"
+                )
             }
         }
         if file.worker["spool"] != nil {

@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 import JSON
 #endif
-import SystemPackage
 
 /// What came of cancelling a waiting job.
 public enum CancelOutcome: Sendable, Equatable {

@@ -1,9 +1,10 @@
+import Synchronization
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 import JSON
 #endif
-import Synchronization
-import SystemPackage
 
 /// A job this process owns: its file is in `cur/ID.json`.
 ///
@@ -124,7 +125,8 @@ extension Spool {
                 bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, regularFile: true, path: new.path(name))
                 decoded = Result { () throws(IntakeError) in try Job.decode(bytes, limits: limits) }
                 if case .failure(let e) = decoded, e.truncated,
-                   Sys.nowMilliseconds() - st.modifiedMilliseconds < settleMilliseconds {
+                    Sys.nowMilliseconds() - st.modifiedMilliseconds < settleMilliseconds
+                {
                     return .settling
                 }
             }
@@ -136,7 +138,7 @@ extension Spool {
                     curName = JobID.generate() + ".clash"
                     guard try Sys.renameNoReplace(name, in: new, to: curName, in: cur) else { return .gone }
                 }
-            } catch where error.errno == .noSuchFileOrDirectory {
+            } catch  where error.errno == .noSuchFileOrDirectory {
                 return .gone  // moved away by something that does not take our lock
             }
             guard let moved = try Sys.stat(curName, in: cur), moved.sameFile(as: st) else { return .gone }
@@ -148,23 +150,29 @@ extension Spool {
             }
             let id = job.jobId ?? Job.id(fromFileName: name)
             if let problem = JobID.problem(id) {
-                return try reject(curName, IntakeError(
-                    kind: .badId, message: "the document has no jobId and the file name \"\(name)\" is not a valid id: it \(problem)",
-                    field: "jobId"), originalName: name)
+                return try reject(
+                    curName,
+                    IntakeError(
+                        kind: .badId, message: "the document has no jobId and the file name \"\(name)\" is not a valid id: it \(problem)",
+                        field: "jobId"), originalName: name)
             }
             let canonical = id + ".json"
             if curName != canonical {
                 guard try Sys.renameNoReplace(curName, in: cur, to: canonical, in: cur) else {
-                    return try reject(curName, IntakeError(
-                        kind: .idClash, message: "job \(id) is already in cur/ (being worked on)", field: "jobId"),
+                    return try reject(
+                        curName,
+                        IntakeError(
+                            kind: .idClash, message: "job \(id) is already in cur/ (being worked on)", field: "jobId"),
                         originalName: name, idIsTaken: true)
                 }
                 curName = canonical
             }
             for state in [SpoolState.done, .failed] {
                 guard try Sys.exists(canonical, in: dir(state)) else { continue }
-                return try reject(curName, IntakeError(
-                    kind: .idClash, message: "job \(id) already exists in \(state.rawValue)/", field: "jobId"),
+                return try reject(
+                    curName,
+                    IntakeError(
+                        kind: .idClash, message: "job \(id) already exists in \(state.rawValue)/", field: "jobId"),
                     originalName: name, idIsTaken: true)
             }
             // Park: the marker first, while the descriptor still holds the lock, then let it go.
@@ -243,7 +251,10 @@ extension Spool {
         while true {
             // Not a key whose id is done: each id lives in one state (a bad file named like it gets a fresh key).
             if try !Sys.exists(key + ".json", in: failed), try !Sys.exists(key + ".json", in: dir(.done)),
-               try Sys.renameNoReplace(curName, in: cur, to: key + ".original", in: failed) { break }
+                try Sys.renameNoReplace(curName, in: cur, to: key + ".original", in: failed)
+            {
+                break
+            }
             key = JobID.generate()
         }
         try writeRejection(key: key, error, originalName: originalName ?? curName, size: size)
@@ -280,7 +291,7 @@ extension Spool {
         guard let fd = try? Sys.openForReading(name, in: new) else { return nil }
         defer { Sys.close(fd) }
         guard let st = try? Sys.stat(fd, path: new.path(name)),
-              let bytes = try? Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name))
+            let bytes = try? Sys.readAll(fd, limit: limits.maxFileBytes, path: new.path(name))
         else { return nil }
         return (Result { () throws(IntakeError) in try Job.decode(bytes, limits: limits) }, st.modifiedMilliseconds)
     }

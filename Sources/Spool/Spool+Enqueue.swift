@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 import JSON
 #endif
-import SystemPackage
 
 /// Whether an enqueue waits for the disk.
 public enum Durability: Sendable {
@@ -152,11 +153,14 @@ extension Spool {
                 // Re-deliveries are expected here: a job already waiting costs a lookup, not a
                 // temporary file created and unlinked (and unlinks slow later creates on ext4).
                 guard seen.insert(id).inserted,
-                      try !wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: new) }) else {
+                    try !wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: new) })
+                else {
                     outcomes[k] = .duplicate(id: id, state: .new)
                     continue
                 }
-                let (name, fd) = try wrap { () throws(SystemCallError) in try writeTemporary(bytes, base: id, suffix: "job", sync: sync && !syncfsIsDurable, writeOut: !sync) }
+                let (name, fd) = try wrap { () throws(SystemCallError) in
+                    try writeTemporary(bytes, base: id, suffix: "job", sync: sync && !syncfsIsDurable, writeOut: !sync)
+                }
                 Sys.close(fd)
                 prepared.append((k, id, name))
             } catch {

@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 public import JSON
 #endif
-import SystemPackage
 
 extension Spool {
     /// Writes the result to `done/ID.json` (via `tmp/`, fsynced, no replace), fsyncs `done/`,
@@ -92,7 +93,9 @@ extension Spool {
     /// those later. (A rename is an order of magnitude cheaper than an unlink on ext4 without a journal.)
     func retire(_ name: String, from state: SpoolState = .cur) throws(SystemCallError) {
         let spent = ".spent." + tmpName(Job.id(fromFileName: name), "json")
-        do throws(SystemCallError) { try Sys.renameReplacing(name, in: dir(state), to: spent, in: dir(.tmp)) } catch where error.errno == .noSuchFileOrDirectory {
+        do throws(SystemCallError) { try Sys.renameReplacing(name, in: dir(state), to: spent, in: dir(.tmp)) } catch
+            where error.errno == .noSuchFileOrDirectory
+        {
             return
         }
     }
@@ -104,8 +107,10 @@ extension Spool {
     /// locked while it passes through `cur/`, so no one can mistake it for a dead claim. A job given back more than ``Limits/maxAbandonedClaims`` times is
     /// dead-lettered instead (a job that kills its workers must not kill them forever).
     /// `event` names the history entry (default `abandoned`, or `returned` when no attempt is counted).
-    public func giveBack(_ claim: Claim, reason: String, countAttempt: Bool = true, attempts: [JSONValue] = [],
-                         event: String? = nil) throws(SpoolError) {
+    public func giveBack(
+        _ claim: Claim, reason: String, countAttempt: Bool = true, attempts: [JSONValue] = [],
+        event: String? = nil
+    ) throws(SpoolError) {
         precondition(!claim.isReleased, "claim \(claim.id) was already settled or released")
         var job = claim.job
         job.jobId = claim.id  // a job named only by its file keeps its id if it must go back under another name
@@ -113,8 +118,11 @@ extension Spool {
         job.history += attempts
         job.history.append(Documents.event(event ?? (countAttempt ? "abandoned" : "returned"), reason))
         if job.attempts > limits.maxAbandonedClaims {
-            try fail(claim, Failure(kind: IntakeError.Kind.abandoned.rawValue,
-                                    message: "claimed \(job.attempts) times without an answer; last: \(reason)"))
+            try fail(
+                claim,
+                Failure(
+                    kind: IntakeError.Kind.abandoned.rawValue,
+                    message: "claimed \(job.attempts) times without an answer; last: \(reason)"))
             return
         }
         try wrap { () throws(SystemCallError) in try putBack(id: claim.id, bytes: job.json().serialized()) }

@@ -1,9 +1,10 @@
+import Synchronization
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 public import JSON
 #endif
-import Synchronization
-import SystemPackage
 
 /// Where a job that may have been handed to Kafka is, for a result coming back from it.
 public enum ForwardedLookup: Sendable {
@@ -86,8 +87,9 @@ extension Spool {
                 } else {
                     let clash = JobID.generate() + ".clash"
                     if try Sys.renameNoReplace(hold.name, in: dir(.new), to: clash, in: dir(.cur)) {
-                        _ = try reject(clash, IntakeError(kind: .idClash, message: "job \(hold.id) was already forwarded", field: "jobId"),
-                                       originalName: hold.name, idIsTaken: true)
+                        _ = try reject(
+                            clash, IntakeError(kind: .idClash, message: "job \(hold.id) was already forwarded", field: "jobId"),
+                            originalName: hold.name, idIsTaken: true)
                     }
                     hold.release()
                 }
@@ -105,7 +107,8 @@ extension Spool {
         return try wrap { () throws(SystemCallError) -> ForwardedLookup in
             for state in [SpoolState.done, .failed] where try Sys.exists(name, in: dir(state)) { return .settled(state) }
             guard let loc = try read(name, in: .forwarded, id: id),
-                  var job = try? Job.decode(loc.bytes, limits: limits), (job.jobId ?? id) == id else { return .unknown }
+                var job = try? Job.decode(loc.bytes, limits: limits), (job.jobId ?? id) == id
+            else { return .unknown }
             job.jobId = id
             return .waiting(job)
         }
@@ -125,7 +128,8 @@ extension Spool {
             Sys.close(fd)
             let other: SpoolState = state == .done ? .failed : .done
             guard try !Sys.exists(name, in: dir(other)),
-                  try Sys.renameNoReplace(tmpName, in: dir(.tmp), to: name, in: target) else {
+                try Sys.renameNoReplace(tmpName, in: dir(.tmp), to: name, in: target)
+            else {
                 try? Sys.unlink(tmpName, in: dir(.tmp))
                 return false
             }

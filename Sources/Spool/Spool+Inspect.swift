@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 import JSON
 #endif
-import SystemPackage
 
 /// Counts per state and the age of the oldest waiting job.
 public struct SpoolStatus: Sendable, Equatable {
@@ -117,7 +118,7 @@ extension Spool {
             }
             for name in try Sys.list(dir(.new)) where !name.hasPrefix(".") && name != id + ".json" {
                 guard let loc = try read(name, in: .new, id: id),
-                      let job = try? Job.decode(loc.bytes, limits: limits), job.jobId == id
+                    let job = try? Job.decode(loc.bytes, limits: limits), job.jobId == id
                 else { continue }
                 return loc
             }
@@ -136,7 +137,7 @@ extension Spool {
             for original in names where original.hasSuffix(".original") && !original.hasPrefix(".") {
                 let key = String(original.dropLast(".original".count))
                 guard let dropped = try droppedName(of: key + ".json"), dropped == name || Job.id(fromFileName: dropped) == name,
-                      let loc = try read(key + ".json", in: .failed, id: key)
+                    let loc = try read(key + ".json", in: .failed, id: key)
                 else { continue }
                 found.append(loc)
             }
@@ -147,7 +148,7 @@ extension Spool {
     /// The name a rejected file was dropped under, from its dead letter `failed/NAME`'s `original.name`.
     func droppedName(of name: String) throws(SystemCallError) -> String? {
         guard let loc = try read(name, in: .failed, id: Job.id(fromFileName: name)),
-              let doc = try? JSONParser.parse(loc.bytes)
+            let doc = try? JSONParser.parse(loc.bytes)
         else { return nil }
         return doc["original"]?["name"]?.stringValue
     }

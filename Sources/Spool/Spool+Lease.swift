@@ -1,7 +1,8 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SystemPackage
 
 /// The lease of one `Spool` object: the file `SPOOL/.leases/ID`, locked (`flock(LOCK_EX)`) for as
 /// long as the object lives, and so exactly as long as its process lives at the most.
@@ -138,8 +139,12 @@ extension Spool {
                 }
                 let target = Spool.leasesDirectory + "/" + id
                 var renamed = false
-                do throws(SystemCallError) { renamed = try Sys.renameNoReplace(name, in: tmp, to: target, in: root) } catch where error.errno == .noSuchFileOrDirectory {
-                    do throws(SystemCallError) { try Sys.makeDirectory(Spool.leasesDirectory, in: root, mode: Spool.directoryMode) } catch where error.errno == .fileExists {}
+                do throws(SystemCallError) { renamed = try Sys.renameNoReplace(name, in: tmp, to: target, in: root) } catch
+                    where error.errno == .noSuchFileOrDirectory
+                {
+                    do throws(SystemCallError) { try Sys.makeDirectory(Spool.leasesDirectory, in: root, mode: Spool.directoryMode) } catch
+                        where error.errno == .fileExists
+                    {}
                     renamed = try Sys.renameNoReplace(name, in: tmp, to: target, in: root)
                 }
                 guard renamed else { throw SystemCallError(call: "renameat2", path: root.path(target), errno: .fileExists) }

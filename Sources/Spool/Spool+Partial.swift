@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import JSON
 import Synchronization
 import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The partial answer of a job that asked for streaming (`"stream": true`): `cur/.ID.json.partial`.
 ///
@@ -167,7 +168,7 @@ extension Spool {
         let name = Partial.fileName(id), cur = dir(.cur)
         return try wrap { () throws(SystemCallError) -> Partial.Read? in
             let fd: FileDescriptor
-            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: cur) } catch where error.errno == .noSuchFileOrDirectory {
+            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: cur) } catch  where error.errno == .noSuchFileOrDirectory {
                 return nil
             }
             defer { Sys.close(fd) }
@@ -196,7 +197,8 @@ extension Spool {
             let modified = Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
             guard now - modified > Partial.orphanMilliseconds else { continue }
             guard try !Sys.exists(id + ".json", in: cur), try !Sys.exists(id + ".json", in: dir(.new)),
-                  try !Sys.exists(id + ".json", in: cur) else { continue }
+                try !Sys.exists(id + ".json", in: cur)
+            else { continue }
             _ = try Sys.unlinkIfPresent(name, in: cur)
         }
     }
@@ -240,7 +242,9 @@ extension Spool {
     /// record. Sleeps on inotify (the partial file's writes, `cur/`, `done/`, `failed/`); a 1 s
     /// rescan covers what inotify can miss. The tail of the text may still be only in the result
     /// (the partial file is removed once the result is durable): compare with its `response`.
-    public func follow(_ id: String, from offset: Int = 0, timeoutMilliseconds: Int64, _ emit: (FollowEvent) -> Void)
+    public func follow(
+        _ id: String, from offset: Int = 0, timeoutMilliseconds: Int64, _ emit: (FollowEvent) -> Void
+    )
         throws(SpoolError) -> SpoolState?
     {
         let watcher = try SpoolWatcher(self, states: [.cur, .done, .failed], events: .stream)

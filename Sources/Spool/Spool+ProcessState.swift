@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 public import JSON
 #endif
-import SystemPackage
 
 /// What a live process says about itself (a worker: its circuit breaker), for `llmspool status`.
 ///

@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 import JSON
 #endif
-import SystemPackage
 
 /// Claims held by a provider batch (docs/batch.md, "Provider batches"; docs/spool-format.md).
 ///
@@ -77,9 +78,10 @@ extension Spool {
             var claims: [Claim] = [], invalid: [String] = []
             for marker in try Sys.list(cur) where marker.hasPrefix(".") {
                 guard let name = Spool.claimName(ofMarker: marker), !name.hasPrefix("."),
-                      try Sys.readLink(marker, in: cur) == .target(target) else { continue }
+                    try Sys.readLink(marker, in: cur) == .target(target)
+                else { continue }
                 let fd: FileDescriptor
-                do throws(SystemCallError) { fd = try Sys.openForReading(name, in: cur) } catch where error.errno == .noSuchFileOrDirectory {
+                do throws(SystemCallError) { fd = try Sys.openForReading(name, in: cur) } catch  where error.errno == .noSuchFileOrDirectory {
                     try Sys.unlinkIfPresent(marker, in: cur)
                     continue
                 }
@@ -118,10 +120,12 @@ extension Spool {
         try wrap { () throws(SystemCallError) -> ProviderBatchLock? in
             let top = try root()
             defer { Sys.close(top.fd) }
-            do throws(SystemCallError) { try Sys.makeDirectory(Spool.providerBatchArea, in: top, mode: Spool.directoryMode) } catch where error.errno == .fileExists {}
+            do throws(SystemCallError) { try Sys.makeDirectory(Spool.providerBatchArea, in: top, mode: Spool.directoryMode) } catch
+                where error.errno == .fileExists
+            {}
             let area = try Sys.openDirectory(Spool.providerBatchArea, in: top)
             defer { Sys.close(area.fd) }
-            do throws(SystemCallError) { Sys.close(try Sys.createExclusive(".lock", in: area, mode: 0o600)) } catch where error.errno == .fileExists {}
+            do throws(SystemCallError) { Sys.close(try Sys.createExclusive(".lock", in: area, mode: 0o600)) } catch  where error.errno == .fileExists {}
             let fd = try Sys.openForReading(".lock", in: area)
             guard try Sys.tryLock(fd, path: area.path(".lock")) else {
                 Sys.close(fd)

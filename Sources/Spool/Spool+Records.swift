@@ -1,7 +1,8 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SystemPackage
 
 /// Small side records kept in a dot-named directory at the spool's root (such as
 /// `.idempotency/`), outside the job states: workers and recovery never look there.
@@ -53,7 +54,7 @@ extension Spool {
                     _ = try Sys.retrying("mkdirat", top.path(area)) { mkdirat(top.fd.rawValue, area, Spool.directoryMode) }
                     _ = try Sys.retrying("fchmodat", top.path(area)) { fchmodat(top.fd.rawValue, area, Spool.directoryMode, 0) }
                     try Sys.fsync(top)
-                } catch where error.errno == .fileExists {}
+                } catch  where error.errno == .fileExists {}
                 d = try Sys.openDirectory(area, in: top)
             }
             defer { Sys.close(d.fd) }
@@ -81,7 +82,7 @@ extension Spool {
             guard let d = try openArea(area) else { return false }
             defer { Sys.close(d.fd) }
             let fd: FileDescriptor
-            do throws(SystemCallError) { fd = try Sys.openForAppending(name, in: d) } catch where error.errno == .noSuchFileOrDirectory {
+            do throws(SystemCallError) { fd = try Sys.openForAppending(name, in: d) } catch  where error.errno == .noSuchFileOrDirectory {
                 return false
             }
             defer { Sys.close(fd) }

@@ -1,8 +1,9 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 import JSON
 #endif
-import SystemPackage
 
 /// What one recovery pass did.
 public struct RecoveryReport: Sendable, Equatable {
@@ -126,7 +127,7 @@ extension Spool {
         // between rename and validation, and goes back as it is to be claimed afresh.
         let bytes = try Sys.readAll(fd, limit: limits.maxFileBytes, path: cur.path(name))
         guard name.hasSuffix(".json"), JobID.isValid(id), var job = try? Job.decode(bytes, limits: limits),
-              (job.jobId ?? id) == id
+            (job.jobId ?? id) == id
         else {
             try moveBackToNew(name)
             report.givenBack.append(name)
@@ -137,8 +138,12 @@ extension Spool {
         job.history.append(Documents.event("abandoned", "the claiming process died"))
         if job.attempts > limits.maxAbandonedClaims {
             let claim = Claim(id: id, job: job, bytes: bytes, fd: try dupLock(fd, name))
-            do { try fail(claim, Failure(kind: IntakeError.Kind.abandoned.rawValue,
-                                          message: "claimed \(job.attempts) times without an answer; the job may crash its workers"))
+            do {
+                try fail(
+                    claim,
+                    Failure(
+                        kind: IntakeError.Kind.abandoned.rawValue,
+                        message: "claimed \(job.attempts) times without an answer; the job may crash its workers"))
             } catch { if case .system(let e) = error { throw e } }
             report.deadLettered.append(id)
             return

@@ -1,8 +1,9 @@
+import Synchronization
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
-import SystemPackage
 
 /// A spool directory: `tmp/ new/ cur/ done/ failed/`, where every state change is a rename.
 ///
@@ -86,7 +87,7 @@ public final class Spool: Sendable {
             var parent = path.hasPrefix("/") ? "" : "."
             for component in path.split(separator: "/").dropLast() {
                 parent += "/" + component
-                do throws(SystemCallError) { try Sys.makeDirectory(parent, mode: 0o777) } catch where error.errno == .fileExists {}
+                do throws(SystemCallError) { try Sys.makeDirectory(parent, mode: 0o777) } catch  where error.errno == .fileExists {}
             }
             try makeSpoolDirectory(path)
             // A directory that is not yet a spool (the repository's spool/, holding only its README)
@@ -122,7 +123,7 @@ public final class Spool: Sendable {
             try Sys.makeDirectory(p, mode: directoryMode)
             try Sys.chmod(p, mode: directoryMode)
             return true
-        } catch where error.errno == .fileExists {
+        } catch  where error.errno == .fileExists {
             return false
         }
     }
@@ -132,7 +133,7 @@ public final class Spool: Sendable {
             let d = try Sys.openDirectory(p)
             defer { Sys.close(d.fd) }
             try Sys.fsync(d)
-        } catch where tolerated.contains(error.errno) {}
+        } catch  where tolerated.contains(error.errno) {}
     }
 
     /// The name of this host (`gethostname`), as job histories record it.
@@ -167,8 +168,10 @@ public final class Spool: Sendable {
     /// Writes `bytes` to a fresh file in `tmp/`, optionally fsynced, and returns its name and open descriptor.
     /// `writeOut` (for writes that are not fsynced) writes the data to the device before returning:
     /// see ``Durability/volatile`` for why.
-    func writeTemporary(_ bytes: [UInt8], base: String, suffix: String, sync: Bool,
-                        writeOut: Bool = false) throws(SystemCallError) -> (String, FileDescriptor) {
+    func writeTemporary(
+        _ bytes: [UInt8], base: String, suffix: String, sync: Bool,
+        writeOut: Bool = false
+    ) throws(SystemCallError) -> (String, FileDescriptor) {
         let tmp = dir(.tmp)
         let name = tmpName(base, suffix)
         let fd = try Sys.createExclusive(name, in: tmp, mode: Spool.fileMode)

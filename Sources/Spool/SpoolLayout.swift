@@ -44,7 +44,7 @@ extension Spool {
         do {
             for sub in layout.directories {
                 let p = sub.isEmpty ? path : path + "/" + sub
-                do throws(SystemCallError) { try Sys.makeDirectory(p, mode: layout.mode(of: sub)) } catch where error.errno == .fileExists {}
+                do throws(SystemCallError) { try Sys.makeDirectory(p, mode: layout.mode(of: sub)) } catch  where error.errno == .fileExists {}
             }
             // The spool itself last: while it is being converted the web server keeps its access.
             for sub in layout.directories + [""] {

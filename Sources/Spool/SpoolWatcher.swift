@@ -1,8 +1,9 @@
+import Synchronization
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
-import SystemPackage
 
 /// Wakes a consumer when files arrive in (or leave) some of a spool's directories.
 ///
@@ -159,7 +160,9 @@ extension Spool {
                     guard try Sys.exists(id + ".json", in: dir(state)) else { return false }
                     try Sys.fsync(dir(state))
                     return true
-                }) { return state }
+                }) {
+                    return state
+                }
             }
             let left = deadline - Sys.nowMilliseconds()
             if left <= 0 { return nil }

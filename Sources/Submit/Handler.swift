@@ -54,9 +54,11 @@ public struct Handler: Sendable {
 
     func openSpool() throws(Problem) -> Spool {
         do { return try Spool(path: configuration.spoolPath) } catch {
-            throw Problem(.unavailable, "spool-unavailable", "The job spool is unavailable.",
-                          detail: "the server cannot open its spool; try again later",
-                          headers: ["Retry-After": String(configuration.retryAfterSeconds)]).logged("\(error)")
+            throw Problem(
+                .unavailable, "spool-unavailable", "The job spool is unavailable.",
+                detail: "the server cannot open its spool; try again later",
+                headers: ["Retry-After": String(configuration.retryAfterSeconds)]
+            ).logged("\(error)")
         }
     }
 
@@ -64,8 +66,9 @@ public struct Handler: Sendable {
     func bodyBytes(_ body: Body, limit: Int) throws(Problem) -> [UInt8] {
         switch body {
         case .tooLarge(let declared):
-            throw Problem(.contentTooLarge, "body-too-large", "The request body is too large.",
-                          detail: "the body is \(declared.map { "\($0) bytes" } ?? "larger than the limit"); the limit is \(limit) bytes")
+            throw Problem(
+                .contentTooLarge, "body-too-large", "The request body is too large.",
+                detail: "the body is \(declared.map { "\($0) bytes" } ?? "larger than the limit"); the limit is \(limit) bytes")
         case .truncated(let got, let expected):
             throw Problem(.badRequest, "incomplete-body", "The request body ended early.", detail: "received \(got) of \(expected) bytes; nothing was stored")
         case .bytes(let b):
@@ -78,18 +81,22 @@ public struct Handler: Sendable {
     }
 
     func unavailable(_ error: SpoolError) -> Problem {
-        Problem(.unavailable, "spool-unwritable", "The job could not be stored.",
-                detail: "the spool cannot take the job now (disk full or not writable); nothing was stored; try again later",
-                headers: ["Retry-After": String(configuration.retryAfterSeconds)]).logged("\(error)")
+        Problem(
+            .unavailable, "spool-unwritable", "The job could not be stored.",
+            detail: "the spool cannot take the job now (disk full or not writable); nothing was stored; try again later",
+            headers: ["Retry-After": String(configuration.retryAfterSeconds)]
+        ).logged("\(error)")
     }
 
     /// An event stream that cannot wait: each open stream is a CGI process holding one inotify
     /// instance, and the kernel allows `fs.inotify.max_user_instances` (128 by default) per user.
     func cannotWatch(_ error: SystemCallError) -> Problem {
-        Problem(.unavailable, "events-unavailable", "The event stream cannot be opened now.",
-                detail: "the server is following as many jobs as it can (\(error.call) failed: \(error.errno.description)); try again later",
-                headers: ["Retry-After": String(configuration.retryAfterSeconds)])
-            .logged("\(error) — each open event stream holds one inotify instance; raise fs.inotify.max_user_instances (default 128 per user)")
+        Problem(
+            .unavailable, "events-unavailable", "The event stream cannot be opened now.",
+            detail: "the server is following as many jobs as it can (\(error.call) failed: \(error.errno.description)); try again later",
+            headers: ["Retry-After": String(configuration.retryAfterSeconds)]
+        )
+        .logged("\(error) — each open event stream holds one inotify instance; raise fs.inotify.max_user_instances (default 128 per user)")
     }
 
     // MARK: POST …/jobs
@@ -101,8 +108,9 @@ public struct Handler: Sendable {
         var replayKey: (record: String, fingerprint: String)?
         if let key = request.idempotencyKey {
             guard key.utf8.count <= 255, key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
-                throw Problem(.badRequest, "invalid-idempotency-key", "The Idempotency-Key is not valid.",
-                              detail: "use 1 to 255 visible ASCII characters, such as a UUID", field: "Idempotency-Key")
+                throw Problem(
+                    .badRequest, "invalid-idempotency-key", "The Idempotency-Key is not valid.",
+                    detail: "use 1 to 255 visible ASCII characters, such as a UUID", field: "Idempotency-Key")
             }
             let record = SHA256.hex(Array("llmspool-idempotency-v1\u{0}\(identity.userId)\u{0}\(identity.tenantId ?? "")\u{0}\(key)".utf8))
             let essence = MediaType(request.contentType ?? "")?.essence ?? ""
@@ -123,8 +131,10 @@ public struct Handler: Sendable {
             id = JobID.generate(tag: identity.quotaTag)
             job.jobId = id
             if let (record, fingerprint) = replayKey {
-                let doc: JSONValue = .object(["jobId": .string(id), "request": .string(fingerprint),
-                                              "userId": .string(identity.userId), "createdAt": .string(Timestamp.now())])
+                let doc: JSONValue = .object([
+                    "jobId": .string(id), "request": .string(fingerprint),
+                    "userId": .string(identity.userId), "createdAt": .string(Timestamp.now()),
+                ])
                 let won: Bool
                 do {
                     // A stale record (older than the window) is replaced; a fresh one written meanwhile wins.
@@ -173,11 +183,12 @@ public struct Handler: Sendable {
         let found: (bytes: [UInt8], modifiedMilliseconds: Int64)?
         do { found = try spool.readRecord(record, in: Spool.idempotencyArea) } catch { throw unavailable(error) }
         guard let found, Timestamp.nowMilliseconds() - found.modifiedMilliseconds < configuration.idempotencyMilliseconds,
-              let doc = try? JSONParser.parse(found.bytes), let id = doc["jobId"]?.stringValue, JobID.isValid(id)
+            let doc = try? JSONParser.parse(found.bytes), let id = doc["jobId"]?.stringValue, JobID.isValid(id)
         else { return nil }
         guard doc["request"]?.stringValue == fingerprint else {
-            throw Problem(.unprocessable, "idempotency-key-reused", "The Idempotency-Key was used for another request.",
-                          detail: "this key already submitted job \(id) with a different body; use a new key", field: "Idempotency-Key")
+            throw Problem(
+                .unprocessable, "idempotency-key-reused", "The Idempotency-Key was used for another request.",
+                detail: "this key already submitted job \(id) with a different body; use a new key", field: "Idempotency-Key")
         }
         return id
     }
@@ -196,16 +207,18 @@ public struct Handler: Sendable {
         let maxAge = configuration.waitingCountMaxAgeMilliseconds
         let now = Timestamp.nowMilliseconds()
         if maxAge > 0, let found = try? spool.readRecord(record, in: Spool.waitingCountArea),
-           let cached = WaitingCount.parse(found.bytes), (0..<maxAge).contains(now - cached.countedAtMilliseconds),
-           cached.estimate < limit {
+            let cached = WaitingCount.parse(found.bytes), (0..<maxAge).contains(now - cached.countedAtMilliseconds),
+            cached.estimate < limit
+        {
             return
         }
         let mine: Int
         do { mine = try spool.countWaiting(tag: tag, upTo: limit) } catch { throw unavailable(error) }
         guard mine < limit else {
-            throw Problem(.tooManyRequests, "too-many-waiting-jobs", "Too many jobs are waiting.",
-                          detail: "\(identity.tenantId.map { "tenant \($0)" } ?? "you") already have \(limit) jobs waiting; retry later",
-                          headers: ["Retry-After": String(configuration.retryAfterSeconds)])
+            throw Problem(
+                .tooManyRequests, "too-many-waiting-jobs", "Too many jobs are waiting.",
+                detail: "\(identity.tenantId.map { "tenant \($0)" } ?? "you") already have \(limit) jobs waiting; retry later",
+                headers: ["Retry-After": String(configuration.retryAfterSeconds)])
         }
         if maxAge > 0 {
             // A cache: written without fsync, and a failure only means counting again next time.
@@ -258,17 +271,20 @@ public struct Handler: Sendable {
                 let (after, afterDoc) = try owned(id, identity: identity, spool: spool)
                 return .json(200, JobView.json(id: id, state: after.state, document: afterDoc, base: base))
             case .cur:
-                throw Problem(.conflict, "job-running", "The job is already running.",
-                              detail: "job \(id) was claimed by a worker; only waiting jobs can be cancelled")
+                throw Problem(
+                    .conflict, "job-running", "The job is already running.",
+                    detail: "job \(id) was claimed by a worker; only waiting jobs can be cancelled")
             case .forwarded:
-                throw Problem(.conflict, "job-forwarded", "The job was handed to another host.",
-                              detail: "job \(id) was forwarded over Kafka; only waiting jobs can be cancelled")
+                throw Problem(
+                    .conflict, "job-forwarded", "The job was handed to another host.",
+                    detail: "job \(id) was forwarded over Kafka; only waiting jobs can be cancelled")
             case .done, .failed:
                 if JobView.status(state: loc.state, document: doc) == "cancelled" {
                     return .json(200, JobView.json(id: id, state: loc.state, document: doc, base: base))
                 }
-                throw Problem(.conflict, "job-finished", "The job has already finished.",
-                              detail: "job \(id) is \(JobView.status(state: loc.state, document: doc))")
+                throw Problem(
+                    .conflict, "job-finished", "The job has already finished.",
+                    detail: "job \(id) is \(JobView.status(state: loc.state, document: doc))")
             }
         }
         throw Problem(.conflict, "job-running", "The job is already running.", detail: "job \(id) was claimed while cancelling it")
@@ -337,7 +353,8 @@ public struct Handler: Sendable {
         } catch {
             return unavailable(error as? SpoolError ?? .notFound(id: id)).response
         }
-        let pad = configuration.eventPaddingBytes > 0
+        let pad =
+            configuration.eventPaddingBytes > 0
             ? Array((": " + String(repeating: " ", count: configuration.eventPaddingBytes) + "\n\n").utf8) : []
         guard write(EventStream.headers + EventStream.preamble + pad) else { return nil }
         let name = id + ".json"
@@ -406,7 +423,7 @@ public struct Handler: Sendable {
                     // behind then sends the rest of the answer from the result (the text since the
                     // last restart is always exactly a prefix of it, unless a restart went unseen).
                     if streaming, stage == EventStream.finalStage, loc.state == .done, let sentText = text,
-                       let response = doc["response"]?.stringValue, response != sentText
+                        let response = doc["response"]?.stringValue, response != sentText
                     {
                         guard send(EventStream.tail(of: response, after: sentText)) else { return nil }
                     }

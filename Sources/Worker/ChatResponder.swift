@@ -32,7 +32,9 @@ public struct ChatResponder: Responder {
 
     /// Streaming (`progress` set): asks for `stream: true` with usage, and gives `progress` each
     /// delta from the HTTP engine's thread. A server that sends no usage gets an estimate, marked so.
-    public func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async
+    public func respond(
+        to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?
+    ) async
         -> (CallOutcome, ProviderBudget?)
     {
         guard let progress else { return await respond(to: job, model: model, maxTokens: maxTokens) }
@@ -48,19 +50,24 @@ public struct ChatResponder: Responder {
     }
 
     @inline(never)
-    static func streamedCall(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?, progress: any AnswerProgress)
+    static func streamedCall(
+        _ client: ChatClient, _ job: Job, model: String, maxTokens: Int?, progress: any AnswerProgress
+    )
         -> StreamedCall
     {
-        client.streamedCall(ChatRequest(
-            model: model,
-            messages: Prompt.messages(job).map { ChatMessage(role: $0.role, content: $0.content) },
-            maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job))) { progress.append($0) }
+        client.streamedCall(
+            ChatRequest(
+                model: model,
+                messages: Prompt.messages(job).map { ChatMessage(role: $0.role, content: $0.content) },
+                maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job))
+        ) { progress.append($0) }
     }
 
     @inline(never)
-    static func streamedOutcome(_ response: Result<HTTPResponse, any Error>, call: StreamedCall, job: Job, model: String,
-                                startedAt started: String) -> (CallOutcome, ProviderBudget?)
-    {
+    static func streamedOutcome(
+        _ response: Result<HTTPResponse, any Error>, call: StreamedCall, job: Job, model: String,
+        startedAt started: String
+    ) -> (CallOutcome, ProviderBudget?) {
         var result = Result { try call.completion(from: response) }
         if case .success(var c) = result, c.usage == nil {
             // No usage from the server: estimate, so the tenant's budget is still charged; the result says so.
@@ -80,10 +87,11 @@ public struct ChatResponder: Responder {
 
     @inline(never)
     static func request(_ client: ChatClient, _ job: Job, model: String, maxTokens: Int?) -> HTTPRequest {
-        client.httpRequest(for: ChatRequest(
-            model: model,
-            messages: Prompt.messages(job).map { ChatMessage(role: $0.role, content: $0.content) },
-            maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job)))
+        client.httpRequest(
+            for: ChatRequest(
+                model: model,
+                messages: Prompt.messages(job).map { ChatMessage(role: $0.role, content: $0.content) },
+                maxTokens: maxTokens, temperature: job.temperature, extra: requestOptions(job)))
     }
 
     /// Members of the job's `request` object (a Batch API line's other request fields, docs/batch.md),
@@ -94,29 +102,46 @@ public struct ChatResponder: Responder {
     }
 
     @inline(never)
-    static func outcome(_ response: Result<HTTPResponse, any Error>, client: ChatClient, model: String, startedAt started: String)
+    static func outcome(
+        _ response: Result<HTTPResponse, any Error>, client: ChatClient, model: String, startedAt started: String
+    )
         -> (CallOutcome, ProviderBudget?)
     {
-        outcome(response.flatMap { r in Result { () throws(LLMError) in try client.completion(from: r) }.mapError { $0 as any Error } },
-                model: model, startedAt: started)
+        outcome(
+            response.flatMap { r in Result { () throws(LLMError) in try client.completion(from: r) }.mapError { $0 as any Error } },
+            model: model, startedAt: started)
     }
 
     @inline(never)
-    static func outcome(_ result: Result<ChatCompletion, any Error>, model: String, startedAt started: String)
+    static func outcome(
+        _ result: Result<ChatCompletion, any Error>, model: String, startedAt started: String
+    )
         -> (CallOutcome, ProviderBudget?)
     {
         switch result {
         case .success(let c):
             guard let content = c.content else {
-                return (.failure(CallFailure(kind: .malformedResponse, message: "the completion has no message content",
-                                             httpStatus: c.httpStatus, cause: .permanent)), ChatResponder.budget(c.rateLimits))
+                return (
+                    .failure(
+                        CallFailure(
+                            kind: .malformedResponse, message: "the completion has no message content",
+                            httpStatus: c.httpStatus, cause: .permanent)), ChatResponder.budget(c.rateLimits)
+                )
             }
             let usage = c.usage.map { Usage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, totalTokens: $0.totalTokens) }
-            return (.answer(Answer(response: content, model: c.model ?? model, finishReason: c.finishReason, usage: usage,
-                                   startedAt: started)), ChatResponder.budget(c.rateLimits))
+            return (
+                .answer(
+                    Answer(
+                        response: content, model: c.model ?? model, finishReason: c.finishReason, usage: usage,
+                        startedAt: started)), ChatResponder.budget(c.rateLimits)
+            )
         case .failure(let e as LLMError):
-            return (.failure(CallFailure(kind: CallFailure.Kind(e.kind), message: e.message, httpStatus: e.httpStatus, cause: e.cause,
-                                         retryAfterMs: e.retryAfter.map(ChatResponder.milliseconds))), nil)
+            return (
+                .failure(
+                    CallFailure(
+                        kind: CallFailure.Kind(e.kind), message: e.message, httpStatus: e.httpStatus, cause: e.cause,
+                        retryAfterMs: e.retryAfter.map(ChatResponder.milliseconds))), nil
+            )
         case .failure:
             return (.failure(CallFailure(kind: .cancelled, message: "the call was cancelled (worker stopping)", cause: .transient)), nil)
         }
@@ -131,7 +156,8 @@ public struct ChatResponder: Responder {
 
     static func budget(_ r: RateLimitSnapshot) -> ProviderBudget? {
         if r.requests.isEmpty && r.tokens.isEmpty { return nil }
-        return ProviderBudget(remainingRequests: r.requests.remaining, remainingTokens: r.tokens.remaining,
-                              resetRequestsMs: r.requests.reset.map(milliseconds), resetTokensMs: r.tokens.reset.map(milliseconds))
+        return ProviderBudget(
+            remainingRequests: r.requests.remaining, remainingTokens: r.tokens.remaining,
+            resetRequestsMs: r.requests.reset.map(milliseconds), resetTokensMs: r.tokens.reset.map(milliseconds))
     }
 }

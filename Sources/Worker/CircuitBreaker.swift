@@ -102,7 +102,8 @@ public struct CircuitBreaker: Sendable {
         case .closed:
             remember(true)
             if streakStartMs == nil { streakStartMs = nowMs }
-            let ratioReached = outcomes.count >= max(1, settings.minimumCalls)
+            let ratioReached =
+                outcomes.count >= max(1, settings.minimumCalls)
                 && Double(failures) >= settings.failureRatio * Double(outcomes.count)
             let allFailing = nowMs - (streakStartMs ?? nowMs) >= settings.allFailingMs
             guard ratioReached || allFailing else { return nil }

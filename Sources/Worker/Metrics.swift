@@ -1,6 +1,6 @@
 import Dispatch
-import Metrics
 import LLM
+import Metrics
 import Spool
 
 /// The worker's metrics, through swift-metrics (a no-op until a backend is bootstrapped: the

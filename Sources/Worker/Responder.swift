@@ -1,6 +1,7 @@
+public import Spool
+
 public import enum LLM.FailureCause
 public import struct LLM.LLMError
-public import Spool
 
 /// What a call to the LLM produced.
 public enum CallOutcome: Sendable {
@@ -105,7 +106,9 @@ public protocol Responder: Sendable {
 }
 
 extension Responder {
-    public func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async
+    public func respond(
+        to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?
+    ) async
         -> (CallOutcome, ProviderBudget?)
     {
         let result = await respond(to: job, model: model, maxTokens: maxTokens)
@@ -130,7 +133,9 @@ public struct EchoResponder: Responder {
 
     /// Streaming, the echo comes word by word (each word with the spaces before it), the delay
     /// spread evenly over the words; without `progress`, all at once after the delay.
-    public func respond(to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?) async
+    public func respond(
+        to job: Job, model: String, maxTokens: Int?, progress: (any AnswerProgress)?
+    ) async
         -> (CallOutcome, ProviderBudget?)
     {
         let started = Timestamp.now()
@@ -146,9 +151,13 @@ public struct EchoResponder: Responder {
             progress?.append(String(word))
         }
         let promptTokens = Prompt.estimateTokens(text)
-        return (.answer(Answer(response: text, model: EchoResponder.label, finishReason: "stop",
-                               usage: Usage(promptTokens: promptTokens, completionTokens: promptTokens),
-                               startedAt: started)), nil)
+        return (
+            .answer(
+                Answer(
+                    response: text, model: EchoResponder.label, finishReason: "stop",
+                    usage: Usage(promptTokens: promptTokens, completionTokens: promptTokens),
+                    startedAt: started)), nil
+        )
     }
 
     public func shutdown() async {}

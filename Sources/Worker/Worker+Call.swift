@@ -50,10 +50,12 @@ extension Worker {
         if let deadline = context.log.deadlineMs, started > deadline { return await pastDeadline(context) }
         if context.config.logPrompts { logPrompt(context.claim, tenant: context.tenant) }
         // A streamed job's text goes to its partial file as it comes; the machine sees only the call's end.
-        let partial = context.claim.job.stream
+        let partial =
+            context.claim.job.stream
             ? context.spool.partialWriter(for: context.claim, attempt: context.claim.job.attempts + context.attempts.count + 1) : nil
-        let answer = await responder.respond(to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens,
-                                             progress: partial)
+        let answer = await responder.respond(
+            to: context.claim.job, model: context.model, maxTokens: context.claim.job.maxTokens,
+            progress: partial)
         partial?.close()
         return await settle(context, outcome: answer.0, budget: answer.1, startedMs: started)
     }
@@ -63,15 +65,17 @@ extension Worker {
     func pastDeadline(_ context: CallContext) async -> CallReport {
         let claim = context.claim, spool = context.spool, attempts = context.attempts
         let failure = Settlement.pastDeadline(claim.job, callsMade: attempts.count)
-        var report = CallReport(callID: context.callID, reservation: context.reservation, usedTokens: 0, budget: nil,
-                                failure: CallFailure(kind: .deadlinePassed, message: failure.message, cause: .permanent),
-                                result: .failed, probe: context.probe, called: false)
+        var report = CallReport(
+            callID: context.callID, reservation: context.reservation, usedTokens: 0, budget: nil,
+            failure: CallFailure(kind: .deadlinePassed, message: failure.message, cause: .permanent),
+            result: .failed, probe: context.probe, called: false)
         do {
             try await Disk.run { () throws(SpoolError) in try spool.fail(claim, failure, attempts: attempts) }
             callLogger(claim, tenant: context.tenant).warning("job failed", metadata: ["error": "\(failure.kind): \(failure.message)"])
         } catch {
-            callLogger(claim, tenant: context.tenant).error("could not write the job's outcome; it will be retried after recovery",
-                                                            metadata: ["error": "\(error)"])
+            callLogger(claim, tenant: context.tenant).error(
+                "could not write the job's outcome; it will be retried after recovery",
+                metadata: ["error": "\(error)"])
             report.result = .abandoned
         }
         return report
@@ -96,10 +100,12 @@ extension Worker {
         let ended = context.clock.ms(.now)
         let elapsed = ended - started
         metrics.latency.recordMilliseconds(elapsed)
-        let decision = Settlement.decide(outcome, log: context.log, probe: context.probe,
-                                         budget: context.config.retryBudget(for: context.claim.job), startedMs: started, nowMs: ended)
-        var report = CallReport(callID: context.callID, reservation: context.reservation, usedTokens: nil, budget: budget,
-                                failure: nil, result: .abandoned, probe: context.probe)
+        let decision = Settlement.decide(
+            outcome, log: context.log, probe: context.probe,
+            budget: context.config.retryBudget(for: context.claim.job), startedMs: started, nowMs: ended)
+        var report = CallReport(
+            callID: context.callID, reservation: context.reservation, usedTokens: nil, budget: budget,
+            failure: nil, result: .abandoned, probe: context.probe)
         let log = callLogger(context.claim, tenant: context.tenant)
         do {
             try await persist(decision, context, elapsedMs: elapsed, endedMs: ended, into: &report)
@@ -115,7 +121,9 @@ extension Worker {
 
     /// Writes a settlement: the answer to `done/` (group commit), the job back to `new/`, or its
     /// dead letter to `failed/`; a retry writes nothing (the job stays claimed).
-    func persist(_ decision: Settlement, _ context: CallContext, elapsedMs: Int64, endedMs: Int64, into report: inout CallReport)
+    func persist(
+        _ decision: Settlement, _ context: CallContext, elapsedMs: Int64, endedMs: Int64, into report: inout CallReport
+    )
         async throws
     {
         let claim = context.claim, prior = context.attempts, spool = context.spool
@@ -135,8 +143,10 @@ extension Worker {
             report.failure = f
             report.usedTokens = 0
             let attempts = prior + [attemptRecord(f, number: prior.count + 1, elapsedMs: elapsedMs, probe: context.probe)]
-            report.result = .retry(Machine.Retry(claim: claim, attempts: attempts, log: history,
-                                                 due: context.clock.instant(endedMs) + delay, cause: f.cause))
+            report.result = .retry(
+                Machine.Retry(
+                    claim: claim, attempts: attempts, log: history,
+                    due: context.clock.instant(endedMs) + delay, cause: f.cause))
         case .deadLetter(let failure, _, _, let f):
             report.failure = f
             report.usedTokens = 0
@@ -151,30 +161,38 @@ extension Worker {
         let calls = context.attempts.count + 1
         switch decision {
         case .commit(let answer):
-            log.info("job done", metadata: [
-                "model": "\(answer.model ?? context.model)", "latency_ms": "\(elapsedMs)", "attempt": "\(calls)",
-                "tokens": "\(answer.usage?.totalTokens.description ?? "?")",
-            ])
+            log.info(
+                "job done",
+                metadata: [
+                    "model": "\(answer.model ?? context.model)", "latency_ms": "\(elapsedMs)", "attempt": "\(calls)",
+                    "tokens": "\(answer.usage?.totalTokens.description ?? "?")",
+                ])
         case .giveBack:
             log.notice("job given back at shutdown")
         case .retry(let delay, _, let f):
-            log.notice("call failed; will retry", metadata: [
-                "error": "\(f.kind): \(f.message)", "cause": "\(f.cause.rawValue)", "attempt": "\(calls)",
-                "retry_in_ms": "\(delay.wholeMilliseconds)",
-            ])
+            log.notice(
+                "call failed; will retry",
+                metadata: [
+                    "error": "\(f.kind): \(f.message)", "cause": "\(f.cause.rawValue)", "attempt": "\(calls)",
+                    "retry_in_ms": "\(delay.wholeMilliseconds)",
+                ])
         case .deadLetter(let failure, _, _, let f):
-            log.warning("job failed", metadata: [
-                "error": "\(f.kind): \(failure.message)", "cause": "\(f.cause.rawValue)", "attempts": "\(calls)",
-                "http_status": "\(f.httpStatus.map(String.init) ?? "-")",
-            ])
+            log.warning(
+                "job failed",
+                metadata: [
+                    "error": "\(f.kind): \(failure.message)", "cause": "\(f.cause.rawValue)", "attempts": "\(calls)",
+                    "http_status": "\(f.httpStatus.map(String.init) ?? "-")",
+                ])
         }
     }
 
     /// One failed call in a job's history: when (wall clock, as the format says), what, and which
     /// budget it drew on (`cause`).
     func attemptRecord(_ f: CallFailure, number: Int, elapsedMs: Int64, probe: Bool) -> JSONValue {
-        var o: JSONObject = ["at": .string(Timestamp.now()), "kind": .string("attempt"), "attempt": .integer(number),
-                             "cause": .string(f.cause.rawValue), "error": f.failure.json(), "elapsedMs": .integer(Int(elapsedMs))]
+        var o: JSONObject = [
+            "at": .string(Timestamp.now()), "kind": .string("attempt"), "attempt": .integer(number),
+            "cause": .string(f.cause.rawValue), "error": f.failure.json(), "elapsedMs": .integer(Int(elapsedMs)),
+        ]
         if let r = f.retryAfterMs { o["retryAfterMs"] = .integer(Int(r)) }
         if probe { o["probe"] = .bool(true) }
         return .object(o)

@@ -26,8 +26,10 @@ extension Worker {
         var breakerOpenedAt: String?
         var logger: Logger { worker.logger }
 
-        init(worker: Worker, configuration: WorkerConfiguration, spool: Spool, events: EventQueue<Event>,
-             notifier: SystemdNotifier?, committer: ResultCommitter, machine: Machine) {
+        init(
+            worker: Worker, configuration: WorkerConfiguration, spool: Spool, events: EventQueue<Event>,
+            notifier: SystemdNotifier?, committer: ResultCommitter, machine: Machine
+        ) {
             self.worker = worker
             config = configuration
             self.spool = spool
@@ -104,30 +106,36 @@ extension Worker {
                 case .giveBack(let retry):
                     giveBack(retry)
                 case .ready(let waiting):
-                    logger.info("worker ready", metadata: [
-                        "spool": "\(spool.path)", "llm": "\(worker.responder.description)",
-                        "max_in_flight": "\(config.maxInFlight)", "waiting": "\(waiting)",
-                    ])
+                    logger.info(
+                        "worker ready",
+                        metadata: [
+                            "spool": "\(spool.path)", "llm": "\(worker.responder.description)",
+                            "max_in_flight": "\(config.maxInFlight)", "waiting": "\(waiting)",
+                        ])
                     notifier?.notify("READY=1\nSTATUS=working")
                     publishBreaker()
                 case .watchdog:
                     notifier?.notify("WATCHDOG=1")
                 case .stopping(let inFlight, let retriesWaiting, let grace):
                     notifier?.notify("STOPPING=1")
-                    logger.info("stopping: no new claims", metadata: [
-                        "in_flight": "\(inFlight)", "retries_waiting": "\(retriesWaiting)", "grace_ms": "\(grace.wholeMilliseconds)",
-                    ])
+                    logger.info(
+                        "stopping: no new claims",
+                        metadata: [
+                            "in_flight": "\(inFlight)", "retries_waiting": "\(retriesWaiting)", "grace_ms": "\(grace.wholeMilliseconds)",
+                        ])
                 case .cancelCalls(let inFlight):
                     logger.warning("grace period over: cancelling calls in flight", metadata: ["in_flight": "\(inFlight)"])
                     for task in calls.values { task.cancel() }
                 case .breakerChanged(let change):
                     breakerChanged(change)
                 case .paced(let pause, let b):
-                    logger.info("pacing to the provider's rate limit", metadata: [
-                        "pause_ms": "\(pause.wholeMilliseconds)",
-                        "remaining_requests": "\(b.remainingRequests.map(String.init) ?? "?")",
-                        "remaining_tokens": "\(b.remainingTokens.map(String.init) ?? "?")",
-                    ])
+                    logger.info(
+                        "pacing to the provider's rate limit",
+                        metadata: [
+                            "pause_ms": "\(pause.wholeMilliseconds)",
+                            "remaining_requests": "\(b.remainingRequests.map(String.init) ?? "?")",
+                            "remaining_tokens": "\(b.remainingTokens.map(String.init) ?? "?")",
+                        ])
                 case .sleep(let until):
                     wakeAt = until
                 case .stop(let finished):
@@ -173,9 +181,11 @@ extension Worker {
                 return .settling(recheckAfter: .milliseconds(left))
             case .rejected(let key, let e):
                 worker.metrics.failed(kind: "rejected")
-                logger.warning("rejected a bad job file", metadata: [
-                    "file": "\(pick.name)", "dead_letter": "\(spool.path(of: key + ".json", in: .failed))", "reason": "\(e)",
-                ])
+                logger.warning(
+                    "rejected a bad job file",
+                    metadata: [
+                        "file": "\(pick.name)", "dead_letter": "\(spool.path(of: key + ".json", in: .failed))", "reason": "\(e)",
+                    ])
                 return .notClaimed
             case .busy, .gone:
                 return .notClaimed
@@ -184,8 +194,9 @@ extension Worker {
 
         func giveBack(_ r: Machine.Retry) {
             do {
-                try spool.giveBack(r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false,
-                                   attempts: r.attempts)
+                try spool.giveBack(
+                    r.claim, reason: "worker stopped while the job waited to retry", countAttempt: false,
+                    attempts: r.attempts)
             } catch {
                 logger.error("could not give a job back; recovery will", metadata: ["job.id": "\(r.claim.id)", "error": "\(error)"])
             }
@@ -211,19 +222,25 @@ extension Worker {
             let lastError = c.failure.map { "\($0.kind): \($0.message)" } ?? "-"
             switch c.transition {
             case .opened:
-                logger.warning("circuit breaker open: calls to the endpoint stop but for probes", metadata: [
-                    "endpoint": "\(worker.responder.description)", "last_error": "\(lastError)",
-                    "probe_in_ms": "\(c.nextProbeIn.wholeMilliseconds)",
-                ])
+                logger.warning(
+                    "circuit breaker open: calls to the endpoint stop but for probes",
+                    metadata: [
+                        "endpoint": "\(worker.responder.description)", "last_error": "\(lastError)",
+                        "probe_in_ms": "\(c.nextProbeIn.wholeMilliseconds)",
+                    ])
                 breakerOpenedAt = Timestamp.now()
             case .probeFailed:
-                logger.notice("circuit breaker probe failed", metadata: [
-                    "probes": "\(c.probes)", "next_probe_in_ms": "\(c.probeInterval.wholeMilliseconds)", "error": "\(lastError)",
-                ])
+                logger.notice(
+                    "circuit breaker probe failed",
+                    metadata: [
+                        "probes": "\(c.probes)", "next_probe_in_ms": "\(c.probeInterval.wholeMilliseconds)", "error": "\(lastError)",
+                    ])
             case .closed:
-                logger.notice("circuit breaker closed: calls resume", metadata: [
-                    "open_since": "\(breakerOpenedAt ?? "?")", "probes": "\(c.probesBeforeClose)", "retries_due_now": "\(c.retriesDueNow)",
-                ])
+                logger.notice(
+                    "circuit breaker closed: calls resume",
+                    metadata: [
+                        "open_since": "\(breakerOpenedAt ?? "?")", "probes": "\(c.probesBeforeClose)", "retries_due_now": "\(c.retriesDueNow)",
+                    ])
                 breakerOpenedAt = nil
             }
             publishBreaker()

@@ -48,19 +48,23 @@ public final class Worker: Service {
         }
         let allowed = DescriptorLimit.maxInFlight(forLimit: fds.after, perCall: perCall)
         if configuration.maxInFlight > allowed {
-            logger.warning(perCall == 1 ? "fewer calls in flight than asked: each holds a connection"
-                                        : "fewer calls in flight than asked: each holds a claim lock and a connection", metadata: [
-                "asked": "\(configuration.maxInFlight)", "allowed": "\(allowed)", "open_file_limit": "\(fds.after)",
-            ])
+            logger.warning(
+                perCall == 1
+                    ? "fewer calls in flight than asked: each holds a connection"
+                    : "fewer calls in flight than asked: each holds a claim lock and a connection",
+                metadata: [
+                    "asked": "\(configuration.maxInFlight)", "allowed": "\(allowed)", "open_file_limit": "\(fds.after)",
+                ])
             configuration.maxInFlight = allowed
         }
         let events = EventQueue<Event>()
         let watcher = try SpoolWatcher(spool, states: [.new])
         let notifier = SystemdNotifier()
         let watchdog = notifier?.watchdogIntervalMs.map { Duration.milliseconds($0) }
-        let runner = Runner(worker: self, configuration: configuration, spool: spool, events: events, notifier: notifier,
-                            committer: ResultCommitter(spool: spool),
-                            machine: Machine(settings: .init(configuration, watchdogInterval: watchdog), now: .now))
+        let runner = Runner(
+            worker: self, configuration: configuration, spool: spool, events: events, notifier: notifier,
+            committer: ResultCommitter(spool: spool),
+            machine: Machine(settings: .init(configuration, watchdogInterval: watchdog), now: .now))
 
         let stopWatching = Flag()
         let tick = min(configuration.rescanIntervalMs, notifier?.watchdogIntervalMs ?? Int64.max)

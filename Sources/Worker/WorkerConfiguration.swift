@@ -67,8 +67,9 @@ public struct WorkerConfiguration: Sendable {
 
     /// The retry budgets these settings describe, with a job's own `retry` settings over them.
     public func retryBudget(for job: Job? = nil) -> RetryBudget {
-        RetryBudget(maxAttempts: job?.retry?.maxAttempts ?? maxAttempts, timeBudgetMs: job?.retry?.timeBudgetMs ?? retryBudgetMs,
-                    baseDelayMs: backoffBaseMs, maxDelayMs: backoffCapMs, maxServerDelayMs: maxRetryAfterMs)
+        RetryBudget(
+            maxAttempts: job?.retry?.maxAttempts ?? maxAttempts, timeBudgetMs: job?.retry?.timeBudgetMs ?? retryBudgetMs,
+            baseDelayMs: backoffBaseMs, maxDelayMs: backoffCapMs, maxServerDelayMs: maxRetryAfterMs)
     }
 
     public func limits(for tenant: String) -> TenantLimits {
@@ -203,7 +204,8 @@ public struct WorkerConfiguration: Sendable {
         .seconds("connectTimeoutSeconds", \.connectTimeoutMs, 0...86_400, floorMs: 1, "longest the TCP and TLS handshake may take"),
         .seconds(
             "streamIdleTimeoutSeconds", \.streamIdleTimeoutMs, 1...86_400, flag: "--stream-idle-timeout",
-            "a streamed call (`\"stream\": true`) fails after this long without a byte, the wait for the first token included; whole seconds (libcurl's low-speed limit, docs/worker.md)"),
+            "a streamed call (`\"stream\": true`) fails after this long without a byte, the wait for the first token included; whole seconds (libcurl's low-speed limit, docs/worker.md)"
+        ),
         .integer(
             "maxConnections", \.maxConnections, 0...100_000, defaultNote: "no limit",
             "connections to the LLM's host at most; over HTTP/2 set it to about `maxInFlight` ÷ 100 (see worker.md, \"Connections\")"),

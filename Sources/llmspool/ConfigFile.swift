@@ -4,9 +4,11 @@ import Spool
 
 /// `--config FILE`, shared by the commands that read the configuration file (docs/configuration.md).
 struct ConfigFileOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "The configuration file (env LLMSPOOL_CONFIG; default \(SettingsFile.defaultPath), read if it exists).",
-        valueName: "FILE"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The configuration file (env LLMSPOOL_CONFIG; default \(SettingsFile.defaultPath), read if it exists).",
+            valueName: "FILE"))
     var config: String?
 
     var location: SettingsFile.Location { SettingsFile.locate(flag: config, environment: Environment.get) }

@@ -58,7 +58,8 @@ struct LLMSpool: AsyncParsableCommand {
                 submit.files += setAside
                 do { try submit.validate() } catch {
                     // As ArgumentParser words a validate() error of a subcommand.
-                    Output.standardError("""
+                    Output.standardError(
+                        """
                         llmspool: error: \(Submit.message(for: error))
                         Usage: \(usageString(for: Submit.self))
                           See 'llmspool submit --help' for more information.

@@ -1,5 +1,6 @@
-@testable import Bridge
 import Testing
+
+@testable import Bridge
 
 @Suite("Jobs-in state machine")
 struct JobsInStateMachineTests {

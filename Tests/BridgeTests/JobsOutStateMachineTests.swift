@@ -1,5 +1,6 @@
-@testable import Bridge
 import Testing
+
+@testable import Bridge
 
 @Suite("Jobs-out state machine")
 struct JobsOutStateMachineTests {

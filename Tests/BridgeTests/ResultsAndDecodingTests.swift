@@ -1,8 +1,9 @@
-@testable import Bridge
 import CKafka
 import JSON
 import Spool
 import Testing
+
+@testable import Bridge
 
 @Suite("Results state machines")
 struct ResultsStateMachineTests {
@@ -51,12 +52,15 @@ struct MessageDecodingTests {
 
     @Test("a Spring JobEvent takes its id from the key and its owner from headers; a JSON-quoted content type is JSON")
     func springJob() throws {
-        let r = MessageDecoding.job(Self.bytes(#"{"prompt":"hi"}"#), key: "k1", contentType: "\"application/json\"",
-                                    userId: "alice", tenantId: "acme", limits: Limits())
+        let r = MessageDecoding.job(
+            Self.bytes(#"{"prompt":"hi"}"#), key: "k1", contentType: "\"application/json\"",
+            userId: "alice", tenantId: "acme", limits: Limits())
         let job = try r.get()
         #expect(job.jobId == "k1" && job.userId == "alice" && job.tenantId == "acme")
-        let own = try MessageDecoding.job(Self.bytes(#"{"jobId":"j","prompt":"hi","userId":"bob"}"#), key: "k1", contentType: nil,
-                                          userId: "alice", tenantId: nil, limits: Limits()).get()
+        let own = try MessageDecoding.job(
+            Self.bytes(#"{"jobId":"j","prompt":"hi","userId":"bob"}"#), key: "k1", contentType: nil,
+            userId: "alice", tenantId: nil, limits: Limits()
+        ).get()
         #expect(own.jobId == "j" && own.userId == "bob", "the payload's fields win")
     }
 
@@ -64,7 +68,9 @@ struct MessageDecodingTests {
     func invalidJobs() {
         if case .failure(let f) = MessageDecoding.job(Self.bytes("{}"), key: nil, contentType: "text/plain", userId: nil, tenantId: nil, limits: Limits()) {
             #expect(f.message.contains("text/plain"))
-        } else { Issue.record("text/plain accepted") }
+        } else {
+            Issue.record("text/plain accepted")
+        }
         if case .success = MessageDecoding.job(Self.bytes("not json"), key: "k", contentType: nil, userId: nil, tenantId: nil, limits: Limits()) {
             Issue.record("not json accepted")
         }

@@ -24,10 +24,13 @@ struct BadInputTests {
         Case(label: "not an object", name: "f.json", bytes: Array("[1,2]".utf8), kind: "invalid-job"),
         Case(label: "no prompt", name: "g.json", bytes: Array("{\"userId\":\"alice\"}".utf8), kind: "invalid-job", field: "prompt"),
         Case(label: "wrong type", name: "h.json", bytes: Array("{\"prompt\":\"x\",\"maxTokens\":\"many\"}".utf8), kind: "invalid-job", field: "maxTokens"),
-        Case(label: "typo of a known field", name: "i.json", bytes: Array("{\"prompt\":\"x\",\"max_tokens\":5}".utf8), kind: "invalid-job", field: "max_tokens"),
+        Case(
+            label: "typo of a known field", name: "i.json", bytes: Array("{\"prompt\":\"x\",\"max_tokens\":5}".utf8), kind: "invalid-job", field: "max_tokens"),
         Case(label: "bad jobId", name: "j.json", bytes: Array("{\"prompt\":\"x\",\"jobId\":\"../../etc/passwd\"}".utf8), kind: "invalid-job", field: "jobId"),
         Case(label: "bad file name and no jobId", name: "bad name!.json", bytes: Array("{\"prompt\":\"x\"}".utf8), kind: "bad-id", field: "jobId"),
-        Case(label: "huge file", name: "k.json", bytes: Array("{\"prompt\":\"".utf8) + [UInt8](repeating: 0x61, count: 1_200_000) + Array("\"}".utf8), kind: "too-large"),
+        Case(
+            label: "huge file", name: "k.json", bytes: Array("{\"prompt\":\"".utf8) + [UInt8](repeating: 0x61, count: 1_200_000) + Array("\"}".utf8),
+            kind: "too-large"),
         Case(label: "duplicate key", name: "l.json", bytes: Array("{\"prompt\":\"x\",\"prompt\":\"y\"}".utf8), kind: "invalid-json"),
     ]
 

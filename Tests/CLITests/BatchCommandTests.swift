@@ -44,7 +44,9 @@ struct BatchCommandTests {
         let lines = results.lines.compactMap { try? JSONParser.parse(Array($0.utf8)) }
         #expect(lines.count == 50)
         #expect(Set(lines.compactMap { $0["custom_id"]?.stringValue }) == Set((0..<50).map { "c\($0)" }))
-        #expect(lines.first { $0["custom_id"]?.stringValue == "c7" }?["response"]?["body"]?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue == "p7")
+        #expect(
+            lines.first { $0["custom_id"]?.stringValue == "c7" }?["response"]?["body"]?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue
+                == "p7")
         #expect(try CLI.run(["batch", "results", id, "--errors"], spool: s.path).stdout.isEmpty)
         #expect(try CLI.run(["batch", "list"], spool: s.path).stdout.contains(id))
 

@@ -1,8 +1,8 @@
 import Foundation
 import JSON
 import Spool
-import Testing
 import TestSupport
+import Testing
 
 /// A bridge process whose log goes to a file (a pipe nobody drains would block a chatty bridge).
 final class BridgeProcess {
@@ -42,8 +42,9 @@ let kafkaPeersInstalled = ["kcat", "cc"].allSatisfy { name in
 
 /// The bridge's four directions together, its consumer groups and its faults, against librdkafka's
 /// mock cluster (3 brokers) with kcat as the outside client.
-@Suite("Kafka bridge: forwarding, groups and faults", .serialized,
-       .enabled(if: kafkaPeersInstalled, "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
+@Suite(
+    "Kafka bridge: forwarding, groups and faults", .serialized,
+    .enabled(if: kafkaPeersInstalled, "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
 struct BridgeFlowTests {
     /// Short group timeouts: the mock coordinator (librdkafka 2.0.2) waits a whole session timeout
     /// before it rebalances around a member that left or died.
@@ -70,12 +71,17 @@ struct BridgeFlowTests {
         defer { a.remove(); b.remove() }
         let mock = try KafkaMock(in: a.dir, topics: ["jobs:3", "results:3"])
         defer { mock.stop() }
-        let bridgeA = try BridgeProcess(spool: a.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.fast,
-                                        log: a.dir.file("bridge-a.log"))
+        let bridgeA = try BridgeProcess(
+            spool: a.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.fast,
+            log: a.dir.file("bridge-a.log"))
         let port = UInt16(try freeLoopbackPort())
-        let bridgeB = try BridgeProcess(spool: b.path, ["--brokers", mock.bootstrap, "--jobs-in", "jobs", "--results-out", "results",
-                                                        "--results-of", "kafka", "--metrics-address", "127.0.0.1:\(port)"] + Self.fast,
-                                        log: b.dir.file("bridge-b.log"))
+        let bridgeB = try BridgeProcess(
+            spool: b.path,
+            [
+                "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--results-out", "results",
+                "--results-of", "kafka", "--metrics-address", "127.0.0.1:\(port)",
+            ] + Self.fast,
+            log: b.dir.file("bridge-b.log"))
         let (worker, _) = try WorkerProcessTests.startWorker(b.path, ["--llm-url", "builtin:echo"])
         defer {
             kill(worker.processIdentifier, SIGTERM)
@@ -144,7 +150,9 @@ struct BridgeFlowTests {
         // A second member joins: the partitions are split between the two.
         let two = try BridgeProcess(spool: s2.path, args, log: s2.dir.file("two.log"))
         defer { two.stop() }
-        let split = WorkerProcessTests.waitUntil(45) { two.log.contains("partitions assigned") && one.log.components(separatedBy: "partitions assigned").count >= 3 }
+        let split = WorkerProcessTests.waitUntil(45) {
+            two.log.contains("partitions assigned") && one.log.components(separatedBy: "partitions assigned").count >= 3
+        }
         #expect(split, "no rebalance\n\(one.log)\n\(two.log)")
         try mock.produce("jobs", Self.jobs("second", 150))
         #expect(WorkerProcessTests.waitUntil(60) { s1.names("new").count + s2.names("new").count >= 300 })
@@ -171,8 +179,9 @@ struct BridgeFlowTests {
         defer { s.remove() }
         let mock = try KafkaMock(in: s.dir, topics: ["jobs:3"])
         defer { mock.stop() }
-        let bridge = try BridgeProcess(spool: s.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs"] + Self.fast,
-                                       log: s.dir.file("bridge.log"))
+        let bridge = try BridgeProcess(
+            spool: s.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs"] + Self.fast,
+            log: s.dir.file("bridge.log"))
         defer { bridge.stop() }
         #expect(try CLI.run(["submit", "--prompt", "before", "--id", "before"], spool: s.path).status == 0)
         #expect(WorkerProcessTests.waitUntil(30) { s.names("forwarded") == ["before.json"] }, "\(bridge.log)")
@@ -230,8 +239,9 @@ struct BridgeFlowTests {
         #expect(Set(inbound.names("new")) == Set(expected.map { $0.key + ".json" }))
         #expect(inbound.names("cur").isEmpty && inbound.names("failed").isEmpty)
         #expect(outDone, "jobs out: \(outbound.names("forwarded").count) of 200\n\(b.log)")
-        #expect(outbound.names("new").isEmpty && outbound.names("cur").isEmpty && outbound.names("failed").isEmpty,
-                "left behind: new \(outbound.names("new").count), cur \(outbound.names("cur").count), failed \(outbound.names("failed"))")
+        #expect(
+            outbound.names("new").isEmpty && outbound.names("cur").isEmpty && outbound.names("failed").isEmpty,
+            "left behind: new \(outbound.names("new").count), cur \(outbound.names("cur").count), failed \(outbound.names("failed"))")
         // At-least-once: every job reached the topic; a kill between produce and confirmation may repeat one.
         let keys = try mock.keys("out")
         #expect(Set(keys) == Set((0..<200).map { "o-\($0)" }), "topic has \(Set(keys).count) distinct of 200")

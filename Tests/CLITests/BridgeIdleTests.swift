@@ -10,8 +10,11 @@ import Glibc
 /// descriptor and eventfd (librdkafka's queues write to the eventfd), and wakes only for the
 /// rescan every 5 s and for what librdkafka puts on its queues. librdkafka's own threads are not
 /// counted: they keep their brokers' sockets.
-@Suite("Bridge idle", .serialized, .enabled(if: kafkaPeersInstalled && FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"),
-                                           "needs kcat, cc and strace (apt-get install kcat librdkafka-dev strace)"))
+@Suite(
+    "Bridge idle", .serialized,
+    .enabled(
+        if: kafkaPeersInstalled && FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"),
+        "needs kcat, cc and strace (apt-get install kcat librdkafka-dev strace)"))
 struct BridgeIdleTests {
     /// The thread of `pid` waiting in poll/ppoll with a 5,000 ms timeout: the bridge's loop
     /// (librdkafka's threads poll with 1 s at most).
@@ -46,11 +49,13 @@ struct BridgeIdleTests {
         defer { s.remove() }
         let mock = try KafkaMock(in: s.dir, topics: ["jobs:3", "results:3"])
         defer { mock.stop() }
-        let (b, err) = try BridgeTests.startBridge(s.path, [
-            "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--jobs-out", "out", "--results-in", "results",
-            "--results-out", "results", "--max-queued", "100", "--log-level", "notice",
-            "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
-        ])
+        let (b, err) = try BridgeTests.startBridge(
+            s.path,
+            [
+                "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--jobs-out", "out", "--results-in", "results",
+                "--results-out", "results", "--max-queued", "100", "--log-level", "notice",
+                "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
+            ])
         defer { _ = BridgeTests.stop(b, err) }
         // Joined, nothing to do; then find the loop asleep in its long poll.
         var tid: String?

@@ -13,8 +13,9 @@ private func onPath(_ name: String) -> Bool {
 
 /// A bridge's stop ends within its limit (`--stop-timeout`) whatever state it is in, and says
 /// what it left: the brokers gone, the spool gone, deliveries pending, all at once.
-@Suite("Bridge stop is bounded", .serialized,
-       .enabled(if: onPath("kcat") && onPath("cc"), "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
+@Suite(
+    "Bridge stop is bounded", .serialized,
+    .enabled(if: onPath("kcat") && onPath("cc"), "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
 struct BridgeStopTests {
     enum State: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case brokersGone, spoolGone, deliveryPending, everythingGone
@@ -24,19 +25,22 @@ struct BridgeStopTests {
     /// The limit the tests give the bridge, and the slack allowed past it (process start-up, a loaded machine).
     static let limitSeconds = 4.0, slack = 1.5
 
-    @Test("SIGTERM ends the bridge within --stop-timeout, with status 75 and a log line when work was left",
-          arguments: State.allCases)
+    @Test(
+        "SIGTERM ends the bridge within --stop-timeout, with status 75 and a log line when work was left",
+        arguments: State.allCases)
     func boundedStop(_ state: State) throws {
         let s = try TestSpool()
         defer { s.remove() }
         let mock = try KafkaMock(in: s.dir, topics: ["jobs:3", "out:3"])
         defer { if mock.process.isRunning { mock.stop() } }
         try mock.produce("jobs", (0..<3).map { ("in-\($0)", #"{"jobId":"in-\#($0)","prompt":"hello"}"#) })
-        let (b, err) = try BridgeTests.startBridge(s.path, [
-            "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--jobs-out", "out", "--dlq", "",
-            "--stop-timeout", "\(Int(Self.limitSeconds))s", "--log-level", "notice",
-            "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
-        ])
+        let (b, err) = try BridgeTests.startBridge(
+            s.path,
+            [
+                "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--jobs-out", "out", "--dlq", "",
+                "--stop-timeout", "\(Int(Self.limitSeconds))s", "--log-level", "notice",
+                "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
+            ])
         defer { if b.isRunning { kill(b.processIdentifier, SIGKILL); b.waitUntilExit() } }
         // Consumed (offsets stored), enqueued and forwarded: the consumer has something to commit.
         let forwarded = WorkerProcessTests.waitUntil(30) { s.names("forwarded").count == 3 }
@@ -95,9 +99,11 @@ struct BridgeStopTests {
         defer { s.remove() }
         let mock = try KafkaMock(in: s.dir, topics: ["out:3"])
         defer { if mock.process.isRunning { mock.stop() } }
-        let (b, err) = try BridgeTests.startBridge(s.path, [
-            "--brokers", mock.bootstrap, "--jobs-out", "out", "--stop-timeout", "60s", "--log-level", "notice",
-        ])
+        let (b, err) = try BridgeTests.startBridge(
+            s.path,
+            [
+                "--brokers", mock.bootstrap, "--jobs-out", "out", "--stop-timeout", "60s", "--log-level", "notice",
+            ])
         defer { if b.isRunning { kill(b.processIdentifier, SIGKILL); b.waitUntilExit() } }
         _ = try Spool(path: s.path).enqueue(batch: [Self.job("first")])
         try #require(WorkerProcessTests.waitUntil(30) { s.names("forwarded").count == 1 }, "the first job was not forwarded")

@@ -112,8 +112,9 @@ struct KafkaMockError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-@Suite("Kafka bridge against librdkafka's mock cluster", .serialized,
-       .enabled(if: which("kcat") != nil && which("cc") != nil, "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
+@Suite(
+    "Kafka bridge against librdkafka's mock cluster", .serialized,
+    .enabled(if: which("kcat") != nil && which("cc") != nil, "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
 struct BridgeTests {
     static func startBridge(_ spool: String, _ args: [String]) throws -> (Process, Pipe) {
         let (p, _, err) = CLI.process(["bridge"] + args, spool: spool)
@@ -128,7 +129,9 @@ struct BridgeTests {
         return (p.terminationStatus, log)
     }
 
-    @Test("a Spring JobEvent from kcat is enqueued, answered by the worker, and its JobResult is on the results topic; a poison message goes to the DLQ; a restart neither re-enqueues nor re-publishes")
+    @Test(
+        "a Spring JobEvent from kcat is enqueued, answered by the worker, and its JobResult is on the results topic; a poison message goes to the DLQ; a restart neither re-enqueues nor re-publishes"
+    )
     func springRoundTrip() throws {
         let s = try TestSpool()
         defer { s.remove() }
@@ -136,18 +139,21 @@ struct BridgeTests {
         defer { mock.stop() }
         let brokers = mock.bootstrap
         func produce(_ key: String, _ value: String) throws {
-            let r = try KafkaMock.kcat(["-P", "-b", brokers, "-t", "ai-jobs-out-0", "-H", "contentType=\"application/json\"", "-k", key],
-                                       stdin: value + "\n")
+            let r = try KafkaMock.kcat(
+                ["-P", "-b", brokers, "-t", "ai-jobs-out-0", "-H", "contentType=\"application/json\"", "-k", key],
+                stdin: value + "\n")
             #expect(r.status == 0, "kcat -P failed")
         }
         try produce("job-1", #"{"jobId":"job-1","prompt":"hello kafka","userId":"alice"}"#)
         try produce("poison", "not json")
 
-        let bridgeArgs = ["--brokers", brokers, "--group", "llm", "--jobs-in", "ai-jobs-out-0",
-                          "--results-out", "ai-results-out-0", "--log-level", "info",
-                          // The mock coordinator (librdkafka 2.0.2) holds a rebalance for the session timeout
-                          // even after a clean LeaveGroup: keep it short so the restart rejoins in seconds.
-                          "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+        let bridgeArgs = [
+            "--brokers", brokers, "--group", "llm", "--jobs-in", "ai-jobs-out-0",
+            "--results-out", "ai-results-out-0", "--log-level", "info",
+            // The mock coordinator (librdkafka 2.0.2) holds a rebalance for the session timeout
+            // even after a clean LeaveGroup: keep it short so the restart rejoins in seconds.
+            "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
+        ]
         let (w, _) = try WorkerProcessTests.startWorker(s.path, ["--llm-url", "builtin:echo"])
         defer { kill(w.processIdentifier, SIGTERM); w.waitUntilExit() }
         let (b, bErr) = try Self.startBridge(s.path, bridgeArgs)
@@ -156,8 +162,11 @@ struct BridgeTests {
         // The poison message is in Spring's DLQ with its original bytes and x-original-* headers. Read
         // while the bridge still runs: the two messages have different keys, so they sit on different
         // partitions, and job-1's result may be out before the poison message is even consumed.
-        let dlq = try KafkaMock.kcat(["-C", "-b", brokers, "-t", "error.ai-jobs-out-0.llm", "-o", "beginning", "-c", "1",
-                                      "-f", "%k|%s|%h\n"], timeout: 15)
+        let dlq = try KafkaMock.kcat(
+            [
+                "-C", "-b", brokers, "-t", "error.ai-jobs-out-0.llm", "-o", "beginning", "-c", "1",
+                "-f", "%k|%s|%h\n",
+            ], timeout: 15)
         let first = Self.stop(b, bErr)
         #expect(first.status == 0, "bridge exit status: \(first.log)")
         let parts = r.stdout.split(separator: "\t", maxSplits: 1).map(String.init)

@@ -160,7 +160,8 @@ struct CommandTests {
 
         _ = try CLI.run(["debug-claim"], spool: s.path)
         #expect(try CLI.run(["purge", "--done", "--older-than", "1h"], spool: s.path).lines == ["removed 0 results from done/ last changed more than 1h ago"])
-        #expect(try CLI.run(["purge", "--done", "--failed", "--older-than", "0s"], spool: s.path).lines
+        #expect(
+            try CLI.run(["purge", "--done", "--failed", "--older-than", "0s"], spool: s.path).lines
                 == ["removed 1 results from done/ and 0 dead letters from failed/ last changed more than 0s ago"])
         #expect(s.names("done").isEmpty)
     }

@@ -130,7 +130,9 @@ struct ConcurrencyTests {
         #expect(again["givenBack"]?.arrayValue?.isEmpty == true)
     }
 
-    @Test("a claimer holding 400 parked claims uses a handful of descriptors; killed, three recoverers at once give each back exactly once and clear its markers and lease")
+    @Test(
+        "a claimer holding 400 parked claims uses a handful of descriptors; killed, three recoverers at once give each back exactly once and clear its markers and lease"
+    )
     func killedParkedClaimerIsRecoveredOnce() throws {
         let s = try TestSpool()
         defer { s.remove() }

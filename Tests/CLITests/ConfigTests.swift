@@ -12,8 +12,9 @@ struct ConfigTests {
 
     /// Runs `llmspool ARGS` with no LLMSPOOL_* variable of the test's environment, plus `env`.
     func run(_ args: [String], env: [String: String] = [:], stdin: Data? = nil) throws -> Run {
-        try CLI.run(args, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LLMSPOOL_") }.merging(env) { $1 },
-                    stdin: stdin)
+        try CLI.run(
+            args, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LLMSPOOL_") }.merging(env) { $1 },
+            stdin: stdin)
     }
 
     func write(_ dir: TempDir, _ name: String, _ text: String) throws -> String {
@@ -61,21 +62,25 @@ struct ConfigTests {
         #expect(r.stdout.contains(": ok"))
     }
 
-    @Test("config check: an unknown key exits 65 and names it with its section",
-          arguments: [
-              (#"{"worker": {"maxAtempts": 3}}"#, "worker.maxAtempts: unknown setting"),
-              (#"{"worker": {"tenants": {"acme": {"tokensPerMinit": 1}}}}"#, "worker.tenants.acme.tokensPerMinit: unknown setting"),
-              (#"{"bridge": {"topic": "x"}}"#, "bridge.topic: unknown setting"),
-              (#"{"cgi": {"maxBody": 1}}"#, "cgi.maxBody: unknown setting"),
-              (#"{"worker": {}, "model": "x"}"#, "model: unknown top-level setting"),
-              // A key in the wrong case, or with _ or -, gets "did you mean", as job fields do.
-              (#"{"worker": {"LLMUrl": "builtin:echo"}}"#, #"worker.LLMUrl: unknown setting; did you mean "llmURL"?"#),
-              (#"{"worker": {"tenants": {"acme": {"tokens_per_minute": 1}}}}"#, #"worker.tenants.acme.tokens_per_minute: unknown setting; did you mean "tokensPerMinute"?"#),
-              (#"{"bridge": {"Brokers": "h:9092"}}"#, #"bridge.Brokers: unknown setting; did you mean "brokers"?"#),
-              (#"{"cgi": {"max-body-bytes": 1}}"#, #"cgi.max-body-bytes: unknown setting; did you mean "maxBodyBytes"?"#),
-              (#"{"Worker": {"model": "m"}}"#, #"Worker: unknown top-level setting; did you mean "worker"?"#),
-              (#"{"llmurl": "builtin:echo"}"#, #"llmurl: unknown setting; did you mean "llmURL"?"#),
-          ])
+    @Test(
+        "config check: an unknown key exits 65 and names it with its section",
+        arguments: [
+            (#"{"worker": {"maxAtempts": 3}}"#, "worker.maxAtempts: unknown setting"),
+            (#"{"worker": {"tenants": {"acme": {"tokensPerMinit": 1}}}}"#, "worker.tenants.acme.tokensPerMinit: unknown setting"),
+            (#"{"bridge": {"topic": "x"}}"#, "bridge.topic: unknown setting"),
+            (#"{"cgi": {"maxBody": 1}}"#, "cgi.maxBody: unknown setting"),
+            (#"{"worker": {}, "model": "x"}"#, "model: unknown top-level setting"),
+            // A key in the wrong case, or with _ or -, gets "did you mean", as job fields do.
+            (#"{"worker": {"LLMUrl": "builtin:echo"}}"#, #"worker.LLMUrl: unknown setting; did you mean "llmURL"?"#),
+            (
+                #"{"worker": {"tenants": {"acme": {"tokens_per_minute": 1}}}}"#,
+                #"worker.tenants.acme.tokens_per_minute: unknown setting; did you mean "tokensPerMinute"?"#
+            ),
+            (#"{"bridge": {"Brokers": "h:9092"}}"#, #"bridge.Brokers: unknown setting; did you mean "brokers"?"#),
+            (#"{"cgi": {"max-body-bytes": 1}}"#, #"cgi.max-body-bytes: unknown setting; did you mean "maxBodyBytes"?"#),
+            (#"{"Worker": {"model": "m"}}"#, #"Worker: unknown top-level setting; did you mean "worker"?"#),
+            (#"{"llmurl": "builtin:echo"}"#, #"llmurl: unknown setting; did you mean "llmURL"?"#),
+        ])
     func checkUnknownKey(_ text: String, _ expected: String) throws {
         let d = try TempDir("config")
         defer { d.remove() }
@@ -90,7 +95,9 @@ struct ConfigTests {
     func checkBadValues() throws {
         let d = try TempDir("config")
         defer { d.remove() }
-        let f = try write(d, "bad.json", """
+        let f = try write(
+            d, "bad.json",
+            """
             {"worker": {"tenants": {"acme": {"tokensPerMinute": 0}}},
              "bridge": {"properties": {"session.timeout.ms": 6000}},
              "cgi": {"heartbeatSeconds": "15"}}
@@ -98,23 +105,25 @@ struct ConfigTests {
         let r = try run(["config", "check", f])
         #expect(r.status == 65)
         let errors = r.stderr.split(separator: "\n").map(String.init)
-        #expect(errors == [
-            "llmspool: error: \(f): worker.tenants.acme.tokensPerMinute: must be an integer from 1 to 1000000000",
-            "llmspool: error: \(f): bridge.properties.session.timeout.ms: must be a string (librdkafka takes every property as text, e.g. \"6000\")",
-            "llmspool: error: \(f): cgi.heartbeatSeconds: must be an integer from 1 to 3600",
-        ])
+        #expect(
+            errors == [
+                "llmspool: error: \(f): worker.tenants.acme.tokensPerMinute: must be an integer from 1 to 1000000000",
+                "llmspool: error: \(f): bridge.properties.session.timeout.ms: must be a string (librdkafka takes every property as text, e.g. \"6000\")",
+                "llmspool: error: \(f): cgi.heartbeatSeconds: must be an integer from 1 to 3600",
+            ])
     }
 
-    @Test("config check: bad values of the worker's new keys",
-          arguments: [
-              (#"{"worker": {"llmURL": "ftp://x"}}"#, "worker.llmURL"),
-              (#"{"worker": {"llmURL": "builtin:echo?delay=soon"}}"#, "worker.llmURL"),
-              (#"{"worker": {"metricsAddress": "9464"}}"#, "worker.metricsAddress"),
-              (#"{"worker": {"logLevel": "verbose"}}"#, "worker.logLevel"),
-              (#"{"worker": {"apiKeyFile": ""}}"#, "worker.apiKeyFile"),
-              (#"{"worker": {"tenants": {"no spaces": {}}}}"#, "worker.tenants.no spaces"),
-              (#"{"worker": {"spool": "/s"}}"#, "worker.spool"),
-          ])
+    @Test(
+        "config check: bad values of the worker's new keys",
+        arguments: [
+            (#"{"worker": {"llmURL": "ftp://x"}}"#, "worker.llmURL"),
+            (#"{"worker": {"llmURL": "builtin:echo?delay=soon"}}"#, "worker.llmURL"),
+            (#"{"worker": {"metricsAddress": "9464"}}"#, "worker.metricsAddress"),
+            (#"{"worker": {"logLevel": "verbose"}}"#, "worker.logLevel"),
+            (#"{"worker": {"apiKeyFile": ""}}"#, "worker.apiKeyFile"),
+            (#"{"worker": {"tenants": {"no spaces": {}}}}"#, "worker.tenants.no spaces"),
+            (#"{"worker": {"spool": "/s"}}"#, "worker.spool"),
+        ])
     func checkWorkerKeys(_ text: String, _ key: String) throws {
         let d = try TempDir("config")
         defer { d.remove() }
@@ -186,10 +195,13 @@ struct ConfigTests {
         #expect(withEnv["worker"]?["llmURL"] == .string("builtin:echo"))
         #expect(withEnv["worker"]?["logLevel"] == .string("warning"))
 
-        let r = try run(["worker", "--config", f, "--print-config", "--spool", "/flag/spool", "--llm-url", "http://flag/v1",
-                         "--model", "flag-model", "--concurrency", "3", "--max-attempts", "7", "--grace-period", "2s",
-                         "--request-timeout", "90s", "--api-key-env", "FLAG_KEY", "--log-level", "error",
-                         "--metrics-address", "127.0.0.1:9999", "--no-log-prompts"], env: env)
+        let r = try run(
+            [
+                "worker", "--config", f, "--print-config", "--spool", "/flag/spool", "--llm-url", "http://flag/v1",
+                "--model", "flag-model", "--concurrency", "3", "--max-attempts", "7", "--grace-period", "2s",
+                "--request-timeout", "90s", "--api-key-env", "FLAG_KEY", "--log-level", "error",
+                "--metrics-address", "127.0.0.1:9999", "--no-log-prompts",
+            ], env: env)
         #expect(r.status == 0, "\(r.stderr)")
         let flags = try JSONParser.parse(r.stdout)
         let w = flags["worker"]
@@ -225,9 +237,11 @@ struct ConfigTests {
         #expect(b0?["deadLetterTopic"] == .string("file-dlq") && b0?["logLevel"] == .string("debug"))
         #expect(b0?["properties"] == .object(["acks": .string("all"), "session.timeout.ms": .string("6000")]))
 
-        let r = try run(["bridge", "--config", f, "--print-config", "--brokers", "flag:1", "--group", "flag-group",
-                         "--jobs-in", "flag-jobs", "--results-out", "flag-results", "--dlq", "", "-X", "acks=1",
-                         "-X", "client.id=flag", "--log-level", "error"])
+        let r = try run([
+            "bridge", "--config", f, "--print-config", "--brokers", "flag:1", "--group", "flag-group",
+            "--jobs-in", "flag-jobs", "--results-out", "flag-results", "--dlq", "", "-X", "acks=1",
+            "-X", "client.id=flag", "--log-level", "error",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         let shown = try JSONParser.parse(r.stdout)
         let b = shown["bridge"]
@@ -256,10 +270,15 @@ struct ConfigTests {
         #expect(bad.status == 65)
         #expect(bad.stderr.contains("bridge.jobsIn: must be a Kafka topic name"), "\(bad.stderr)")
         // Every direction and its options come from the file too.
-        let all = try run(["bridge", "--print-config", "--config", try write(d, "all.json", #"""
-            {"bridge": {"brokers": "k:1", "jobsOut": "o", "resultsIn": "r", "resultsGroup": "g2",
-                        "resultsOut": "ro", "resultsOf": "kafka", "metricsAddress": "127.0.0.1:9465"}}
-            """#)])
+        let all = try run([
+            "bridge", "--print-config", "--config",
+            try write(
+                d, "all.json",
+                #"""
+                {"bridge": {"brokers": "k:1", "jobsOut": "o", "resultsIn": "r", "resultsGroup": "g2",
+                            "resultsOut": "ro", "resultsOf": "kafka", "metricsAddress": "127.0.0.1:9465"}}
+                """#),
+        ])
         #expect(all.status == 0, "\(all.stderr)")
         let shown = try JSONParser.parse(all.stdout)["bridge"]
         #expect(shown?["jobsOut"] == .string("o") && shown?["resultsIn"] == .string("r") && shown?["resultsGroup"] == .string("g2"))
@@ -302,12 +321,16 @@ struct ConfigTests {
 
     // MARK: the processes
 
-    @Test("the worker runs from the file alone: its LLM URL, model, attempts and spool", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")))
+    @Test(
+        "the worker runs from the file alone: its LLM URL, model, attempts and spool",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")))
     func workerFromFile() throws {
         let s = try TestSpool()
         let llm = try LLMStandIn()
         defer { llm.stop(); s.remove() }
-        let f = try write(s.dir, "llmspool.json", """
+        let f = try write(
+            s.dir, "llmspool.json",
+            """
             {"spool": "\(s.path)",
              "worker": {"llmURL": "\(llm.baseURL)", "model": "from-file", "maxAttempts": 2, "backoffBaseSeconds": 0.05,
                         "requestTimeoutSeconds": 5, "logLevel": "warning"}}
@@ -341,8 +364,10 @@ struct ConfigTests {
         let f = try write(s.dir, "llmspool.json", #"{"spool": "\#(s.path)", "cgi": {"maxBodyBytes": 16}}"#)
         let body = Data("a prompt longer than sixteen bytes".utf8)
         func post(_ env: [String: String]) throws -> String {
-            let cgiEnv = ["REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain",
-                          "CONTENT_LENGTH": String(body.count), "REMOTE_USER": "alice"]
+            let cgiEnv = [
+                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain",
+                "CONTENT_LENGTH": String(body.count), "REMOTE_USER": "alice",
+            ]
             let r = try run(["cgi"], env: cgiEnv.merging(env) { $1 }, stdin: body)
             return r.stdout.split(separator: "\r\n").first.map(String.init) ?? r.stdout
         }

@@ -3,11 +3,14 @@ import Testing
 
 @Suite("Durations on the command line")
 struct DurationTests {
-    @Test("a duration too large for 64 bits is a usage error (64), not a crash",
-          arguments: [["submit", "--prompt", "x", "--wait", "--timeout", "99999999999999999999s"],
-                      ["submit", "--prompt", "x", "--wait", "--timeout", "9999999999999999"],
-                      ["worker", "--llm-url", "builtin:echo", "--grace-period", "9223372036854775807m"],
-                      ["purge", "--older-than", "99999999999999999d"]])
+    @Test(
+        "a duration too large for 64 bits is a usage error (64), not a crash",
+        arguments: [
+            ["submit", "--prompt", "x", "--wait", "--timeout", "99999999999999999999s"],
+            ["submit", "--prompt", "x", "--wait", "--timeout", "9999999999999999"],
+            ["worker", "--llm-url", "builtin:echo", "--grace-period", "9223372036854775807m"],
+            ["purge", "--older-than", "99999999999999999d"],
+        ])
     func overflow(_ args: [String]) throws {
         let s = try TestSpool()
         defer { s.remove() }

@@ -1,8 +1,8 @@
 import Foundation
 import JSON
 import Spool
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -139,9 +139,11 @@ struct IncidentTests {
         let concurrency = 32
         let prompts = (0..<2000).map { "fake:latency=50,key=job\($0)" }
         let ids = try Spool(path: s.path).enqueue(batch: prompts.map { Job(prompt: $0) }, durability: .volatile)
-        let w = try Self.startWorker(s, [
-            "--llm-url", llm.baseURL, "--concurrency", "\(concurrency)", "--metrics-address", "127.0.0.1:\(port)",
-        ])
+        let w = try Self.startWorker(
+            s,
+            [
+                "--llm-url", llm.baseURL, "--concurrency", "\(concurrency)", "--metrics-address", "127.0.0.1:\(port)",
+            ])
         defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) }; w.waitUntilExit() }
         #expect(WorkerProcessTests.waitUntil(60) { s.names("done").count >= 600 })
         let metricsBefore = try MetricsTests.get(port, "/metrics").body
@@ -178,7 +180,8 @@ struct IncidentTests {
         #expect(Self.sample(after, "llmspool_circuit_breaker_open_since_seconds") == 0)
         let closedStatus = try JSONParser.parse(Array(try CLI.run(["status", "--json"], spool: s.path).stdout.utf8))
         #expect(closedStatus["circuitBreakers"]?.arrayValue?.first?["state"]?.stringValue == "closed", "\(closedStatus)")
-        let failedCalls = (Self.sample(after, "llmspool_llm_calls_total", "outcome=\"transient\"") ?? 0)
+        let failedCalls =
+            (Self.sample(after, "llmspool_llm_calls_total", "outcome=\"transient\"") ?? 0)
             - (Self.sample(metricsBefore, "llmspool_llm_calls_total", "outcome=\"transient\"") ?? 0)
         let probes = Self.sample(after, "llmspool_circuit_breaker_probes_total") ?? 0
         let failedProbes = Self.sample(after, "llmspool_circuit_breaker_probes_total", "result=\"failed\"") ?? 0
@@ -187,9 +190,10 @@ struct IncidentTests {
         #expect(failedCalls <= Double(concurrency) + 60 + failedProbes, "\(failedCalls) calls failed during the outage")
         #expect(failedProbes >= 2 && failedProbes <= Self.outageSeconds / 5 + 3, "\(failedProbes) failed probes")
         #expect(reached >= 0 && Double(reached) <= failedProbes + Double(concurrency), "\(reached) calls reached the stand-in during the outage")
-        print("outage of \(Self.outageSeconds) s: \(doneAtStart) of 2000 done when it began; \(Int(failedCalls)) calls failed"
-              + " (\(Int(failedProbes)) of them probes, \(Int(probes)) probes in all); \(reached) requests reached the stand-in"
-              + " during it; all 2000 done \(String(format: "%.1f", afterRecovery)) s after it ended; 0 failed")
+        print(
+            "outage of \(Self.outageSeconds) s: \(doneAtStart) of 2000 done when it began; \(Int(failedCalls)) calls failed"
+                + " (\(Int(failedProbes)) of them probes, \(Int(probes)) probes in all); \(reached) requests reached the stand-in"
+                + " during it; all 2000 done \(String(format: "%.1f", afterRecovery)) s after it ended; 0 failed")
         kill(w.processIdentifier, SIGTERM)
         w.waitUntilExit()
         let log = (try? String(contentsOfFile: s.dir.file("worker.log"), encoding: .utf8)) ?? ""

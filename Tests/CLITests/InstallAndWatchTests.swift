@@ -38,8 +38,9 @@ struct InstallAndWatchTests {
         ((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions]) as? NSNumber)?.intValue ?? -1
     }
 
-    @Test("make install puts binaries, units, sysusers/tmpfiles and docs in DESTDIR; make uninstall removes them",
-          .enabled(if: makePath != nil))
+    @Test(
+        "make install puts binaries, units, sysusers/tmpfiles and docs in DESTDIR; make uninstall removes them",
+        .enabled(if: makePath != nil))
     func installAndUninstall() throws {
         let d = try TempDir("install")
         defer { d.remove() }
@@ -51,12 +52,14 @@ struct InstallAndWatchTests {
 
         let prefix = destdir + "/opt/llmspool"
         let installed = files(under: destdir)
-        for f in ["bin/llmspool", "bin/llmspool-cgi", "lib/systemd/system/llmspool-worker.service",
-                  "lib/systemd/system/llmspool-worker@.service", "lib/systemd/system/llmspool-bridge.service",
-                  "share/doc/llmspool/bridge.md", "lib/sysusers.d/llmspool.conf",
-                  "lib/tmpfiles.d/llmspool.conf", "share/doc/llmspool/README.md", "share/doc/llmspool/worker.md",
-                  "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf",
-                  "share/doc/llmspool/contrib/llmspool.json", "share/doc/llmspool/configuration.md"] {
+        for f in [
+            "bin/llmspool", "bin/llmspool-cgi", "lib/systemd/system/llmspool-worker.service",
+            "lib/systemd/system/llmspool-worker@.service", "lib/systemd/system/llmspool-bridge.service",
+            "share/doc/llmspool/bridge.md", "lib/sysusers.d/llmspool.conf",
+            "lib/tmpfiles.d/llmspool.conf", "share/doc/llmspool/README.md", "share/doc/llmspool/worker.md",
+            "share/doc/llmspool/contrib/nginx.conf", "share/doc/llmspool/contrib/lighttpd.conf",
+            "share/doc/llmspool/contrib/llmspool.json", "share/doc/llmspool/configuration.md",
+        ] {
             #expect(installed.contains("opt/llmspool/" + f), "missing \(f); installed: \(installed)")
         }
         #expect(try mode(prefix + "/bin/llmspool") == 0o755)
@@ -103,16 +106,19 @@ struct InstallAndWatchTests {
         #expect(lines.wait(timeout: 5) { $0.contains { $0.contains(" new=1 ") } }, "first refresh: \(lines.all)")
         let submit = try CLI.run(["submit", "--prompt", "two", "--tenant", "beta"], spool: spool.path)
         #expect(submit.status == 0, "submit: \(submit.stderr)")
-        #expect(lines.wait(timeout: 5) { $0.contains { $0.contains(" new=2 ") && $0.contains("beta:1") } },
-                "a later refresh sees the second job: \(lines.all)")
+        #expect(
+            lines.wait(timeout: 5) { $0.contains { $0.contains(" new=2 ") && $0.contains("beta:1") } },
+            "a later refresh sees the second job: \(lines.all)")
 
         kill(p.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(5)
         while p.isRunning && Date() < deadline { usleep(20_000) }
         #expect(!p.isRunning, "still running 5 s after SIGTERM")
         out.fileHandleForReading.readabilityHandler = nil
-        #expect(p.terminationReason == .exit && p.terminationStatus == 0,
-                "exit: \(p.terminationReason == .exit ? "status" : "signal") \(p.terminationStatus); stderr: \(String(decoding: err.fileHandleForReading.availableData, as: UTF8.self))")
+        #expect(
+            p.terminationReason == .exit && p.terminationStatus == 0,
+            "exit: \(p.terminationReason == .exit ? "status" : "signal") \(p.terminationStatus); stderr: \(String(decoding: err.fileHandleForReading.availableData, as: UTF8.self))"
+        )
 
         let all = lines.all
         #expect(!all.contains { $0.contains("\u{1B}") }, "escape codes on a pipe")

@@ -76,7 +76,9 @@ final class LLMock: Sendable {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard ok == 0 else { throw CocoaError(.fileReadUnknown) }
         let head = "\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
         let bytes = Array(head.utf8) + body
@@ -108,8 +110,9 @@ final class LLMock: Sendable {
     }
 }
 
-@Suite("Streaming through the worker against llmock", .serialized,
-       .enabled(if: LLMock.available, "llmock is not installed (python3 -m pip install llmock)"))
+@Suite(
+    "Streaming through the worker against llmock", .serialized,
+    .enabled(if: LLMock.available, "llmock is not installed (python3 -m pip install llmock)"))
 struct LLMockStreamTests {
     /// Every streamed request gets this text, in word-sized chunks: chunk 0 is the role, chunks
     /// 1–8 the words, then the finish reason, the usage and `[DONE]`.
@@ -148,7 +151,9 @@ struct LLMockStreamTests {
         }
     }
 
-    @Test("cut mid-stream (connection dropped, or the body ended without a finish and [DONE]): retried, the reader gets restart, the result is the second attempt's", arguments: ["disconnect", "truncate"])
+    @Test(
+        "cut mid-stream (connection dropped, or the body ended without a finish and [DONE]): retried, the reader gets restart, the result is the second attempt's",
+        arguments: ["disconnect", "truncate"])
     func cut(_ kind: String) throws {
         try withWorker(faults: [Self.fault(kind, after: 4)]) { s, llm in
             let (r, events, doc) = try StreamWorkerTests().follow(s, "say the greek letters")

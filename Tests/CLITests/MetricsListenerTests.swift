@@ -183,7 +183,7 @@ struct MetricsListenerTests {
     static func softLimit(_ pid: Int32) throws -> Int {
         let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
         guard let line = limits.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") }),
-              let soft = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.flatMap({ Int($0) })
+            let soft = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.flatMap({ Int($0) })
         else { throw POSIXError(.EBADMSG) }
         return soft
     }

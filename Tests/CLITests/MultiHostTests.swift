@@ -110,8 +110,9 @@ struct MultiHost {
 
 /// Bridges on several hosts in one consumer group: restarts after `kill -9`, and every job
 /// answered exactly once in the spool it was submitted to.
-@Suite("Kafka bridge on many hosts", .serialized,
-       .enabled(if: kafkaPeersInstalled, "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
+@Suite(
+    "Kafka bridge on many hosts", .serialized,
+    .enabled(if: kafkaPeersInstalled, "needs kcat and cc (apt-get install kcat librdkafka-dev)"))
 struct MultiHostTests {
     /// A short session: librdkafka 2.0.2's mock coordinator ignores `group.instance.id` (it makes
     /// a new member of a restarted static one and waits for the old one's session to end), so
@@ -163,8 +164,9 @@ struct MultiHostTests {
         #expect(ids2.contains { $0.hasPrefix("after-") }, "the restarted bridge consumed nothing\n\(two.log)")
     }
 
-    @Test("three hosts in namespaces of their own: jobs submitted on one are worked on the other two, one of them killed with -9 and restarted, and each is answered exactly once at home",
-          .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
+    @Test(
+        "three hosts in namespaces of their own: jobs submitted on one are worked on the other two, one of them killed with -9 and restarted, and each is answered exactly once at home",
+        .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
     func exactlyOnceAtHome() throws {
         let origin = try TestSpool(), w2 = try TestSpool(), w3 = try TestSpool()
         defer { origin.remove(); w2.remove(); w3.remove() }
@@ -173,12 +175,16 @@ struct MultiHostTests {
         let hosts = try MultiHost(hosts: 3, bootstrap: mock.bootstrap)
         defer { hosts.down() }
         let h = hosts.name
-        let a = try HostProcess(harness: h, host: 1, spool: origin.path,
-                                ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
-                                log: origin.dir.file("a.log"))
+        let a = try HostProcess(
+            harness: h, host: 1, spool: origin.path,
+            ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
+            log: origin.dir.file("a.log"))
         defer { a.stop() }
-        let workerArgs = ["bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
-                          "--results-out", "results", "--results-of", "kafka"] + Self.group
+        let workerArgs =
+            [
+                "bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
+                "--results-out", "results", "--results-of", "kafka",
+            ] + Self.group
         let b = try HostProcess(harness: h, host: 2, spool: w2.path, workerArgs, log: w2.dir.file("b.log"))
         defer { b.stop() }
         var c = try HostProcess(harness: h, host: 3, spool: w3.path, workerArgs, log: w3.dir.file("c.log"))
@@ -216,8 +222,9 @@ struct MultiHostTests {
         print("exactly once at home: \(n) jobs; worked on B \(w2.names("done").count), on C \(w3.names("done").count)")
     }
 
-    @Test("a worker host cut off the brokers while jobs flow, then healed: every job is answered exactly once at home, and a second result is ignored and counted",
-          .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
+    @Test(
+        "a worker host cut off the brokers while jobs flow, then healed: every job is answered exactly once at home, and a second result is ignored and counted",
+        .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
     func partitionAndHeal() throws {
         let origin = try TestSpool(), w2 = try TestSpool(), w3 = try TestSpool()
         defer { origin.remove(); w2.remove(); w3.remove() }
@@ -226,12 +233,16 @@ struct MultiHostTests {
         let hosts = try MultiHost(hosts: 3, bootstrap: mock.bootstrap)
         defer { hosts.down() }
         let h = hosts.name
-        let a = try HostProcess(harness: h, host: 1, spool: origin.path,
-                                ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
-                                log: origin.dir.file("a.log"))
+        let a = try HostProcess(
+            harness: h, host: 1, spool: origin.path,
+            ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
+            log: origin.dir.file("a.log"))
         defer { a.stop() }
-        let workerArgs = ["bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
-                          "--results-out", "results", "--results-of", "kafka"] + Self.group
+        let workerArgs =
+            [
+                "bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
+                "--results-out", "results", "--results-of", "kafka",
+            ] + Self.group
         let llm = ["worker", "--llm-url", "builtin:echo?delay=100ms", "--concurrency", "4", "--log-level", "warning"]
         let b = try HostProcess(harness: h, host: 2, spool: w2.path, workerArgs, log: w2.dir.file("b.log"))
         defer { b.stop() }
@@ -279,11 +290,14 @@ struct MultiHostTests {
         #expect(a.log.contains("resultsSettled=\(n)") && a.log.contains("resultsIgnored="), "\(a.log.suffix(2000))")
         let ignored = a.count("result already in done/")
         #expect(ignored >= twice.count + 1, "answered on both worker hosts: \(twice.count); second results ignored: \(ignored)")
-        print("partition: \(n) jobs, host 3 cut off \(Int(cutFor)) s holding \(heldByC.count); answered on both hosts \(twice.count), second results ignored at home \(ignored); worked on B \(on2.count), on C \(on3.count)")
+        print(
+            "partition: \(n) jobs, host 3 cut off \(Int(cutFor)) s holding \(heldByC.count); answered on both hosts \(twice.count), second results ignored at home \(ignored); worked on B \(on2.count), on C \(on3.count)"
+        )
     }
 
-    @Test("back-pressure: a worker host whose worker is stopped holds no more than --max-queued jobs; the other host answers the rest",
-          .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
+    @Test(
+        "back-pressure: a worker host whose worker is stopped holds no more than --max-queued jobs; the other host answers the rest",
+        .enabled(if: MultiHost.available, "needs root, iproute2, unshare and socat"))
     func backPressure() throws {
         let origin = try TestSpool(), w2 = try TestSpool(), w3 = try TestSpool()
         defer { origin.remove(); w2.remove(); w3.remove() }
@@ -294,17 +308,22 @@ struct MultiHostTests {
         let h = hosts.name
         // LLMSPOOL_TEST_MAX_QUEUED=0 runs the same without a limit, to see the skew it prevents.
         let limit = Int(ProcessInfo.processInfo.environment["LLMSPOOL_TEST_MAX_QUEUED"] ?? "") ?? 10
-        let a = try HostProcess(harness: h, host: 1, spool: origin.path,
-                                ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
-                                log: origin.dir.file("a.log"))
+        let a = try HostProcess(
+            harness: h, host: 1, spool: origin.path,
+            ["bridge", "--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.group,
+            log: origin.dir.file("a.log"))
         defer { a.stop() }
-        let workerArgs = ["bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
-                          "--results-out", "results", "--results-of", "kafka"] + Self.group
+        let workerArgs =
+            [
+                "bridge", "--brokers", mock.bootstrap, "--group", "w", "--jobs-in", "jobs", "--dlq", "",
+                "--results-out", "results", "--results-of", "kafka",
+            ] + Self.group
         // Host 2's worker keeps up; its limit is far above what it ever holds, so it stays in the group.
         let b = try HostProcess(harness: h, host: 2, spool: w2.path, workerArgs + ["--max-queued", "1000"], log: w2.dir.file("b.log"))
         defer { b.stop() }
-        let c = try HostProcess(harness: h, host: 3, spool: w3.path, workerArgs + (limit > 0 ? ["--max-queued", "\(limit)"] : []),
-                                log: w3.dir.file("c.log"))
+        let c = try HostProcess(
+            harness: h, host: 3, spool: w3.path, workerArgs + (limit > 0 ? ["--max-queued", "\(limit)"] : []),
+            log: w3.dir.file("c.log"))
         defer { c.stop() }
         let llm = ["worker", "--llm-url", "builtin:echo?delay=50ms", "--concurrency", "4", "--log-level", "warning"]
         let wb = try HostProcess(harness: h, host: 2, spool: w2.path, llm, log: w2.dir.file("wb.log"))
@@ -324,8 +343,10 @@ struct MultiHostTests {
         usleep(1_000_000)  // anything more host 3 would take arrives now
         most = max(most, w3.names("new").count + w3.names("cur").count)
         let held3 = w3.names("new").count, home = origin.names("done").count, on2 = w2.names("done").count
-        print(String(format: "back-pressure (limit %@): %d jobs; host 3 (worker stopped) holds %d (most seen %d), host 2 answered %d, %d home in %.1f s",
-                     limit > 0 ? "\(limit)" : "none", n, held3, most, on2, home, took))
+        print(
+            String(
+                format: "back-pressure (limit %@): %d jobs; host 3 (worker stopped) holds %d (most seen %d), host 2 answered %d, %d home in %.1f s",
+                limit > 0 ? "\(limit)" : "none", n, held3, most, on2, home, took))
         #expect(answered, "home \(home), host 3 holds \(held3)\n\(c.log.suffix(3000))")
         if limit > 0 {
             #expect(most <= limit, "host 3 held \(most) jobs, more than --max-queued \(limit)\n\(c.log.suffix(3000))")
@@ -348,6 +369,7 @@ struct MultiHostTests {
 /// The `instance` the jobs consumer logged when it started, if any.
 func loggedInstance(_ log: String) -> String? {
     guard let line = log.split(separator: "\n").first(where: { $0.contains("consuming jobs") }),
-          let r = line.range(of: "instance=") else { return nil }
+        let r = line.range(of: "instance=")
+    else { return nil }
     return String(line[r.upperBound...].prefix { $0 != " " && $0 != "," && $0 != "]" })
 }

@@ -72,8 +72,9 @@ struct OperandTests {
             for (w, next) in zip(words, words.dropFirst()) where w.hasPrefix("--") && next.hasPrefix("<") { withValue.insert(String(w)) }
         }
         #expect(!withValue.isEmpty)
-        #expect(withValue == ["--spool", "--prompt", "--user", "--tenant", "--model", "--max-tokens", "--temperature", "--id", "--timeout"],
-                "update Submit.valueOptions too")
+        #expect(
+            withValue == ["--spool", "--prompt", "--user", "--tenant", "--model", "--max-tokens", "--temperature", "--id", "--timeout"],
+            "update Submit.valueOptions too")
     }
 
     @Test("parsing cost grows linearly: 8× the files takes well under 8² × the time")

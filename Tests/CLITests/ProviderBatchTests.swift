@@ -222,11 +222,13 @@ struct ProviderBatchTests {
         let rig = try Rig()
         defer { rig.remove() }
         _ = try rig.llm.get("/batch-config?hold_upload=1")
-        _ = try killAndRestart(rig, jobs: 4, reached: { rig.stat("files_uploaded") == 1 }, between: {
-            #expect(rig.record()?["state"]?.stringValue == "claimed")
-            _ = try rig.llm.get("/batch-config?hold_upload=0")
-            _ = try rig.llm.get("/release/upload")
-        })
+        _ = try killAndRestart(
+            rig, jobs: 4, reached: { rig.stat("files_uploaded") == 1 },
+            between: {
+                #expect(rig.record()?["state"]?.stringValue == "claimed")
+                _ = try rig.llm.get("/batch-config?hold_upload=0")
+                _ = try rig.llm.get("/release/upload")
+            })
         #expect(rig.stat("files_uploaded") == 2)  // the first is an orphan at the provider
     }
 
@@ -235,11 +237,13 @@ struct ProviderBatchTests {
         let rig = try Rig()
         defer { rig.remove() }
         _ = try rig.llm.get("/batch-config?hold_create=1")
-        _ = try killAndRestart(rig, jobs: 4, reached: { rig.stat("batches_created") == 1 }, between: {
-            #expect(rig.record()?["state"]?.stringValue == "submitting")
-            _ = try rig.llm.get("/batch-config?hold_create=0")
-            _ = try rig.llm.get("/release/create")
-        })
+        _ = try killAndRestart(
+            rig, jobs: 4, reached: { rig.stat("batches_created") == 1 },
+            between: {
+                #expect(rig.record()?["state"]?.stringValue == "submitting")
+                _ = try rig.llm.get("/batch-config?hold_create=0")
+                _ = try rig.llm.get("/release/create")
+            })
         #expect(rig.stat("files_uploaded") == 1)
         #expect(rig.log().contains("found the provider batch made before a restart"))
     }
@@ -249,9 +253,11 @@ struct ProviderBatchTests {
         let rig = try Rig()
         defer { rig.remove() }
         _ = try rig.llm.get("/batch-config?delay=4")
-        _ = try killAndRestart(rig, jobs: 4, reached: { rig.record()?["state"]?.stringValue == "submitted" }, between: {
-            #expect(rig.record()?["batchId"]?.stringValue == "batch_1")
-        })
+        _ = try killAndRestart(
+            rig, jobs: 4, reached: { rig.record()?["state"]?.stringValue == "submitted" },
+            between: {
+                #expect(rig.record()?["batchId"]?.stringValue == "batch_1")
+            })
         #expect(rig.stat("files_uploaded") == 1)
         #expect(rig.log().contains("re-attached to a provider batch"))
     }
@@ -265,8 +271,10 @@ struct ProviderBatchTests {
         // What the batcher leaves when killed between marking the jobs and listing them.
         let spool = try Spool(path: rig.s.path)
         let record = "pb-" + JobID.generate()
-        try spool.writeRecord(record, in: Spool.providerBatchArea, bytes: Array(
-            "{\"id\":\"\(record)\",\"model\":\"gpt-4o-mini\",\"state\":\"gathering\",\"createdAt\":\"\(Timestamp.now())\"}".utf8))
+        try spool.writeRecord(
+            record, in: Spool.providerBatchArea,
+            bytes: Array(
+                "{\"id\":\"\(record)\",\"model\":\"gpt-4o-mini\",\"state\":\"gathering\",\"createdAt\":\"\(Timestamp.now())\"}".utf8))
         for id in ids {
             guard case .claimed(let c) = try spool.claim(id + ".json", park: false) else { Issue.record("no claim"); continue }
             _ = try spool.holdForProviderBatch(c, record: record)

@@ -56,9 +56,11 @@ struct StreamWorkerTests {
         }
     }
 
-    @Test("an error event mid-stream is transient (retried, then dead-lettered); a chunk that is not JSON is not retried", arguments: [
-        ("fake:errorevent=1,a b", "stream-error", 2), ("fake:badchunk=2,a b", "malformed-response", 1),
-    ])
+    @Test(
+        "an error event mid-stream is transient (retried, then dead-lettered); a chunk that is not JSON is not retried",
+        arguments: [
+            ("fake:errorevent=1,a b", "stream-error", 2), ("fake:badchunk=2,a b", "malformed-response", 1),
+        ])
     func failures(_ prompt: String, _ kind: String, _ calls: Int) throws {
         try WorkerHTTPTests().withWorker(["--max-attempts", "2"]) { s, llm in
             let (r, events, doc) = try follow(s, prompt)

@@ -94,8 +94,9 @@ enum CLI {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         while !reader.isFinished { usleep(1000) }
-        return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errData, as: UTF8.self))
+        return Run(
+            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
     }
 }
 
@@ -128,8 +129,9 @@ struct TestSpool {
 
     /// Sets a file's modification time `seconds` into the past (past the settle window).
     func age(_ state: String, _ name: String, seconds: Double = 60) throws {
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -seconds)],
-                                              ofItemAtPath: path + "/" + state + "/" + name)
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -seconds)],
+            ofItemAtPath: path + "/" + state + "/" + name)
     }
 
     func remove() { dir.remove() }

@@ -23,8 +23,9 @@ struct SystemdTests {
         return (p.terminationStatus, text)
     }
 
-    @Test("each unit verifies cleanly and scores an exposure of 2.0 or less", .enabled(if: analyze != nil),
-          arguments: ["llmspool-worker.service", "llmspool-worker@.service", "llmspool-bridge.service"])
+    @Test(
+        "each unit verifies cleanly and scores an exposure of 2.0 or less", .enabled(if: analyze != nil),
+        arguments: ["llmspool-worker.service", "llmspool-worker@.service", "llmspool-bridge.service"])
     func unit(_ name: String) throws {
         let d = try TempDir("units")
         defer { d.remove() }
@@ -43,8 +44,9 @@ struct SystemdTests {
         #expect((score ?? 99) <= 2.0, "\(line)")
     }
 
-    @Test("the worker and the bridge send READY=1, WATCHDOG=1 and STOPPING=1 to $NOTIFY_SOCKET",
-          arguments: ["worker", "bridge"].filter { $0 == "worker" || kafkaPeersInstalled })
+    @Test(
+        "the worker and the bridge send READY=1, WATCHDOG=1 and STOPPING=1 to $NOTIFY_SOCKET",
+        arguments: ["worker", "bridge"].filter { $0 == "worker" || kafkaPeersInstalled })
     func notify(_ daemon: String) throws {
         let s = try TestSpool()
         defer { s.remove() }

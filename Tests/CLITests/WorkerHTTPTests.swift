@@ -42,7 +42,9 @@ final class LLMStandIn: Sendable {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard ok == 0 else { throw CocoaError(.fileReadUnknown) }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
@@ -113,9 +115,11 @@ struct WorkerHTTPTests {
         }
     }
 
-    @Test("permanent failures are not retried", arguments: [
-        ("fake:status=400", "http", 400), ("fake:malformed", "malformed-response", 200),
-    ])
+    @Test(
+        "permanent failures are not retried",
+        arguments: [
+            ("fake:status=400", "http", 400), ("fake:malformed", "malformed-response", 200),
+        ])
     func permanent(_ prompt: String, _ kind: String, _ status: Int) throws {
         try withWorker { s, llm in
             let (r, doc) = try submit(s, prompt)
@@ -125,9 +129,11 @@ struct WorkerHTTPTests {
         }
     }
 
-    @Test("a dropped connection and a hung server are transient: retried, then dead-lettered", arguments: [
-        ("fake:drop", "connection"), ("fake:hang", "timeout"),
-    ])
+    @Test(
+        "a dropped connection and a hung server are transient: retried, then dead-lettered",
+        arguments: [
+            ("fake:drop", "connection"), ("fake:hang", "timeout"),
+        ])
     func transientFaults(_ prompt: String, _ kind: String) throws {
         try withWorker(["--max-attempts", "2"]) { s, llm in
             let (r, doc) = try submit(s, prompt)

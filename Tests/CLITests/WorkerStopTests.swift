@@ -15,8 +15,9 @@ struct WorkerStopTests {
         var testDescription: String { rawValue }
     }
 
-    @Test("SIGTERM ends the worker within the grace period plus 5 s; status 75 and a log line when the spool is gone",
-          arguments: State.allCases)
+    @Test(
+        "SIGTERM ends the worker within the grace period plus 5 s; status 75 and a log line when the spool is gone",
+        arguments: State.allCases)
     func boundedStop(_ state: State) throws {
         let s = try TestSpool()
         defer { s.remove() }

@@ -1,7 +1,8 @@
 import Foundation
 import JSON
-@testable import LLM
 import Testing
+
+@testable import LLM
 
 @Suite("Chat requests and responses")
 struct ChatParsingTests {
@@ -9,7 +10,10 @@ struct ChatParsingTests {
         let r = ChatRequest(
             model: "gpt-x", messages: [.system("be brief"), .user("hi \"there\"")], maxTokens: 64, temperature: 0.2,
             extra: ["user": .string("tenant-a"), "model": .string("ignored")])
-        #expect(r.json.text == #"{"model":"gpt-x","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi \"there\""}],"max_tokens":64,"temperature":0.2,"user":"tenant-a"}"#)
+        #expect(
+            r.json.text
+                == #"{"model":"gpt-x","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi \"there\""}],"max_tokens":64,"temperature":0.2,"user":"tenant-a"}"#
+        )
         #expect(ChatRequest(model: "m", prompt: "p").json.text == #"{"model":"m","messages":[{"role":"user","content":"p"}]}"#)
     }
 
@@ -17,8 +21,9 @@ struct ChatParsingTests {
         let engine = try CurlEngine()
         defer { engine.shutdown() }
         let client = ChatClient(
-            configuration: .init(baseURL: "https://api.example.com/v1/", apiKey: try APIKey("sk-test"), timeout: .seconds(30),
-                                 headers: ["OpenAI-Organization": "org-1"]),
+            configuration: .init(
+                baseURL: "https://api.example.com/v1/", apiKey: try APIKey("sk-test"), timeout: .seconds(30),
+                headers: ["OpenAI-Organization": "org-1"]),
             engine: engine)
         let h = client.httpRequest(for: ChatRequest(model: "m", prompt: "p"))
         #expect(h.method == "POST")
@@ -31,10 +36,10 @@ struct ChatParsingTests {
     }
 
     static let okBody = #"""
-    {"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024","choices":[{"index":0,
-     "message":{"role":"assistant","content":"Hello!"},"finish_reason":"length"}],
-     "usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}}
-    """#
+        {"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024","choices":[{"index":0,
+         "message":{"role":"assistant","content":"Hello!"},"finish_reason":"length"}],
+         "usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}}
+        """#
 
     @Test func parsesCompletion() throws {
         let response = HTTPResponse(
@@ -58,16 +63,18 @@ struct ChatParsingTests {
         #expect(c.usage == nil)
     }
 
-    @Test("malformed 2xx bodies are permanent errors", arguments: [
-        #"{"choices": [{"message": {"role": "assistant", "cont"#,
-        "<html>Bad gateway</html>",
-        "",
-        "[]",
-        #"{"choices": []}"#,
-        #"{"choices": [{"finish_reason": "stop"}]}"#,
-        #"{"choices": [{"message": {"content": 42}}]}"#,
-        #"{"error": {"message": "quota exceeded"}}"#,
-    ])
+    @Test(
+        "malformed 2xx bodies are permanent errors",
+        arguments: [
+            #"{"choices": [{"message": {"role": "assistant", "cont"#,
+            "<html>Bad gateway</html>",
+            "",
+            "[]",
+            #"{"choices": []}"#,
+            #"{"choices": [{"finish_reason": "stop"}]}"#,
+            #"{"choices": [{"message": {"content": 42}}]}"#,
+            #"{"error": {"message": "quota exceeded"}}"#,
+        ])
     func malformed(body: String) {
         do {
             _ = try ChatCompletion.parse(HTTPResponse(status: 200, body: Array(body.utf8)))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import LLM
 
 /// The engine and the chat client against a real HTTP server process (Tests/peers/fake_llm.py),
@@ -67,10 +68,13 @@ struct EngineIntegrationTests {
             let errors = Box<[LLMError]>([])
             let slept = Box<[Duration]>([])
             var random = MaxRandom()
-            let c = try await RetryPolicy(baseDelay: .milliseconds(50)).run(using: &random, sleep: {
-                slept.value.append($0)
-                try await Task.sleep(for: $0)
-            }) { _ in
+            let c = try await RetryPolicy(baseDelay: .milliseconds(50)).run(
+                using: &random,
+                sleep: {
+                    slept.value.append($0)
+                    try await Task.sleep(for: $0)
+                }
+            ) { _ in
                 do {
                     return try await client.complete(fake("fail=2,key=flaky"))
                 } catch let e as LLMError {
@@ -291,7 +295,9 @@ struct EngineIntegrationTests {
             let turns = engine.shared.iterations.load(ordering: .relaxed) - turnsBefore
             // Asleep means a handful of wakes (libcurl's own timers), not a poll: a 100 ms poll would
             // be 20. Up to 3 was the bound; a full CI run on a loaded machine once saw 4 (and 5 before).
-            #expect(turns <= 6, """
+            #expect(
+                turns <= 6,
+                """
                 the loop woke \(turns) times in 2 s with \(held) idle transfers (all reached the stand-in after \(reachedAfter); \
                 engine before the window \(statsBefore), after \(engine.statistics))
                 """)

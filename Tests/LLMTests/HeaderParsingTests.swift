@@ -1,19 +1,26 @@
 import Testing
+
 @testable import LLM
 
 @Suite("Header parsing")
 struct HeaderParsingTests {
-    @Test("HTTP-date in its three forms", arguments: [
-        "Sun, 06 Nov 1994 08:49:37 GMT",
-        "Sunday, 06-Nov-94 08:49:37 GMT",
-        "Sun Nov  6 08:49:37 1994",
-    ])
+    @Test(
+        "HTTP-date in its three forms",
+        arguments: [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ])
     func httpDate(text: String) {
         #expect(HTTPDate.parse(text) == 784_111_777)
     }
 
-    @Test("not HTTP-dates", arguments: ["", "tomorrow", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 32 Nov 1994 08:49:37 GMT",
-                                        "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT", "06 Nov 1994 08:49:37 GMT"])
+    @Test(
+        "not HTTP-dates",
+        arguments: [
+            "", "tomorrow", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT", "06 Nov 1994 08:49:37 GMT",
+        ])
     func notHTTPDate(text: String) {
         #expect(HTTPDate.parse(text) == nil)
     }
@@ -45,11 +52,13 @@ struct HeaderParsingTests {
         #expect(RetryAfter.parse([:], now: 0) == nil)
     }
 
-    @Test("durations of rate-limit headers", arguments: [
-        ("6m0s", Duration.seconds(360)), ("12ms", .milliseconds(12)), ("1.5s", .milliseconds(1500)),
-        ("1h2m3.5s", .milliseconds(3_723_500)), ("250us", .microseconds(250)), ("250µs", .microseconds(250)),
-        ("100ns", .nanoseconds(100)), ("0s", .zero), ("20", .seconds(20)), ("0.5", .milliseconds(500)), ("2m", .seconds(120)),
-    ])
+    @Test(
+        "durations of rate-limit headers",
+        arguments: [
+            ("6m0s", Duration.seconds(360)), ("12ms", .milliseconds(12)), ("1.5s", .milliseconds(1500)),
+            ("1h2m3.5s", .milliseconds(3_723_500)), ("250us", .microseconds(250)), ("250µs", .microseconds(250)),
+            ("100ns", .nanoseconds(100)), ("0s", .zero), ("20", .seconds(20)), ("0.5", .milliseconds(500)), ("2m", .seconds(120)),
+        ])
     func durations(text: String, expected: Duration) {
         #expect(DurationText.parse(text) == expected)
     }
@@ -84,12 +93,14 @@ struct HeaderParsingTests {
         #expect(h["Content-Type"] == nil)
     }
 
-    @Test("URLs in messages lose credentials and queries", arguments: [
-        ("https://user:secret@api.example.com/v1?key=abc", "https://api.example.com/v1"),
-        ("http://127.0.0.1:8000/v1/chat/completions", "http://127.0.0.1:8000/v1/chat/completions"),
-        ("https://host/p#frag", "https://host/p"),
-        ("https://a@b@host/x", "https://host/x"),
-    ])
+    @Test(
+        "URLs in messages lose credentials and queries",
+        arguments: [
+            ("https://user:secret@api.example.com/v1?key=abc", "https://api.example.com/v1"),
+            ("http://127.0.0.1:8000/v1/chat/completions", "http://127.0.0.1:8000/v1/chat/completions"),
+            ("https://host/p#frag", "https://host/p"),
+            ("https://a@b@host/x", "https://host/x"),
+        ])
     func redaction(url: String, expected: String) {
         #expect(redactedURL(url) == expected)
     }

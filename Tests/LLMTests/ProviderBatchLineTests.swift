@@ -1,5 +1,6 @@
 import JSON
 import Testing
+
 @testable import LLM
 
 /// Reading a provider batch's output and error files: every line is hostile until read.
@@ -8,7 +9,7 @@ struct ProviderBatchLineTests {
     @Test func readsAnswersAndErrors() throws {
         let text = """
             {"id":"r1","custom_id":"a","response":{"status_code":200,"request_id":"q1","body":{"choices":[]}},"error":null}\r
-            
+
             {"id":"r2","custom_id":"b","response":null,"error":{"code":"batch_expired","message":"too late"}}
             not json
             {"id":"r3","response":{"status_code":200}}

@@ -1,14 +1,17 @@
 import TestSupport
 import Testing
+
 @testable import LLM
 
 @Suite("RetryBudget: separate budgets by cause (pure)")
 struct RetryBudgetTests {
-    @Test("causes", arguments: [
-        (400, FailureCause.permanent), (401, .permanent), (403, .permanent), (404, .permanent), (422, .permanent),
-        (429, .rateLimit), (529, .rateLimit), (408, .transient), (409, .transient), (500, .transient), (502, .transient),
-        (503, .transient), (504, .transient),
-    ])
+    @Test(
+        "causes",
+        arguments: [
+            (400, FailureCause.permanent), (401, .permanent), (403, .permanent), (404, .permanent), (422, .permanent),
+            (429, .rateLimit), (529, .rateLimit), (408, .transient), (409, .transient), (500, .transient), (502, .transient),
+            (503, .transient), (504, .transient),
+        ])
     func causes(status: Int, cause: FailureCause) {
         #expect(RetryPolicy.cause(httpStatus: status) == cause)
         #expect(LLMError(.http, "x", httpStatus: status).cause == cause)
@@ -32,8 +35,9 @@ struct RetryBudgetTests {
     @Test("a permanent error dead-letters at the first attempt")
     func permanent() {
         var r = MaxRandom()
-        #expect(RetryBudget().decide(after: .permanent, retryAfterMs: nil, log: log(.permanent, 1), nowMs: 10, using: &r)
-            == .deadLetter(.permanent))
+        #expect(
+            RetryBudget().decide(after: .permanent, retryAfterMs: nil, log: log(.permanent, 1), nowMs: 10, using: &r)
+                == .deadLetter(.permanent))
     }
 
     @Test("rate limits never use attempts: the 1,000th 429 is retried, after the server's wait")
@@ -95,15 +99,20 @@ struct RetryBudgetTests {
     func deadline() {
         let b = RetryBudget()
         var high = MaxRandom()
-        #expect(b.decide(after: .rateLimit, retryAfterMs: 5000, log: log(.rateLimit, 1, deadlineMs: 3000), nowMs: 1000, using: &high)
-            == .retry(afterMs: 2000))
-        #expect(b.decide(after: .rateLimit, retryAfterMs: 5000, log: log(.rateLimit, 1, deadlineMs: 3000), nowMs: 3000, using: &high)
-            == .deadLetter(.deadlinePassed))
-        #expect(b.decide(after: .transient, retryAfterMs: nil, probe: true, log: log(.transient, 1, deadlineMs: 3000), nowMs: 4000,
-                         using: &high) == .deadLetter(.deadlinePassed))
+        #expect(
+            b.decide(after: .rateLimit, retryAfterMs: 5000, log: log(.rateLimit, 1, deadlineMs: 3000), nowMs: 1000, using: &high)
+                == .retry(afterMs: 2000))
+        #expect(
+            b.decide(after: .rateLimit, retryAfterMs: 5000, log: log(.rateLimit, 1, deadlineMs: 3000), nowMs: 3000, using: &high)
+                == .deadLetter(.deadlinePassed))
+        #expect(
+            b.decide(
+                after: .transient, retryAfterMs: nil, probe: true, log: log(.transient, 1, deadlineMs: 3000), nowMs: 4000,
+                using: &high) == .deadLetter(.deadlinePassed))
         // A deadline sooner than the time budget is the reason given.
-        #expect(b.decide(after: .transient, retryAfterMs: nil, log: log(.transient, 1, deadlineMs: 3000), nowMs: 3000, using: &high)
-            == .deadLetter(.deadlinePassed))
+        #expect(
+            b.decide(after: .transient, retryAfterMs: nil, log: log(.transient, 1, deadlineMs: 3000), nowMs: 3000, using: &high)
+                == .deadLetter(.deadlinePassed))
     }
 
     @Test("a failed probe of an open breaker uses neither attempts nor the time budget")

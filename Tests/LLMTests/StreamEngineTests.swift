@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import LLM
 
 /// Streamed calls through the engine against Tests/peers/fake_llm.py's streams and faults.

@@ -1,5 +1,6 @@
 import JSON
 import Testing
+
 @testable import LLM
 
 /// The `text/event-stream` parser and the chat stream decoder, without a network.
@@ -9,12 +10,16 @@ struct StreamParsingTests {
     /// a multi-byte character cut by the split points below, and an empty first delta.
     static let recorded: String = {
         var s = ": OPENROUTER PROCESSING\n\n"
-        s += #"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"# + "\n\n"
+        s +=
+            #"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+            + "\n\n"
         for piece in ["Hel", "lo", ", wörld", " — ", "naïve\ntext", " 🎉", "."] {
-            s += "data: " + JSONValue.object([
-                "id": .string("chatcmpl-1"), "object": .string("chat.completion.chunk"),
-                "choices": .array([.object(["index": .integer(0), "delta": .object(["content": .string(piece)]), "finish_reason": .null])]),
-            ]).text + "\n\n"
+            s +=
+                "data: "
+                + JSONValue.object([
+                    "id": .string("chatcmpl-1"), "object": .string("chat.completion.chunk"),
+                    "choices": .array([.object(["index": .integer(0), "delta": .object(["content": .string(piece)]), "finish_reason": .null])]),
+                ]).text + "\n\n"
         }
         s += #"data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
         s += #"data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}"# + "\n\n"

@@ -2,8 +2,9 @@
 // sources with known output, and a thread's CPU time from /proc.
 import Foundation
 import JSON
-@testable import LLM
 import Testing
+
+@testable import LLM
 
 /// A running `fake_llm.py`, stopped by `stop()`.
 final class FakeLLM: Sendable {
@@ -91,7 +92,8 @@ struct ZeroRandom: RandomNumberGenerator {
 /// User plus system CPU time of one thread of this process, in clock ticks (1/100 s).
 func threadCPUTicks(_ tid: Int32) -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
-          let close = text.lastIndex(of: ")") else { return nil }
+        let close = text.lastIndex(of: ")")
+    else { return nil }
     // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
     let fields = text[text.index(after: close)...].split(separator: " ")
     guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LLM
 
 /// TLS is verified, and HTTP/2 is used where the server offers it.
@@ -132,30 +133,31 @@ struct Nginx {
     init(certificate: SelfSignedCertificate, plain: Bool = false) throws {
         let dir = certificate.directory
         port = try freeLoopbackPort()
-        let canned = #"{"choices":[{"message":{"role":"assistant","content":"canned"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
+        let canned =
+            #"{"choices":[{"message":{"role":"assistant","content":"canned"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
         let config = """
-        daemon off;
-        master_process off;
-        worker_processes 1;
-        error_log \(dir)/error.log;
-        pid \(dir)/nginx.pid;
-        events { worker_connections 4096; }
-        http {
-            access_log off;
-            client_body_temp_path \(dir)/body;
-            proxy_temp_path \(dir)/proxy;
-            fastcgi_temp_path \(dir)/fastcgi;
-            uwsgi_temp_path \(dir)/uwsgi;
-            scgi_temp_path \(dir)/scgi;
-            server {
-                listen 127.0.0.1:\(port)\(plain ? "" : " ssl http2");
-                keepalive_requests 100000;
-                ssl_certificate \(certificate.certificate);
-                ssl_certificate_key \(certificate.key);
-                location / { default_type application/json; return 200 '\(canned)'; }
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            error_log \(dir)/error.log;
+            pid \(dir)/nginx.pid;
+            events { worker_connections 4096; }
+            http {
+                access_log off;
+                client_body_temp_path \(dir)/body;
+                proxy_temp_path \(dir)/proxy;
+                fastcgi_temp_path \(dir)/fastcgi;
+                uwsgi_temp_path \(dir)/uwsgi;
+                scgi_temp_path \(dir)/scgi;
+                server {
+                    listen 127.0.0.1:\(port)\(plain ? "" : " ssl http2");
+                    keepalive_requests 100000;
+                    ssl_certificate \(certificate.certificate);
+                    ssl_certificate_key \(certificate.key);
+                    location / { default_type application/json; return 200 '\(canned)'; }
+                }
             }
-        }
-        """
+            """
         try config.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)

@@ -2,8 +2,8 @@ import JSON
 import Settings
 import Spool
 import Submit
-import Testing
 import TestSupport
+import Testing
 
 /// The settings are declared once (``Setting``); these check that the file, the environment and
 /// the docs all follow the declaration.
@@ -31,9 +31,12 @@ struct DeclarationTests {
         #expect(back == c)
     }
 
-    @Test("a variable with a bad value is not passed over: it is the settings error, naming the variable",
-          arguments: [("LLMSPOOL_MAX_BODY", "lots"), ("LLMSPOOL_MAX_BODY", "0"), ("LLMSPOOL_HEARTBEAT", "99999"),
-                      ("LLMSPOOL_TENANT", "../x"), ("LLMSPOOL_COUNT_CACHE", "-1"), ("LLMSPOOL_EVENTS_PAD", "1e3")])
+    @Test(
+        "a variable with a bad value is not passed over: it is the settings error, naming the variable",
+        arguments: [
+            ("LLMSPOOL_MAX_BODY", "lots"), ("LLMSPOOL_MAX_BODY", "0"), ("LLMSPOOL_HEARTBEAT", "99999"),
+            ("LLMSPOOL_TENANT", "../x"), ("LLMSPOOL_COUNT_CACHE", "-1"), ("LLMSPOOL_EVENTS_PAD", "1e3"),
+        ])
     func badVariable(_ pair: (String, String)) {
         let c = Configuration.from(env: { $0 == pair.0 ? pair.1 : nil })
         #expect(c.settingsError?.hasPrefix(pair.0 + ":") == true, "\(c.settingsError ?? "no error")")
@@ -41,9 +44,11 @@ struct DeclarationTests {
 
     @Test("variables set every cgi setting, over the defaults")
     func variablesSet() {
-        let env = ["LLMSPOOL_MAX_BODY": "2048", "LLMSPOOL_COUNT_CACHE": "0", "LLMSPOOL_STREAM_MAX": "60", "LLMSPOOL_TENANT": "t1",
-                   "LLMSPOOL_TOKENS": "/x", "LLMSPOOL_MAX_FILE": "10", "LLMSPOOL_MAX_WAITING": "3", "LLMSPOOL_HEARTBEAT": "2",
-                   "LLMSPOOL_EVENTS_PAD": "8192"]
+        let env = [
+            "LLMSPOOL_MAX_BODY": "2048", "LLMSPOOL_COUNT_CACHE": "0", "LLMSPOOL_STREAM_MAX": "60", "LLMSPOOL_TENANT": "t1",
+            "LLMSPOOL_TOKENS": "/x", "LLMSPOOL_MAX_FILE": "10", "LLMSPOOL_MAX_WAITING": "3", "LLMSPOOL_HEARTBEAT": "2",
+            "LLMSPOOL_EVENTS_PAD": "8192",
+        ]
         let c = Configuration.from(env: { env[$0] })
         #expect(c.settingsError == nil)
         #expect(c.maxBodyBytes == 2048 && c.waitingCountMaxAgeMilliseconds == 0 && c.maxStreamMilliseconds == 60_000)

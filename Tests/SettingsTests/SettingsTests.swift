@@ -40,17 +40,18 @@ struct SettingsTests {
         #expect(f.workerKey("model") == "model")
     }
 
-    @Test("the top level refuses unknown keys, a flat key beside sections, non-objects, and worker.spool",
-          arguments: [
-              (#"{"worker": {}, "model": "m"}"#, "model"),
-              (#"{"bridge": {}, "wroker": {}}"#, "wroker"),
-              (#"{"worker": []}"#, "worker"),
-              (#"{"cgi": "x"}"#, "cgi"),
-              (#"{"spool": 3, "worker": {}}"#, "spool"),
-              (#"{"spool": ""}"#, "spool"),
-              (#"{"worker": {"spool": "/s"}}"#, "worker.spool"),
-              (#"[1]"#, ""),
-          ])
+    @Test(
+        "the top level refuses unknown keys, a flat key beside sections, non-objects, and worker.spool",
+        arguments: [
+            (#"{"worker": {}, "model": "m"}"#, "model"),
+            (#"{"bridge": {}, "wroker": {}}"#, "wroker"),
+            (#"{"worker": []}"#, "worker"),
+            (#"{"cgi": "x"}"#, "cgi"),
+            (#"{"spool": 3, "worker": {}}"#, "spool"),
+            (#"{"spool": ""}"#, "spool"),
+            (#"{"worker": {"spool": "/s"}}"#, "worker.spool"),
+            (#"[1]"#, ""),
+        ])
     func topLevel(_ text: String, _ key: String) {
         #expect(invalidKey(text) == key)
     }
@@ -90,7 +91,8 @@ struct SettingsTests {
 
     @Test("the bridge section: every key read")
     func bridgeKeys() throws {
-        let b = try bridge("""
+        let b = try bridge(
+            """
             {"brokers": "k1:9092,k2:9092", "group": "g", "jobsIn": "ai-jobs-out-0", "jobsOut": "jo", "resultsIn": "ri",
              "resultsOut": "ai-results-out-0", "resultsGroup": "rg", "resultsOf": "kafka", "deadLetterTopic": "",
              "metricsAddress": "[::1]:9465", "logLevel": "debug", "properties": {"acks": "all", "session.timeout.ms": "6000"}}
@@ -110,24 +112,25 @@ struct SettingsTests {
         #expect(!BridgeSettings.isInstanceID(String(repeating: "a", count: 241)))
     }
 
-    @Test("the bridge section: a bad value names its key",
-          arguments: [
-              (#"{"brokers": "a:1, b:2"}"#, "bridge.brokers"),
-              (#"{"brokers": "a:1,,b:2"}"#, "bridge.brokers"),
-              (#"{"group": ""}"#, "bridge.group"),
-              (#"{"jobsIn": "has space"}"#, "bridge.jobsIn"),
-              (#"{"resultsOut": 5}"#, "bridge.resultsOut"),
-              (#"{"resultsOf": "some"}"#, "bridge.resultsOf"),
-              (#"{"deadLetterTopic": "a/b"}"#, "bridge.deadLetterTopic"),
-              (#"{"metricsAddress": "9464"}"#, "bridge.metricsAddress"),
-              (#"{"metricsAddress": ""}"#, "bridge.metricsAddress"),
-              (#"{"logLevel": "loud"}"#, "bridge.logLevel"),
-              (#"{"properties": {"session.timeout.ms": 6000}}"#, "bridge.properties.session.timeout.ms"),
-              (#"{"properties": []}"#, "bridge.properties"),
-              (#"{"dlq": "x"}"#, "bridge.dlq"),
-              (#"{"instanceId": "host a"}"#, "bridge.instanceId"),
-              (#"{"instanceId": "h/1"}"#, "bridge.instanceId"),
-          ])
+    @Test(
+        "the bridge section: a bad value names its key",
+        arguments: [
+            (#"{"brokers": "a:1, b:2"}"#, "bridge.brokers"),
+            (#"{"brokers": "a:1,,b:2"}"#, "bridge.brokers"),
+            (#"{"group": ""}"#, "bridge.group"),
+            (#"{"jobsIn": "has space"}"#, "bridge.jobsIn"),
+            (#"{"resultsOut": 5}"#, "bridge.resultsOut"),
+            (#"{"resultsOf": "some"}"#, "bridge.resultsOf"),
+            (#"{"deadLetterTopic": "a/b"}"#, "bridge.deadLetterTopic"),
+            (#"{"metricsAddress": "9464"}"#, "bridge.metricsAddress"),
+            (#"{"metricsAddress": ""}"#, "bridge.metricsAddress"),
+            (#"{"logLevel": "loud"}"#, "bridge.logLevel"),
+            (#"{"properties": {"session.timeout.ms": 6000}}"#, "bridge.properties.session.timeout.ms"),
+            (#"{"properties": []}"#, "bridge.properties"),
+            (#"{"dlq": "x"}"#, "bridge.dlq"),
+            (#"{"instanceId": "host a"}"#, "bridge.instanceId"),
+            (#"{"instanceId": "h/1"}"#, "bridge.instanceId"),
+        ])
     func bridgeBad(_ text: String, _ key: String) {
         #expect(throws: DocumentError.self) { try bridge(text) }
         do { _ = try bridge(text) } catch { #expect(error.field == key, "\(error)") }
@@ -158,8 +161,12 @@ struct SettingsTests {
     func bridgeSecrets() throws {
         let b = try bridge(#"{"properties": {"sasl.username": "u", "sasl.password": "p", "sasl.oauthbearer.client.secret": "s"}}"#)
         #expect(b.properties[1].value == "p", "kept for the bridge")
-        #expect(b.json()["properties"] == .object(["sasl.username": .string("u"), "sasl.password": .string("(hidden)"),
-                                                   "sasl.oauthbearer.client.secret": .string("(hidden)")]))
+        #expect(
+            b.json()["properties"]
+                == .object([
+                    "sasl.username": .string("u"), "sasl.password": .string("(hidden)"),
+                    "sasl.oauthbearer.client.secret": .string("(hidden)"),
+                ]))
     }
 
     // MARK: cgi
@@ -167,10 +174,13 @@ struct SettingsTests {
     @Test("the cgi section sets the endpoint's settings; the environment overrides the file")
     func cgi() throws {
         var c = Configuration()
-        guard case .object(let o) = try JSONParser.parse("""
-            {"tokensFile": "/t", "defaultTenant": "acme", "maxBodyBytes": 2048, "maxFileBytes": 4096, "maxWaitingPerTenant": 5,
-             "countCacheMilliseconds": 250, "heartbeatSeconds": 3, "maxStreamSeconds": 60, "eventPaddingBytes": 8192}
-            """) else { return }
+        guard
+            case .object(let o) = try JSONParser.parse(
+                """
+                {"tokensFile": "/t", "defaultTenant": "acme", "maxBodyBytes": 2048, "maxFileBytes": 4096, "maxWaitingPerTenant": 5,
+                 "countCacheMilliseconds": 250, "heartbeatSeconds": 3, "maxStreamSeconds": 60, "eventPaddingBytes": 8192}
+                """)
+        else { return }
         try c.apply(cgiSection: o)
         #expect(c.tokensPath == "/t" && c.defaultTenant == "acme" && c.maxBodyBytes == 2048 && c.maxWaitingPerTenant == 5)
         #expect(c.maxFileBytes == 4096 && c.waitingCountMaxAgeMilliseconds == 250)
@@ -178,14 +188,15 @@ struct SettingsTests {
         #expect(c.cgiSectionJSON() == .object(o))
     }
 
-    @Test("the cgi section: a bad value names its key",
-          arguments: [
-              (#"{"maxBodyBytes": 0}"#, "cgi.maxBodyBytes"),
-              (#"{"maxBodyBytes": 1.5}"#, "cgi.maxBodyBytes"),
-              (#"{"heartbeatSeconds": "15"}"#, "cgi.heartbeatSeconds"),
-              (#"{"defaultTenant": "a b"}"#, "cgi.defaultTenant"),
-              (#"{"tokens": "/t"}"#, "cgi.tokens"),
-          ])
+    @Test(
+        "the cgi section: a bad value names its key",
+        arguments: [
+            (#"{"maxBodyBytes": 0}"#, "cgi.maxBodyBytes"),
+            (#"{"maxBodyBytes": 1.5}"#, "cgi.maxBodyBytes"),
+            (#"{"heartbeatSeconds": "15"}"#, "cgi.heartbeatSeconds"),
+            (#"{"defaultTenant": "a b"}"#, "cgi.defaultTenant"),
+            (#"{"tokens": "/t"}"#, "cgi.tokens"),
+        ])
     func cgiBad(_ text: String, _ key: String) throws {
         guard case .object(let o) = try JSONParser.parse(text) else { return }
         var c = Configuration()

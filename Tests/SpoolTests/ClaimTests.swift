@@ -2,10 +2,12 @@ import Dispatch
 import JSON
 import Synchronization
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 @Suite("Spool: claim")
 struct SpoolClaimTests {
@@ -152,8 +154,9 @@ struct SpoolSettleTests {
         defer { t.remove() }
         let id = try enqueueFullJob(t)
         let claim = try t.claim(id: id)
-        let answer = Answer(response: "Short.", model: "llm-1", finishReason: "stop",
-                            usage: Usage(promptTokens: 12, completionTokens: 3))
+        let answer = Answer(
+            response: "Short.", model: "llm-1", finishReason: "stop",
+            usage: Usage(promptTokens: 12, completionTokens: 3))
         try t.spool.finish(claim, answer: answer)
         #expect(claim.isReleased)
         #expect(t.visible(.cur).isEmpty && t.visible(.new).isEmpty)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Spool
 
 @Suite("Spool: enqueue(each:) — one group commit, an outcome per job")

@@ -1,7 +1,8 @@
 import Foundation
 import JSON
-@testable import Spool
 import Testing
+
+@testable import Spool
 
 @Suite("Spool: forwarded/ (jobs handed to Kafka)")
 struct SpoolForwardTests {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Spool
 
 @Suite("Spool: find, list, status, requeue, purge")
@@ -37,7 +38,10 @@ struct SpoolInspectTests {
     func findRefusesInvalidIds(_ id: String) throws {
         let t = try TestSpool()
         defer { t.remove() }
-        try t.spool.enqueue({ var j = Job(prompt: "p"); j.jobId = "n"; return j }())
+        try t.spool.enqueue(
+            {
+                var j = Job(prompt: "p"); j.jobId = "n"; return j
+            }())
         #expect(try t.spool.find(id) == nil)
         #expect(try t.spool.state(of: id) == nil)
     }

@@ -1,9 +1,11 @@
 import JSON
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 /// Files written into `new/` by hand, not through `enqueue`.
 @Suite("Spool: hand-dropped files")
@@ -157,8 +159,9 @@ struct SpoolIntakeTests {
         defer { t.remove() }
         let bytes = Array(#"{"prompt":"hi"}"#.utf8)
         t.drop("bad name!.json", bytes)
-        let (key, error, _) = try expectRejected(t, try t.spool.claim("bad name!.json"), kind: .badId,
-                                                 name: "bad name!.json", bytes: bytes)
+        let (key, error, _) = try expectRejected(
+            t, try t.spool.claim("bad name!.json"), kind: .badId,
+            name: "bad name!.json", bytes: bytes)
         #expect(error.field == "jobId")
         #expect(key != "bad name!")
         #expect(Array(key).count == 36, "the key is a fresh UUIDv7")

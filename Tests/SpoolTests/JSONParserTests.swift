@@ -1,6 +1,7 @@
 import JSON
-@testable import Spool
 import Testing
+
+@testable import Spool
 
 private func parseError(_ bytes: [UInt8], maxDepth: Int = JSONParser.defaultMaxDepth) -> JSONParseError? {
     do {
@@ -56,16 +57,18 @@ struct JSONValidTests {
         #expect(value.text == "[1.0,1e2,1E+02,-0,0.10,1e400]")
     }
 
-    @Test("escapes decode to the right text", arguments: [
-        (#""\"\\\/\b\f\n\r\t""#, "\"\\/\u{8}\u{C}\n\r\t"),
-        (#""\u0041\u00e9\u2603""#, "Aé☃"),
-        (#""\u00E9\u00e9""#, "éé"),
-        (#""\ud83d\ude00""#, "😀"),
-        (#""\uD83D\uDE00x""#, "😀x"),
-        (#""a\u0000b""#, "a\u{0}b"),
-        (#""plain \u0020 and \\u0041""#, "plain   and \\u0041"),
-        (#""\uDBFF\uDFFF""#, "\u{10FFFF}"),
-    ])
+    @Test(
+        "escapes decode to the right text",
+        arguments: [
+            (#""\"\\\/\b\f\n\r\t""#, "\"\\/\u{8}\u{C}\n\r\t"),
+            (#""\u0041\u00e9\u2603""#, "Aé☃"),
+            (#""\u00E9\u00e9""#, "éé"),
+            (#""\ud83d\ude00""#, "😀"),
+            (#""\uD83D\uDE00x""#, "😀x"),
+            (#""a\u0000b""#, "a\u{0}b"),
+            (#""plain \u0020 and \\u0041""#, "plain   and \\u0041"),
+            (#""\uDBFF\uDFFF""#, "\u{10FFFF}"),
+        ])
     func escapes(_ json: String, _ expected: String) throws {
         #expect(try JSONParser.parse(json) == .string(expected))
     }
@@ -278,19 +281,20 @@ struct JSONWriterTests {
     @Test func prettyTextIsIndentedAndParsesBack() throws {
         let value = try JSONParser.parse(#"{"b":[1,{"c":"x"}],"a":{},"e":[],"d":null}"#)
         let pretty = value.prettyText()
-        #expect(pretty == """
-            {
-              "b": [
-                1,
+        #expect(
+            pretty == """
                 {
-                  "c": "x"
+                  "b": [
+                    1,
+                    {
+                      "c": "x"
+                    }
+                  ],
+                  "a": {},
+                  "e": [],
+                  "d": null
                 }
-              ],
-              "a": {},
-              "e": [],
-              "d": null
-            }
-            """)
+                """)
         #expect(try JSONParser.parse(pretty) == value)
         #expect(JSONValue.string("a\nb").prettyText() == #""a\nb""#)
     }
@@ -336,8 +340,9 @@ struct JSONLimitsTests {
     }
 
     @Test func depthErrorNamesTheLimit() {
-        #expect(parseError(String(repeating: "[", count: 65) + String(repeating: "]", count: 65))?.message
-            == "nesting deeper than 64 levels (the limit on nesting depth)")
+        #expect(
+            parseError(String(repeating: "[", count: 65) + String(repeating: "]", count: 65))?.message
+                == "nesting deeper than 64 levels (the limit on nesting depth)")
     }
 
     @Test("duplicates are found in small and large objects, wherever they are", arguments: [2, 12, 13, 14, 100, 5_000])

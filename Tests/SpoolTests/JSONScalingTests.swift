@@ -1,3 +1,7 @@
+import Testing
+
+@testable import Spool
+
 // The parser and the object type must cost time linear in the input: a body of 100,000 keys once
 // took minutes because every key was compared with every earlier one. These tests time the same
 // kind of document at 10k and 100k members and fail when the larger costs more than 20× the smaller.
@@ -5,8 +9,6 @@
 import Glibc
 import JSON
 #endif
-@testable import Spool
-import Testing
 
 /// CPU time of the calling thread, in nanoseconds: what the work cost this thread, whatever else the
 /// machine runs (two cores shared with other builds make wall time too noisy for a ratio).

@@ -3,8 +3,9 @@
 // RFC 8259 leaves the choice to the parser) may go either way but must not crash.
 import Foundation
 import JSON
-@testable import Spool
 import Testing
+
+@testable import Spool
 
 enum JSONTestSuite {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -1,5 +1,6 @@
 import Synchronization
 import Testing
+
 @testable import Spool
 
 @Suite("Job ids")
@@ -82,14 +83,16 @@ struct JobIDTests {
         #expect(JobID.tag(of: JobID.generate(tag: .max)) == .max)
     }
 
-    @Test("only names shaped like the ids of generate(tag:) have a tag", arguments: [
-        "job-42", "job-42.json", "a", "",
-        "019a2b3c-4d5e-7f00-8a1b-2c3d4e5f6071",  // a UUIDv7
-        "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.json.bak", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.txt",
-        "019A2B3C-4D5E-8F00-8A1B-2C3D4E5F6071",  // upper case: not what generate makes
-        "019a2b3c-4d5e-8f00-ca1b-2c3d4e5f6071",  // wrong variant
-        "019a2b3c_4d5e-8f00-8a1b-2c3d4e5f6071", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f607g", ".019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071",
-    ])
+    @Test(
+        "only names shaped like the ids of generate(tag:) have a tag",
+        arguments: [
+            "job-42", "job-42.json", "a", "",
+            "019a2b3c-4d5e-7f00-8a1b-2c3d4e5f6071",  // a UUIDv7
+            "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.json.bak", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071.txt",
+            "019A2B3C-4D5E-8F00-8A1B-2C3D4E5F6071",  // upper case: not what generate makes
+            "019a2b3c-4d5e-8f00-ca1b-2c3d4e5f6071",  // wrong variant
+            "019a2b3c_4d5e-8f00-8a1b-2c3d4e5f6071", "019a2b3c-4d5e-8f00-8a1b-2c3d4e5f607g", ".019a2b3c-4d5e-8f00-8a1b-2c3d4e5f6071",
+        ])
     func untagged(_ name: String) {
         #expect(JobID.tag(of: name) == nil)
     }

@@ -1,6 +1,7 @@
 import JSON
-@testable import Spool
 import Testing
+
+@testable import Spool
 
 private func job(_ text: String, limits: Limits = .default) throws -> Job {
     try Job(json: JSONParser.parse(text), limits: limits)
@@ -66,21 +67,24 @@ struct JobValidTests {
         let j = try job(Self.designExample)
         let again = try Job(json: JSONParser.parse(j.json().serialized()))
         #expect(again == j)
-        #expect(j.json().objectValue?.keys == [
-            "jobId", "prompt", "messages", "userId", "tenantId", "model", "maxTokens", "temperature",
-            "metadata", "submittedAt",
-        ])
+        #expect(
+            j.json().objectValue?.keys == [
+                "jobId", "prompt", "messages", "userId", "tenantId", "model", "maxTokens", "temperature",
+                "metadata", "submittedAt",
+            ])
     }
 
-    @Test("boundary values are accepted", arguments: [
-        #""temperature":0"#, #""temperature":2"#, #""temperature":2.0"#, #""temperature":1e-3"#,
-        #""maxTokens":1"#, #""maxTokens":1000000"#,
-        #""userId":"a.b_c@d+e-f""#, "\"userId\":\"\(long128)\"", "\"tenantId\":\"\(long128)\"", #""tenantId":"0""#,
-        "\"jobId\":\"\(long128)\"", #""jobId":"A.b_c-9""#, #""jobId":null"#, #""userId":null"#,
-        #""model":"x""#, #""metadata":{}"#, #""metadata":{"deep":{"a":[1,{"b":null}]}}"#,
-        #""submittedAt":"2026-11-26T10:00:00.123456+05:30""#, #""attempts":3"#, #""history":[{"kind":"x"}]"#,
-        #""messages":[{"role":"developer","content":""},{"role":"assistant","content":"a"},{"role":"tool","content":"t"}]"#,
-    ])
+    @Test(
+        "boundary values are accepted",
+        arguments: [
+            #""temperature":0"#, #""temperature":2"#, #""temperature":2.0"#, #""temperature":1e-3"#,
+            #""maxTokens":1"#, #""maxTokens":1000000"#,
+            #""userId":"a.b_c@d+e-f""#, "\"userId\":\"\(long128)\"", "\"tenantId\":\"\(long128)\"", #""tenantId":"0""#,
+            "\"jobId\":\"\(long128)\"", #""jobId":"A.b_c-9""#, #""jobId":null"#, #""userId":null"#,
+            #""model":"x""#, #""metadata":{}"#, #""metadata":{"deep":{"a":[1,{"b":null}]}}"#,
+            #""submittedAt":"2026-11-26T10:00:00.123456+05:30""#, #""attempts":3"#, #""history":[{"kind":"x"}]"#,
+            #""messages":[{"role":"developer","content":""},{"role":"assistant","content":"a"},{"role":"tool","content":"t"}]"#,
+        ])
     func boundaryValues(_ field: String) throws {
         #expect(throws: Never.self) { try job(#"{"prompt":"hi","# + field + "}") }
     }
@@ -195,12 +199,14 @@ struct JobFieldErrorTests {
         #expect(error.message.contains("\"robot\""))
     }
 
-    @Test("near-miss field names are refused with a suggestion", arguments: [
-        ("max_tokens", "maxTokens"), ("MaxTokens", "maxTokens"), ("maxtokens", "maxTokens"), ("MAX-TOKENS", "maxTokens"),
-        ("JobID", "jobId"), ("job_id", "jobId"), ("user-id", "userId"), ("TENANTID", "tenantId"),
-        ("Temperature", "temperature"), ("submitted_at", "submittedAt"), ("Messages", "messages"), ("META_DATA", "metadata"),
-        ("Model", "model"), ("History", "history"),
-    ])
+    @Test(
+        "near-miss field names are refused with a suggestion",
+        arguments: [
+            ("max_tokens", "maxTokens"), ("MaxTokens", "maxTokens"), ("maxtokens", "maxTokens"), ("MAX-TOKENS", "maxTokens"),
+            ("JobID", "jobId"), ("job_id", "jobId"), ("user-id", "userId"), ("TENANTID", "tenantId"),
+            ("Temperature", "temperature"), ("submitted_at", "submittedAt"), ("Messages", "messages"), ("META_DATA", "metadata"),
+            ("Model", "model"), ("History", "history"),
+        ])
     func nearMiss(_ key: String, _ known: String) throws {
         let error = try #require(try documentError(#"{"prompt":"hi",""# + key + #"":1}"#), "accepted \(key)")
         #expect(error.field == key)
@@ -225,12 +231,18 @@ struct JobLimitTests {
         #expect(error.field == "prompt")
         #expect(error.message.contains("12 bytes"))
         // Message contents count together, and with the prompt.
-        #expect(try documentError(#"{"messages":[{"role":"user","content":"12345"},{"role":"user","content":"12345"}]}"#,
-                                  limits: limits) == nil)
-        #expect(try documentError(#"{"messages":[{"role":"user","content":"123456"},{"role":"user","content":"12345"}]}"#,
-                                  limits: limits)?.field == "messages")
-        #expect(try documentError(#"{"prompt":"12345","messages":[{"role":"user","content":"123456"}]}"#,
-                                  limits: limits)?.field == "prompt")
+        #expect(
+            try documentError(
+                #"{"messages":[{"role":"user","content":"12345"},{"role":"user","content":"12345"}]}"#,
+                limits: limits) == nil)
+        #expect(
+            try documentError(
+                #"{"messages":[{"role":"user","content":"123456"},{"role":"user","content":"12345"}]}"#,
+                limits: limits)?.field == "messages")
+        #expect(
+            try documentError(
+                #"{"prompt":"12345","messages":[{"role":"user","content":"123456"}]}"#,
+                limits: limits)?.field == "prompt")
     }
 
     @Test func defaultPromptLimit() throws {
@@ -331,19 +343,21 @@ struct JobRetryTests {
         #expect(try job(#"{"prompt": "x", "retry": null, "deadline": null}"#).retry == nil)
     }
 
-    @Test("bad values are refused, naming the field", arguments: [
-        (#"{"prompt": "x", "deadline": "tomorrow"}"#, "deadline"),
-        (#"{"prompt": "x", "deadline": 1764151200}"#, "deadline"),
-        (#"{"prompt": "x", "retry": 5}"#, "retry"),
-        (#"{"prompt": "x", "retry": {"maxAttempts": 0}}"#, "retry.maxAttempts"),
-        (#"{"prompt": "x", "retry": {"maxAttempts": 101}}"#, "retry.maxAttempts"),
-        (#"{"prompt": "x", "retry": {"maxAttempts": "3"}}"#, "retry.maxAttempts"),
-        (#"{"prompt": "x", "retry": {"timeBudgetSeconds": 0}}"#, "retry.timeBudgetSeconds"),
-        (#"{"prompt": "x", "retry": {"timeBudgetSeconds": 604801}}"#, "retry.timeBudgetSeconds"),
-        (#"{"prompt": "x", "retry": {"timeBudgetSeconds": "1h"}}"#, "retry.timeBudgetSeconds"),
-        (#"{"prompt": "x", "retry": {"budget": 10}}"#, "retry.budget"),
-        (#"{"prompt": "x", "Deadline": "2026-11-26T11:00:00Z"}"#, "Deadline"),
-    ])
+    @Test(
+        "bad values are refused, naming the field",
+        arguments: [
+            (#"{"prompt": "x", "deadline": "tomorrow"}"#, "deadline"),
+            (#"{"prompt": "x", "deadline": 1764151200}"#, "deadline"),
+            (#"{"prompt": "x", "retry": 5}"#, "retry"),
+            (#"{"prompt": "x", "retry": {"maxAttempts": 0}}"#, "retry.maxAttempts"),
+            (#"{"prompt": "x", "retry": {"maxAttempts": 101}}"#, "retry.maxAttempts"),
+            (#"{"prompt": "x", "retry": {"maxAttempts": "3"}}"#, "retry.maxAttempts"),
+            (#"{"prompt": "x", "retry": {"timeBudgetSeconds": 0}}"#, "retry.timeBudgetSeconds"),
+            (#"{"prompt": "x", "retry": {"timeBudgetSeconds": 604801}}"#, "retry.timeBudgetSeconds"),
+            (#"{"prompt": "x", "retry": {"timeBudgetSeconds": "1h"}}"#, "retry.timeBudgetSeconds"),
+            (#"{"prompt": "x", "retry": {"budget": 10}}"#, "retry.budget"),
+            (#"{"prompt": "x", "Deadline": "2026-11-26T11:00:00Z"}"#, "Deadline"),
+        ])
     func refused(_ text: String, _ field: String) throws {
         #expect(try documentError(text)?.field == field)
     }

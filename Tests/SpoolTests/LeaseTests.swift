@@ -1,9 +1,11 @@
 import Foundation
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 /// Claims parked under a lease (`.leases/ID` + `cur/.NAME.lease`): no descriptor per claim,
 /// and recovery's rule for them at every crash point. The process-level kill -9 test is

@@ -1,10 +1,12 @@
 import Foundation
 import JSON
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 /// Claims held by a provider batch's record (`cur/.ID.json.lease` → `provider-batch:RECORD`):
 /// alive for recovery while `.provider-batches/RECORD` exists, whoever runs; read back after a

@@ -1,8 +1,10 @@
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 @Suite("Spool: crash recovery")
 struct SpoolRecoveryTests {

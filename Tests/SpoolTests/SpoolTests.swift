@@ -1,9 +1,11 @@
 import JSON
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 @Suite("Spool: create and open")
 struct SpoolOpenTests {
@@ -131,9 +133,11 @@ struct SpoolEnqueueTests {
         #expect(try Job(json: t.document(.new, "order-42.json")) == job)
     }
 
-    @Test("an invalid job is refused and nothing is written", arguments: [
-        (Job(prompt: ""), "prompt"), (Job(), "prompt"), (Job(messages: []), "messages"),
-    ])
+    @Test(
+        "an invalid job is refused and nothing is written",
+        arguments: [
+            (Job(prompt: ""), "prompt"), (Job(), "prompt"), (Job(messages: []), "messages"),
+        ])
     func enqueueRefusesInvalidJobs(_ job: Job, _ field: String) throws {
         let t = try TestSpool()
         defer { t.remove() }

@@ -4,10 +4,12 @@
 import Foundation
 import JSON
 import Testing
+
+@testable import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Spool
 
 /// A spool in a fresh directory under /tmp (mkdtemp); `remove()` deletes it.
 struct TestSpool: Sendable {

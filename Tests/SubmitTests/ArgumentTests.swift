@@ -12,10 +12,14 @@ struct ArgumentTests {
     /// (program, arguments before the attacker's): both ways a server can run the endpoint.
     static let programs: [(String, [String])] = [(Bin.cgi, []), (Bin.llmspool, ["cgi"])]
 
-    func request(_ program: (String, [String]), _ args: [String], spool: String, method: String = "GET", path: String = "/jobs",
-                 token: String, body: [UInt8]? = nil, tokens: String? = nil) throws -> Output {
-        var env = ["GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
-                   "QUERY_STRING": args.joined(separator: "+"), "LLMSPOOL_SPOOL": spool, "HTTP_AUTHORIZATION": "Bearer " + token]
+    func request(
+        _ program: (String, [String]), _ args: [String], spool: String, method: String = "GET", path: String = "/jobs",
+        token: String, body: [UInt8]? = nil, tokens: String? = nil
+    ) throws -> Output {
+        var env = [
+            "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
+            "QUERY_STRING": args.joined(separator: "+"), "LLMSPOOL_SPOOL": spool, "HTTP_AUTHORIZATION": "Bearer " + token,
+        ]
         if let tokens { env["LLMSPOOL_TOKENS"] = tokens }
         if let body { env["CONTENT_LENGTH"] = String(body.count); env["CONTENT_TYPE"] = "text/plain" }
         return try run(program.0, program.1 + args, env: env, stdin: body ?? [], inheritEnvironment: false)
@@ -38,9 +42,11 @@ struct ArgumentTests {
         let posted = try request(program, [], spool: spool, method: "POST", token: "alice-token", body: Array("secret".utf8), tokens: dir.file("tokens"))
         #expect(posted.text.hasPrefix("Status: 202"), "\(posted.text) \(posted.stderr)")
 
-        for (args, tokens) in [(["--tokens", dir.file("forged")], nil), (["--tokens=" + dir.file("forged")], nil),
-                               (["--tokens", "-"], nil), (["--tokens", "-"], dir.file("tokens")),
-                               (["--tokens", dir.file("forged")], dir.file("tokens"))] as [([String], String?)] {
+        for (args, tokens) in [
+            (["--tokens", dir.file("forged")], nil), (["--tokens=" + dir.file("forged")], nil),
+            (["--tokens", "-"], nil), (["--tokens", "-"], dir.file("tokens")),
+            (["--tokens", dir.file("forged")], dir.file("tokens")),
+        ] as [([String], String?)] {
             // GET with the forged token: the token file on the command line (or the body) must not count.
             let list = try request(program, args, spool: spool, token: "attacker", tokens: tokens)
             #expect(list.text.hasPrefix("Status: 401"), "\(args) \(tokens ?? "-"): \(list.text)")
@@ -50,8 +56,9 @@ struct ArgumentTests {
             #expect(post.text.hasPrefix("Status: 401"), "\(args): \(post.text)")
         }
         // --spool on the command line does not move the endpoint to another spool.
-        let moved = try request(program, ["--spool", other], spool: spool, method: "POST", token: "alice-token",
-                                body: Array("where".utf8), tokens: dir.file("tokens"))
+        let moved = try request(
+            program, ["--spool", other], spool: spool, method: "POST", token: "alice-token",
+            body: Array("where".utf8), tokens: dir.file("tokens"))
         #expect(moved.text.hasPrefix("Status: 202"), "\(moved.text)")
         #expect(try Spool(path: other).names(in: .new).isEmpty)
         #expect(try Spool(path: spool).names(in: .new).count == 2)

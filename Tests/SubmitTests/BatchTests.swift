@@ -8,18 +8,23 @@ import Testing
 struct BatchUnitTests {
     @Test("multipart/form-data: parts, names, filenames; malformed bodies refused with a reason")
     func multipart() throws {
-        let body = Array("--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a \\\"b\\\".jsonl\"\r\nContent-Type: application/octet-stream\r\n\r\nline1\r\n--X\nline2\r\n--XyZ--\r\n".utf8)
+        let body = Array(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a \\\"b\\\".jsonl\"\r\nContent-Type: application/octet-stream\r\n\r\nline1\r\n--X\nline2\r\n--XyZ--\r\n"
+                .utf8)
         let parts = try Multipart.parse(body, boundary: "XyZ")
         #expect(parts.map(\.name) == ["purpose", "file"])
         #expect(String(decoding: parts[0].data, as: UTF8.self) == "batch")
         #expect(parts[1].filename == "a \"b\".jsonl")
         #expect(String(decoding: parts[1].data, as: UTF8.self) == "line1\r\n--X\nline2")
-        for bad in ["", "--XyZ\r\nno colon\r\n\r\nx\r\n--XyZ--", "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nnever closed",
-                    "--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--"] {
+        for bad in [
+            "", "--XyZ\r\nno colon\r\n\r\nx\r\n--XyZ--", "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nnever closed",
+            "--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--",
+        ] {
             #expect(throws: MultipartError.self) { try Multipart.parse(Array(bad.utf8), boundary: "XyZ") }
         }
         // Linear: a 4 MiB body of near-boundaries parses (or fails) without quadratic work.
-        let hostile = Array("--XyZ\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n".utf8) + Array(repeating: Array("\r\n--Xy".utf8), count: 700_000).flatMap { $0 }
+        let hostile =
+            Array("--XyZ\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n".utf8) + Array(repeating: Array("\r\n--Xy".utf8), count: 700_000).flatMap { $0 }
         let t0 = ContinuousClock.now
         #expect(throws: MultipartError.self) { try Multipart.parse(hostile, boundary: "XyZ") }
         #expect(ContinuousClock.now - t0 < .seconds(5))
@@ -31,7 +36,8 @@ struct BatchUnitTests {
             #"{"custom_id":"\#(id)","method":"POST","url":"\#(url)","body":\#(body)}"#
         }
         let who = Identity(userId: "alice", tenantId: "acme")
-        let good = [line("a"), line("b", body: #"{"model":"m","messages":[{"role":"user","content":"y"}],"max_tokens":5,"top_p":0.5}"#), ""].joined(separator: "\n")
+        let good = [line("a"), line("b", body: #"{"model":"m","messages":[{"role":"user","content":"y"}],"max_tokens":5,"top_p":0.5}"#), ""].joined(
+            separator: "\n")
         guard case .success(let jobs) = BatchInput.jobs(Array(good.utf8), batchID: "batch_x", identity: who, limits: .default) else {
             Issue.record("refused a good file"); return
         }
@@ -77,13 +83,17 @@ struct BatchUnitTests {
         let spool = try Spool.create(at: dir.file("spool"))
         let alice = BatchStore(spool: spool, owner: Identity(userId: "alice", tenantId: "acme"), maxFileBytes: 1 << 20)
         let bob = BatchStore(spool: spool, owner: Identity(userId: "bob", tenantId: "acme"), maxFileBytes: 1 << 20)
-        let text = (0..<5).map { #"{"custom_id":"r\#($0)","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"p\#($0)"}]}}"# }.joined(separator: "\n")
+        let text = (0..<5).map {
+            #"{"custom_id":"r\#($0)","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"p\#($0)"}]}}"#
+        }.joined(separator: "\n")
         let file = try alice.createFile(Array(text.utf8), filename: "in.jsonl", purpose: "batch")
         let fileID = try #require(file["id"]?.stringValue)
         #expect(throws: Problem.self) { try bob.fileObject(fileID) }
         #expect(throws: Problem.self) { try alice.createFile([], filename: "x", purpose: "assistants") }
         #expect(throws: Problem.self) { try alice.createFile(Array(repeating: 0x20, count: (1 << 20) + 1), filename: "x", purpose: "batch") }
-        let created = try alice.createBatch(["input_file_id": .string(fileID), "endpoint": .string("/v1/chat/completions"), "completion_window": .string("24h")])
+        let created = try alice.createBatch([
+            "input_file_id": .string(fileID), "endpoint": .string("/v1/chat/completions"), "completion_window": .string("24h"),
+        ])
         let id = try #require(created["id"]?.stringValue)
         #expect(created["status"]?.stringValue == "in_progress")
         #expect(created["userId"] == nil, "the owner is not shown")
@@ -94,8 +104,11 @@ struct BatchUnitTests {
         // Settle three jobs by hand as a worker would: two done, one failed.
         for k in 0..<3 {
             guard case .claimed(let claim) = try spool.claim("\(id).\(k).json") else { Issue.record("claim"); return }
-            if k < 2 { try spool.finish(claim, answer: Answer(response: "a\(k)", model: "m", finishReason: "stop", usage: Usage(promptTokens: 1, completionTokens: 2))) }
-            else { try spool.fail(claim, Failure(kind: "http", message: "400 bad", httpStatus: 400)) }
+            if k < 2 {
+                try spool.finish(claim, answer: Answer(response: "a\(k)", model: "m", finishReason: "stop", usage: Usage(promptTokens: 1, completionTokens: 2)))
+            } else {
+                try spool.fail(claim, Failure(kind: "http", message: "400 bad", httpStatus: 400))
+            }
         }
         var b = try alice.batch(id)
         #expect(b["status"]?.stringValue == "in_progress")
@@ -128,10 +141,13 @@ struct BatchCGITests {
         try (testTokens.map { "sha256:\(SHA256.hex(Array($0.token.utf8))) \($0.user) \($0.tenant)" }.joined(separator: "\n") + "\n")
             .write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
         func upload(_ content: String, user: String, maxFile: Int) throws -> (String, JSONValue?) {
-            let body = "--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.jsonl\"\r\n\r\n\(content)\r\n--B--\r\n"
-            let env = ["GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/files", "LLMSPOOL_SPOOL": spool,
-                       "LLMSPOOL_TOKENS": dir.file("tokens"), "LLMSPOOL_MAX_FILE": String(maxFile), "HTTP_AUTHORIZATION": bearer(user)["Authorization"]!,
-                       "CONTENT_TYPE": "multipart/form-data; boundary=B", "CONTENT_LENGTH": String(body.utf8.count)]
+            let body =
+                "--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.jsonl\"\r\n\r\n\(content)\r\n--B--\r\n"
+            let env = [
+                "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/files", "LLMSPOOL_SPOOL": spool,
+                "LLMSPOOL_TOKENS": dir.file("tokens"), "LLMSPOOL_MAX_FILE": String(maxFile), "HTTP_AUTHORIZATION": bearer(user)["Authorization"]!,
+                "CONTENT_TYPE": "multipart/form-data; boundary=B", "CONTENT_LENGTH": String(body.utf8.count),
+            ]
             let out = try run(Bin.cgi, [], env: env, stdin: Array(body.utf8), inheritEnvironment: false)
             let parts = out.text.components(separatedBy: "\r\n\r\n")
             return (parts[0], parts.count > 1 ? try? JSONParser.parse(Array(parts[1].utf8)) : nil)
@@ -143,8 +159,10 @@ struct BatchCGITests {
         let ok = try upload(line, user: "alice", maxFile: 2_000)
         #expect(ok.0.hasPrefix("Status: 200"), "\(ok)")
         let id = try #require(ok.1?["id"]?.stringValue)
-        let env = ["GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/v1/files/\(id)/content", "LLMSPOOL_SPOOL": spool,
-                   "LLMSPOOL_TOKENS": dir.file("tokens")]
+        let env = [
+            "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/v1/files/\(id)/content", "LLMSPOOL_SPOOL": spool,
+            "LLMSPOOL_TOKENS": dir.file("tokens"),
+        ]
         let mine = try run(Bin.cgi, [], env: env.merging(["HTTP_AUTHORIZATION": bearer("alice")["Authorization"]!]) { a, _ in a }, inheritEnvironment: false)
         #expect(mine.text.hasPrefix("Status: 200") && mine.text.hasSuffix(line), "\(mine.text)")
         let theirs = try run(Bin.cgi, [], env: env.merging(["HTTP_AUTHORIZATION": bearer("bob")["Authorization"]!]) { a, _ in a }, inheritEnvironment: false)

@@ -2,8 +2,8 @@ import Foundation
 import JSON
 import Spool
 import Submit
-import Testing
 import TestSupport
+import Testing
 
 /// Property tests of the request parsing, over a kept corpus (Tests/SubmitTests/Corpus) and
 /// seeded random mutations of it: nothing crashes; every input is either a valid job stamped
@@ -17,8 +17,10 @@ struct FuzzTests {
         return names.sorted().compactMap { FileManager.default.contents(atPath: corpusDirectory + "/" + $0).map { [UInt8]($0) } }
     }
 
-    static let types = ["application/json", "text/plain", "application/json; charset=utf-8", "TEXT/PLAIN;charset=\"UTF-8\"",
-                        "application/xml", "", ";", "text/plain; charset=latin1", "application/json;;", "a/b/c"]
+    static let types = [
+        "application/json", "text/plain", "application/json; charset=utf-8", "TEXT/PLAIN;charset=\"UTF-8\"",
+        "application/xml", "", ";", "text/plain; charset=latin1", "application/json;;", "a/b/c",
+    ]
 
     /// Checks the property for one body under every media type.
     static func check(_ body: [UInt8]) {
@@ -70,7 +72,10 @@ struct FuzzTests {
     @Test("random CGI variables and paths: routing yields only valid ids, Content-Length only digits")
     func variables() {
         var rng = SplitMix(seed: 42)
-        let pieces = ["/", "jobs", "events", "v1", "files", "batches", "content", "cancel", "..", ".", "%2F", "a", "01a2-b_c.d", "", "//", "\u{0}", "é", String(repeating: "x", count: 130)]
+        let pieces = [
+            "/", "jobs", "events", "v1", "files", "batches", "content", "cancel", "..", ".", "%2F", "a", "01a2-b_c.d", "", "//", "\u{0}", "é",
+            String(repeating: "x", count: 130),
+        ]
         let methods = ["GET", "POST", "DELETE", "PUT", "HEAD", "", "get"]
         for _ in 0..<3000 {
             let path = (0..<Int(rng.next() % 6)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined(separator: "/")
@@ -78,7 +83,8 @@ struct FuzzTests {
             if let r = try? Route.resolve(method: method, path: path) {
                 switch r.route {
                 case .show(let id), .events(let id), .cancel(let id), .file(let id), .fileContent(let id), .deleteFile(let id),
-                     .batch(let id), .cancelBatch(let id): #expect(JobID.isValid(id))
+                    .batch(let id), .cancelBatch(let id):
+                    #expect(JobID.isValid(id))
                 case .submit, .list, .uploadFile, .createBatch, .listBatches: break
                 }
             }
@@ -91,4 +97,3 @@ struct FuzzTests {
         }
     }
 }
-

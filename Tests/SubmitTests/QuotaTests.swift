@@ -29,8 +29,9 @@ struct QuotaTests {
         }
 
         func post(_ user: String, _ prompt: String = "p") -> Response {
-            let r = Request(method: "POST", path: "/jobs", contentType: "text/plain", contentLength: prompt.utf8.count,
-                            authorization: "Bearer " + user)
+            let r = Request(
+                method: "POST", path: "/jobs", contentType: "text/plain", contentLength: prompt.utf8.count,
+                authorization: "Bearer " + user)
             return handler.respond(r, body: .bytes(Array(prompt.utf8)))
         }
 

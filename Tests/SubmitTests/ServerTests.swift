@@ -29,7 +29,8 @@ struct ServerTests {
         #expect(job["userId"]?.stringValue == "alice")
         #expect(job["tenantId"]?.stringValue == "acme")
 
-        let json = try s.post("alice", #"{"messages":[{"role":"user","content":"Hi"}],"maxTokens":20,"metadata":{"k":"v"}}"#, type: "application/json; charset=utf-8")
+        let json = try s.post(
+            "alice", #"{"messages":[{"role":"user","content":"Hi"}],"maxTokens":20,"metadata":{"k":"v"}}"#, type: "application/json; charset=utf-8")
         #expect(json.status == 202, "\(json)")
 
         let g = try s.get("alice", "/jobs/\(id)")
@@ -142,9 +143,12 @@ struct ServerTests {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = UInt16(s.port).bigEndian
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         #expect(rc == 0)
-        let head = "POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-secret-token\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\nonly part of it"
+        let head =
+            "POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-secret-token\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\nonly part of it"
         _ = head.withCString { write(fd, $0, strlen($0)) }
         usleep(300_000)
         close(fd)
@@ -250,8 +254,9 @@ struct ServerTests {
             let cancel = try HTTP.request("DELETE", s.base + "/jobs/\(id)?" + query, headers: attacker)
             #expect(cancel.status == 401, "DELETE ?\(query): \(cancel)")
             // `--tokens -` would read the token file from standard input: the body.
-            let post = try HTTP.request("POST", s.base + "/jobs?" + query, headers: attacker.merging(["Content-Type": "text/plain"]) { a, _ in a },
-                                        body: Array(forged.utf8))
+            let post = try HTTP.request(
+                "POST", s.base + "/jobs?" + query, headers: attacker.merging(["Content-Type": "text/plain"]) { a, _ in a },
+                body: Array(forged.utf8))
             #expect(post.status == 401, "POST ?\(query): \(post)")
         }
         #expect(s.names("new") == [id + ".json"], "nothing was cancelled or added")

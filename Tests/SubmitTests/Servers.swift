@@ -120,8 +120,10 @@ final class Server: @unchecked Sendable {
 
                 """
             try conf.write(toFile: dir.file("nginx.conf"), atomically: true, encoding: .utf8)
-            processes.append(try Background(Bin.which("nginx")!, ["-p", dir.path, "-c", dir.file("nginx.conf"), "-e", dir.file("error.log")],
-                                            log: dir.file("nginx.out")))
+            processes.append(
+                try Background(
+                    Bin.which("nginx")!, ["-p", dir.path, "-c", dir.file("nginx.conf"), "-e", dir.file("error.log")],
+                    log: dir.file("nginx.out")))
         case .apache:
             // Started as root, Apache runs the program as Apache.user: give that user the program
             // (copied out of a build tree it may not be able to enter), the spool's group and the tokens.

@@ -59,17 +59,19 @@ struct StreamServerTests {
         let prompt = Self.words(5)
         let id = try post(s, prompt)
         try s.startWorker(delayMs: 100)
-        #expect(eventually(30) {
-            FileManager.default.fileExists(atPath: s.spool + "/done/" + id + ".json")
-                && !FileManager.default.fileExists(atPath: s.spool + "/cur/" + Partial.fileName(id))
-        })
+        #expect(
+            eventually(30) {
+                FileManager.default.fileExists(atPath: s.spool + "/done/" + id + ".json")
+                    && !FileManager.default.fileExists(atPath: s.spool + "/cur/" + Partial.fileName(id))
+            })
         let events = parseEvents(try s.get("alice", "/jobs/\(id)/events", maxTime: 30).text)
         #expect(events.map { $0.name ?? "" } == ["delta", "done"], "\(events.map(\.name))")
         #expect(Self.deltas(events) == prompt)
     }
 
-    @Test("no inotify instance to spare (strace makes inotify_init1 fail with EMFILE): 503 events-unavailable, Retry-After, the log names the limit",
-          .enabled(if: Bin.which("strace") != nil, "strace is not installed"))
+    @Test(
+        "no inotify instance to spare (strace makes inotify_init1 fail with EMFILE): 503 events-unavailable, Retry-After, the log names the limit",
+        .enabled(if: Bin.which("strace") != nil, "strace is not installed"))
     func noInotifyInstance() throws {
         let dir = try TempDir("events-emfile")
         defer { dir.remove() }
@@ -77,14 +79,19 @@ struct StreamServerTests {
         #expect(try run(Bin.llmspool, ["init", spool]).status == 0)
         let body = Array("hello".utf8)
         let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": spool, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
-        let posted = try run(Bin.cgi, env: env.merging(["REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain",
-                                                        "CONTENT_LENGTH": String(body.count)]) { $1 }, stdin: body)
+        let posted = try run(
+            Bin.cgi,
+            env: env.merging([
+                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain",
+                "CONTENT_LENGTH": String(body.count),
+            ]) { $1 }, stdin: body)
         let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
         let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
         let strace = try #require(Bin.which("strace"))
-        let r = try run(strace,
-                        ["-f", "-qq", "-o", "/dev/null", "-e", "trace=inotify_init1", "-e", "inject=inotify_init1:error=EMFILE", Bin.cgi],
-                        env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
+        let r = try run(
+            strace,
+            ["-f", "-qq", "-o", "/dev/null", "-e", "trace=inotify_init1", "-e", "inject=inotify_init1:error=EMFILE", Bin.cgi],
+            env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
         #expect(r.text.hasPrefix("Status: 503"), "\(r.text)")
         #expect(r.text.contains("urn:llmspool:problem:events-unavailable"), "\(r.text)")
         #expect(r.text.contains("Retry-After:"), "\(r.text)")

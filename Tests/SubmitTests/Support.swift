@@ -59,8 +59,10 @@ struct Output {
 }
 
 /// Runs a program to completion with the given environment and standard input.
-func run(_ path: String, _ args: [String] = [], env: [String: String] = [:], stdin: [UInt8]? = nil,
-         inheritEnvironment: Bool = true) throws -> Output {
+func run(
+    _ path: String, _ args: [String] = [], env: [String: String] = [:], stdin: [UInt8]? = nil,
+    inheritEnvironment: Bool = true
+) throws -> Output {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
@@ -74,7 +76,9 @@ func run(_ path: String, _ args: [String] = [], env: [String: String] = [:], std
     try p.run()
     if let stdin {
         let h = inp.fileHandleForWriting
-        let t = Thread { try? h.write(contentsOf: Data(stdin)); try? h.close() }
+        let t = Thread {
+            try? h.write(contentsOf: Data(stdin)); try? h.close()
+        }
         t.start()
     }
     nonisolated(unsafe) var errData = Data()
@@ -110,15 +114,20 @@ struct HTTPResult: CustomStringConvertible {
 
 /// Real HTTP requests through curl (HTTP/1.1, no Expect: 100-continue).
 enum HTTP {
-    static func request(_ method: String, _ url: String, headers: [String: String] = [:], body: [UInt8]? = nil,
-                        maxTime: Double = 20) throws -> HTTPResult {
+    static func request(
+        _ method: String, _ url: String, headers: [String: String] = [:], body: [UInt8]? = nil,
+        maxTime: Double = 20
+    ) throws -> HTTPResult {
         let dir = try TempDir("curl")
         defer { dir.remove() }
         // curl -X HEAD would wait for the body that Content-Length announces; --head does not
         // (and writes the headers where the body would go: no body is kept for HEAD).
         let head = method == "HEAD"
-        var args = (head ? ["-sS", "--head"] : ["-sS", "-X", method]) + ["-o", head ? "/dev/null" : dir.file("body"), "-D", dir.file("headers"), "-w", "%{http_code}",
-                    "--max-time", String(maxTime), "-H", "Expect:"]
+        var args =
+            (head ? ["-sS", "--head"] : ["-sS", "-X", method]) + [
+                "-o", head ? "/dev/null" : dir.file("body"), "-D", dir.file("headers"), "-w", "%{http_code}",
+                "--max-time", String(maxTime), "-H", "Expect:",
+            ]
         for (k, v) in headers { args += ["-H", "\(k): \(v)"] }
         if let body {
             try Data(body).write(to: URL(fileURLWithPath: dir.file("request")))

@@ -28,8 +28,9 @@ struct TwoUserTests {
 
     /// `setpriv` as `user` with its groups.
     static func asUser(_ user: String, _ program: String, _ args: [String], env: [String: String] = [:], stdin: [UInt8]? = nil) throws -> Output {
-        try run(Bin.which("setpriv")!, ["--reuid", user, "--regid", String(getpwnam(user)!.pointee.pw_gid), "--init-groups", "--", program] + args,
-                env: env, stdin: stdin)
+        try run(
+            Bin.which("setpriv")!, ["--reuid", user, "--regid", String(getpwnam(user)!.pointee.pw_gid), "--init-groups", "--", program] + args,
+            env: env, stdin: stdin)
     }
 
     @Test("init --worker-user --web-group: the web user enqueues, reads, cancels; cannot write done/ or cur/; the worker works")
@@ -51,8 +52,10 @@ struct TwoUserTests {
         let made = try run(cli, ["init", spool, "--worker-user", TwoUserTests.workerUser, "--web-group", TwoUserTests.group])
         #expect(made.status == 0, "\(made.stderr)")
         var st = stat()
-        for (sub, mode) in [("", 0o2750), ("tmp", 0o3770), ("new", 0o2770), ("cur", 0o2750), ("done", 0o2750), ("failed", 0o2770),
-                            ("forwarded", 0o2750), (".leases", 0o2750), (".idempotency", 0o2770), (".waiting", 0o2770)] {
+        for (sub, mode) in [
+            ("", 0o2750), ("tmp", 0o3770), ("new", 0o2770), ("cur", 0o2750), ("done", 0o2750), ("failed", 0o2770),
+            ("forwarded", 0o2750), (".leases", 0o2750), (".idempotency", 0o2770), (".waiting", 0o2770),
+        ] {
             #expect(stat(spool + "/" + sub, &st) == 0)
             #expect(st.st_mode & 0o7777 == mode_t(mode), "\(sub): \(String(st.st_mode & 0o7777, radix: 8))")
             #expect(st.st_uid == getpwnam(TwoUserTests.workerUser)!.pointee.pw_uid)
@@ -62,8 +65,10 @@ struct TwoUserTests {
         try tokens.write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
         _ = try run("/bin/chmod", ["0644", dir.file("tokens")])
         func cgiRequest(_ method: String, _ path: String, body: String? = nil) throws -> (status: Int, json: JSONValue?) {
-            var env = ["GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "PATH_INFO": path, "LLMSPOOL_SPOOL": spool,
-                       "LLMSPOOL_TOKENS": dir.file("tokens"), "HTTP_AUTHORIZATION": "Bearer t"]
+            var env = [
+                "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "PATH_INFO": path, "LLMSPOOL_SPOOL": spool,
+                "LLMSPOOL_TOKENS": dir.file("tokens"), "HTTP_AUTHORIZATION": "Bearer t",
+            ]
             if let body { env["CONTENT_LENGTH"] = String(body.utf8.count); env["CONTENT_TYPE"] = "text/plain" }
             let out = try TwoUserTests.asUser(TwoUserTests.webUser, cgi, [], env: env, stdin: body.map { Array($0.utf8) } ?? [])
             let parts = out.text.components(separatedBy: "\r\n\r\n")
@@ -94,12 +99,17 @@ struct TwoUserTests {
         #expect(FileManager.default.fileExists(atPath: spool + "/new/\(keepID).json"))
 
         // The worker's user answers; the result belongs to it, and the web user reads it.
-        let worker = try Background(Bin.which("setpriv")!, ["--reuid", TwoUserTests.workerUser, "--regid", TwoUserTests.workerUser,
-                                                            "--init-groups", "--", cli, "worker", "--spool", spool, "--llm-url", "builtin:echo"],
-                                    log: dir.file("worker.log"))
+        let worker = try Background(
+            Bin.which("setpriv")!,
+            [
+                "--reuid", TwoUserTests.workerUser, "--regid", TwoUserTests.workerUser,
+                "--init-groups", "--", cli, "worker", "--spool", spool, "--llm-url", "builtin:echo",
+            ],
+            log: dir.file("worker.log"))
         defer { worker.stop() }
-        #expect(eventually(20) { FileManager.default.fileExists(atPath: spool + "/done/\(keepID).json") },
-                "\((try? String(contentsOfFile: dir.file("worker.log"), encoding: .utf8)) ?? "")")
+        #expect(
+            eventually(20) { FileManager.default.fileExists(atPath: spool + "/done/\(keepID).json") },
+            "\((try? String(contentsOfFile: dir.file("worker.log"), encoding: .utf8)) ?? "")")
         #expect(stat(spool + "/done/\(keepID).json", &st) == 0 && st.st_uid == getpwnam(TwoUserTests.workerUser)!.pointee.pw_uid)
         let shown = try cgiRequest("GET", "/jobs/\(keepID)")
         #expect(shown.status == 200)

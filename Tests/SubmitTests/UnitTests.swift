@@ -5,12 +5,14 @@ import Testing
 
 @Suite("SHA-256 and tokens")
 struct IdentityTests {
-    @Test("FIPS 180-4 test vectors", arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
-        (String(repeating: "a", count: 1000), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"),
-    ])
+    @Test(
+        "FIPS 180-4 test vectors",
+        arguments: [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+            (String(repeating: "a", count: 1000), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"),
+        ])
     func vectors(_ input: String, _ hex: String) {
         #expect(SHA256.hex(Array(input.utf8)) == hex)
     }
@@ -78,27 +80,31 @@ struct IdentityTests {
 
 @Suite("Routing and requests")
 struct RoutingTests {
-    @Test("routes by the last segments and keeps the mount prefix", arguments: [
-        ("POST", "/jobs", Route.submit, "/jobs"),
-        ("GET", "/jobs", Route.list, "/jobs"),
-        ("GET", "/api/v1/jobs/abc", Route.show(id: "abc"), "/api/v1/jobs"),
-        ("DELETE", "/jobs/abc", Route.cancel(id: "abc"), "/jobs"),
-        ("GET", "/jobs/abc/events", Route.events(id: "abc"), "/jobs"),
-        ("GET", "/jobs/jobs", Route.show(id: "jobs"), "/jobs"),
-        ("GET", "/jobs/events", Route.show(id: "events"), "/jobs"),
-        ("GET", "//jobs//x/", Route.show(id: "x"), "/jobs"),
-        ("GET", "/jobs/abc/events/", Route.events(id: "abc"), "/jobs"),
-    ])
+    @Test(
+        "routes by the last segments and keeps the mount prefix",
+        arguments: [
+            ("POST", "/jobs", Route.submit, "/jobs"),
+            ("GET", "/jobs", Route.list, "/jobs"),
+            ("GET", "/api/v1/jobs/abc", Route.show(id: "abc"), "/api/v1/jobs"),
+            ("DELETE", "/jobs/abc", Route.cancel(id: "abc"), "/jobs"),
+            ("GET", "/jobs/abc/events", Route.events(id: "abc"), "/jobs"),
+            ("GET", "/jobs/jobs", Route.show(id: "jobs"), "/jobs"),
+            ("GET", "/jobs/events", Route.show(id: "events"), "/jobs"),
+            ("GET", "//jobs//x/", Route.show(id: "x"), "/jobs"),
+            ("GET", "/jobs/abc/events/", Route.events(id: "abc"), "/jobs"),
+        ])
     func routes(_ method: String, _ path: String, _ route: Route, _ base: String) throws {
         let r = try Route.resolve(method: method, path: path)
         #expect(r.route == route)
         #expect(r.base == base)
     }
 
-    @Test("wrong method → 405 with Allow; bad id or path → 404", arguments: [
-        ("PUT", "/jobs", 405), ("POST", "/jobs/x", 405), ("POST", "/jobs/x/events", 405),
-        ("GET", "/jobs/..", 404), ("GET", "/jobs/.hidden", 404), ("GET", "/other", 404), ("GET", "/", 404),
-    ])
+    @Test(
+        "wrong method → 405 with Allow; bad id or path → 404",
+        arguments: [
+            ("PUT", "/jobs", 405), ("POST", "/jobs/x", 405), ("POST", "/jobs/x/events", 405),
+            ("GET", "/jobs/..", 404), ("GET", "/jobs/.hidden", 404), ("GET", "/other", 404), ("GET", "/", 404),
+        ])
     func refused(_ method: String, _ path: String, _ status: Int) {
         do {
             _ = try Route.resolve(method: method, path: path)
@@ -112,8 +118,10 @@ struct RoutingTests {
     @Test("CGI variables: empty is absent, SCRIPT_NAME + PATH_INFO, bad CONTENT_LENGTH → 400")
     func request() throws {
         let r = try Request.fromCGI {
-            ["REQUEST_METHOD": "POST", "SCRIPT_NAME": "/api", "PATH_INFO": "/jobs", "CONTENT_LENGTH": "12",
-             "REMOTE_USER": "", "HTTP_IDEMPOTENCY_KEY": "k", "QUERY_STRING": "limit=5&x=%41+b"][$0]
+            [
+                "REQUEST_METHOD": "POST", "SCRIPT_NAME": "/api", "PATH_INFO": "/jobs", "CONTENT_LENGTH": "12",
+                "REMOTE_USER": "", "HTTP_IDEMPOTENCY_KEY": "k", "QUERY_STRING": "limit=5&x=%41+b",
+            ][$0]
         }
         #expect(r.path == "/api/jobs")
         #expect(r.contentLength == 12)
@@ -149,24 +157,27 @@ struct SubmissionTests {
         let t = try Submission.job(body: Array("hi".utf8), contentType: "text/plain; charset=UTF-8", identity: alice)
         #expect(t.prompt == "hi")
         #expect(t.userId == "alice" && t.tenantId == "acme")
-        let j = try Submission.job(body: Array(#"{"prompt":"p","model":"m","maxTokens":5,"userId":"alice","x":1}"#.utf8),
-                                   contentType: "application/json", identity: alice)
+        let j = try Submission.job(
+            body: Array(#"{"prompt":"p","model":"m","maxTokens":5,"userId":"alice","x":1}"#.utf8),
+            contentType: "application/json", identity: alice)
         #expect(j.model == "m" && j.maxTokens == 5 && j.extra.count == 1)
     }
 
-    @Test("refusals name the field", arguments: [
-        (#"{"prompt":5}"#, "application/json", 400, "prompt"),
-        (#"{"messages":[{"role":"x","content":"c"}]}"#, "application/json", 400, "messages[0].role"),
-        (#"{"prompt":"p","jobId":"mine"}"#, "application/json", 400, "jobId"),
-        (#"{"prompt":"p","tenantId":"other"}"#, "application/json", 400, "tenantId"),
-        (#"{"prompt":"p","maxtokens":3}"#, "application/json", 400, "maxtokens"),
-        (#"[1]"#, "application/json", 400, ""),
-        (#"{"prompt":"p",}"#, "application/json", 400, ""),
-        ("", "text/plain", 400, "prompt"),
-        ("x", "application/xml", 415, "Content-Type"),
-        ("x", "text/plain; charset=latin1", 415, "Content-Type"),
-        ("x", "nonsense", 415, "Content-Type"),
-    ])
+    @Test(
+        "refusals name the field",
+        arguments: [
+            (#"{"prompt":5}"#, "application/json", 400, "prompt"),
+            (#"{"messages":[{"role":"x","content":"c"}]}"#, "application/json", 400, "messages[0].role"),
+            (#"{"prompt":"p","jobId":"mine"}"#, "application/json", 400, "jobId"),
+            (#"{"prompt":"p","tenantId":"other"}"#, "application/json", 400, "tenantId"),
+            (#"{"prompt":"p","maxtokens":3}"#, "application/json", 400, "maxtokens"),
+            (#"[1]"#, "application/json", 400, ""),
+            (#"{"prompt":"p",}"#, "application/json", 400, ""),
+            ("", "text/plain", 400, "prompt"),
+            ("x", "application/xml", 415, "Content-Type"),
+            ("x", "text/plain; charset=latin1", 415, "Content-Type"),
+            ("x", "nonsense", 415, "Content-Type"),
+        ])
     func refused(_ body: String, _ type: String, _ status: Int, _ field: String) {
         do {
             _ = try Submission.job(body: Array(body.utf8), contentType: type, identity: alice)

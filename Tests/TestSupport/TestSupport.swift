@@ -64,7 +64,7 @@ public enum DocTables {
     public static func table(after heading: String, in doc: String) -> String {
         let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
         guard let h = lines.firstIndex(where: { $0 == heading }),
-              let start = lines[h...].firstIndex(where: { $0.hasPrefix("| key ") })
+            let start = lines[h...].firstIndex(where: { $0.hasPrefix("| key ") })
         else { return "" }
         return lines[start...].prefix(while: { $0.hasPrefix("|") }).joined(separator: "\n")
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Worker
 
 @Suite("Circuit breaker (pure)")

@@ -1,5 +1,6 @@
 import Spool
 import Testing
+
 @testable import Worker
 
 @Suite("Fair scheduling and budgets (pure)")

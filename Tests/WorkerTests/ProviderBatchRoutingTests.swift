@@ -1,6 +1,7 @@
 import JSON
 import Spool
 import Testing
+
 @testable import Worker
 
 /// The provider batcher's pure decisions: which jobs it takes, when they go live, the groups
@@ -77,9 +78,12 @@ struct ProviderBatchRoutingTests {
 
     @Test func settingsRoundTripAndRefuseNonsense() throws {
         var c = WorkerConfiguration()
-        try c.apply(json: .object(["providerBatch": .object([
-            "enabled": .bool(true), "windowSeconds": .integer(172_800), "liveMarginSeconds": .integer(7200), "maxRequests": .integer(10),
-        ])]), source: "test")
+        try c.apply(
+            json: .object([
+                "providerBatch": .object([
+                    "enabled": .bool(true), "windowSeconds": .integer(172_800), "liveMarginSeconds": .integer(7200), "maxRequests": .integer(10),
+                ])
+            ]), source: "test")
         #expect(c.providerBatch.enabled && c.providerBatch.windowMs == 172_800_000 && c.providerBatch.maxRequests == 10)
         var d = WorkerConfiguration()
         try d.apply(json: c.json(), source: "round trip")

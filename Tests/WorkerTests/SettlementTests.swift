@@ -2,24 +2,31 @@ import JSON
 import LLM
 import Spool
 import Testing
+
 @testable import Worker
 
 @Suite("Settling a call: the retry and dead-letter decision (pure)")
 struct SettlementTests {
     let budget = RetryBudget(maxAttempts: 3, timeBudgetMs: 10_000, baseDelayMs: 500, maxDelayMs: 8000, maxServerDelayMs: 5000)
 
-    func decide(_ f: CallFailure, log: AttemptLog = AttemptLog(), probe: Bool = false, budget: RetryBudget? = nil, now: Int64 = 1000,
-                random: UInt64 = .max) -> Settlement {
+    func decide(
+        _ f: CallFailure, log: AttemptLog = AttemptLog(), probe: Bool = false, budget: RetryBudget? = nil, now: Int64 = 1000,
+        random: UInt64 = .max
+    ) -> Settlement {
         var r = FixedRandom(value: random)
-        return Settlement.decide(.failure(f), log: log, probe: probe, budget: budget ?? self.budget, startedMs: now - 100, nowMs: now,
-                                 using: &r)
+        return Settlement.decide(
+            .failure(f), log: log, probe: probe, budget: budget ?? self.budget, startedMs: now - 100, nowMs: now,
+            using: &r)
     }
 
     @Test("an answer is committed; a cancelled call is given back and counts no attempt")
     func answerAndCancel() {
         var r = FixedRandom(value: 0)
-        guard case .commit(let a) = Settlement.decide(.answer(Answer(response: "hi")), log: AttemptLog(), probe: false, budget: budget,
-                                                      startedMs: 0, nowMs: 1, using: &r) else { Issue.record("not committed"); return }
+        guard
+            case .commit(let a) = Settlement.decide(
+                .answer(Answer(response: "hi")), log: AttemptLog(), probe: false, budget: budget,
+                startedMs: 0, nowMs: 1, using: &r)
+        else { Issue.record("not committed"); return }
         #expect(a.response == "hi")
         guard case .giveBack(let f) = decide(.cancelled) else { Issue.record("not given back"); return }
         #expect(f.kind == .cancelled)
@@ -31,8 +38,9 @@ struct SettlementTests {
         #expect(reason == .permanent && failure.message == "400 Bad Request" && failure.kind == "http" && failure.httpStatus == 400)
     }
 
-    @Test("a transient failure is retried after full jitter over the base delay, doubling per failure; the log records it",
-          arguments: [(UInt64.max, 0, Int64(500)), (0, 0, 0), (UInt64.max, 1, 1000), (UInt64.max, 2, 2000)])
+    @Test(
+        "a transient failure is retried after full jitter over the base delay, doubling per failure; the log records it",
+        arguments: [(UInt64.max, 0, Int64(500)), (0, 0, 0), (UInt64.max, 1, 1000), (UInt64.max, 2, 2000)])
     func transientBackoff(random: UInt64, failuresBefore: Int, expectedMs: Int64) {
         var log = AttemptLog()
         for _ in 0..<failuresBefore { log.record(.transient, startedMs: 500) }

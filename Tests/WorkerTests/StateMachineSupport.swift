@@ -1,6 +1,7 @@
 import JSON
 import LLM
 import Spool
+
 @testable import Worker
 
 /// A claimed job without a spool: the state machine only looks at its job.
@@ -126,12 +127,15 @@ struct Harness {
 
     /// Ends the call of `name` (the oldest running one) with `result`.
     @discardableResult
-    mutating func end(_ name: String, _ result: Machine.Report.Result = .finished, failure: CallFailure? = nil, usedTokens: Int? = nil,
-                      budget: ProviderBudget? = nil, called: Bool = true, round doRound: Bool = true) -> Machine.Call? {
+    mutating func end(
+        _ name: String, _ result: Machine.Report.Result = .finished, failure: CallFailure? = nil, usedTokens: Int? = nil,
+        budget: ProviderBudget? = nil, called: Bool = true, round doRound: Bool = true
+    ) -> Machine.Call? {
         guard let k = running.firstIndex(where: { $0.claim.name == name }) else { return nil }
         let call = running.remove(at: k)
-        let report = Machine.Report(callID: call.id, reservation: call.reservation, usedTokens: usedTokens, budget: budget,
-                                    failure: failure, result: result, probe: call.probe, called: called)
+        let report = Machine.Report(
+            callID: call.id, reservation: call.reservation, usedTokens: usedTokens, budget: budget,
+            failure: failure, result: result, probe: call.probe, called: called)
         run(machine.callEnded(report, at: now))
         if doRound { round() }
         return call

@@ -1,8 +1,8 @@
 import JSON
 import Settings
 import Spool
-import Testing
 import TestSupport
+import Testing
 import Worker
 
 /// The worker's settings are declared once (``WorkerConfiguration/settings``): the file, the
@@ -19,10 +19,12 @@ struct WorkerSettingsTests {
     @Test("the section written by json() reads back to the same section, every key present")
     func roundTrip() throws {
         var c = WorkerConfiguration()
-        try c.apply(json: try JSONParser.parse("""
-            {"maxInFlight": 7, "gracePeriodSeconds": 1.5, "logPrompts": true, "metricsAddress": "127.0.0.1:9", "model": "m",
-             "tenants": {"acme": {"tokensPerMinute": 100}}, "circuitBreaker": {"window": 9}, "streamIdleTimeoutSeconds": 5}
-            """), source: "t")
+        try c.apply(
+            json: try JSONParser.parse(
+                """
+                {"maxInFlight": 7, "gracePeriodSeconds": 1.5, "logPrompts": true, "metricsAddress": "127.0.0.1:9", "model": "m",
+                 "tenants": {"acme": {"tokensPerMinute": 100}}, "circuitBreaker": {"window": 9}, "streamIdleTimeoutSeconds": 5}
+                """), source: "t")
         #expect(c.maxInFlight == 7 && c.gracePeriodMs == 1500 && c.logPrompts && c.streamIdleTimeoutMs == 5000)
         let section = c.json()
         #expect(section.objectValue?.keys == WorkerConfiguration.keys)
@@ -31,11 +33,14 @@ struct WorkerSettingsTests {
         #expect(back.json() == section)
     }
 
-    @Test("a value from a flag or a variable keeps the file's rule, and the error names where it came from",
-          arguments: [("maxInFlight", "0", "--concurrency"), ("gracePeriodSeconds", "5x", "--grace-period"),
-                      ("gracePeriodSeconds", "99999999999999999999s", "--grace-period"), ("logLevel", "loud", "LLMSPOOL_LOG_LEVEL"),
-                      ("llmURL", "ftp://x", "LLMSPOOL_LLM_URL"), ("metricsAddress", "nowhere", "--metrics-address"),
-                      ("logPrompts", "maybe", "--log-prompts"), ("streamIdleTimeoutSeconds", "500ms", "--stream-idle-timeout")])
+    @Test(
+        "a value from a flag or a variable keeps the file's rule, and the error names where it came from",
+        arguments: [
+            ("maxInFlight", "0", "--concurrency"), ("gracePeriodSeconds", "5x", "--grace-period"),
+            ("gracePeriodSeconds", "99999999999999999999s", "--grace-period"), ("logLevel", "loud", "LLMSPOOL_LOG_LEVEL"),
+            ("llmURL", "ftp://x", "LLMSPOOL_LLM_URL"), ("metricsAddress", "nowhere", "--metrics-address"),
+            ("logPrompts", "maybe", "--log-prompts"), ("streamIdleTimeoutSeconds", "500ms", "--stream-idle-timeout"),
+        ])
     func textRules(_ c: (key: String, text: String, source: String)) {
         var conf = WorkerConfiguration()
         do {

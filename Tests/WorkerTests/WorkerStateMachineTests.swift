@@ -2,6 +2,7 @@ import JSON
 import LLM
 import Spool
 import Testing
+
 @testable import Worker
 
 @Suite("Worker state machine: claims and fairness (pure)")
@@ -132,7 +133,10 @@ struct StateMachineBudgetTests {
 
     @Test("a tenant's calls in flight are capped; the other tenant fills the free slots")
     func tenantInFlightCap() {
-        var h = Harness(configuration { $0.maxInFlight = 4; $0.tenants["a"] = TenantLimits(maxInFlight: 1) })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 4; $0.tenants["a"] = TenantLimits(maxInFlight: 1)
+            })
         for k in 0..<3 { h.add("a\(k).json", job("a"), modifiedMs: Int64(k)) }
         for k in 0..<3 { h.add("b\(k).json", job("b"), modifiedMs: Int64(10 + k)) }
         h.start()
@@ -159,7 +163,10 @@ struct StateMachineBudgetTests {
 
     @Test("few tokens left in the provider's window: wait half its reset; a pause never exceeds maxRetryAfter")
     func providerTokensAndCap() {
-        var h = Harness(configuration { $0.maxInFlight = 1; $0.maxRetryAfterMs = 5000 })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 1; $0.maxRetryAfterMs = 5000
+            })
         for k in 0..<3 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
         h.end("j0.json", budget: ProviderBudget(remainingTokens: 100, resetTokensMs: 4000))
@@ -171,7 +178,10 @@ struct StateMachineBudgetTests {
 
     @Test("a 429 with retry-after pauses every call of the worker, capped at maxRetryAfter")
     func rateLimitPausesAll() {
-        var h = Harness(configuration { $0.maxInFlight = 2; $0.maxRetryAfterMs = 3000 })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 2; $0.maxRetryAfterMs = 3000
+            })
         for k in 0..<4 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
         let call = h.running[0]
@@ -233,7 +243,10 @@ struct StateMachineRetryShutdownTests {
 
     @Test("calls still running when the grace period ends are cancelled once; the worker stops when their jobs are given back")
     func graceThenAbandon() {
-        var h = Harness(configuration { $0.maxInFlight = 3; $0.gracePeriodMs = 5000 })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 3; $0.gracePeriodMs = 5000
+            })
         for k in 0..<3 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
         h.shutdown()
@@ -271,7 +284,10 @@ struct StateMachineRetryShutdownTests {
 
     @Test("a cancelled probe's ending counts for nothing; the breaker lets the next call probe")
     func cancelledProbe() {
-        var h = Harness(configuration { $0.maxInFlight = 1; $0.circuitBreaker.minimumCalls = 1 })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 1; $0.circuitBreaker.minimumCalls = 1
+            })
         h.add("a.json", job("t"), modifiedMs: 1)
         h.add("b.json", job("t"), modifiedMs: 2)
         h.add("c.json", job("t"), modifiedMs: 3)
@@ -282,7 +298,9 @@ struct StateMachineRetryShutdownTests {
         #expect(h.running.count == 1 && h.running[0].probe)
         h.end(h.running[0].claim.name, .givenBack, failure: .cancelled)
         #expect(h.breakerChanges.count == 1, "no change of state was recorded")
-        #expect(h.running.count == 1 && h.running[0].probe && h.running[0].claim.name == "c.json" && h.machine.breaker.probes == 2, "the next call is a probe again, at once")
+        #expect(
+            h.running.count == 1 && h.running[0].probe && h.running[0].claim.name == "c.json" && h.machine.breaker.probes == 2,
+            "the next call is a probe again, at once")
     }
 }
 
@@ -350,7 +368,10 @@ struct StateMachineTimingTests {
 
     @Test("an open breaker claims nothing; after its interval exactly one probe is claimed; its answer closes it and makes backing-off retries due at once")
     func breakerProbeAndClose() {
-        var h = Harness(configuration { $0.maxInFlight = 4; $0.circuitBreaker.minimumCalls = 2 })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 4; $0.circuitBreaker.minimumCalls = 2
+            })
         for k in 0..<8 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
         let a = h.running[0], b = h.running[1]
@@ -367,13 +388,17 @@ struct StateMachineTimingTests {
         h.end(h.running[0].claim.name)
         #expect(h.breakerChanges.last?.transition == .closed && h.breakerChanges.last?.retriesDueNow == 2)
         #expect(h.breakerChanges.last?.probesBeforeClose == 1)
-        #expect(h.running.filter { $0.claim.name == a.claim.name || $0.claim.name == b.claim.name }.count == 2,
-                "the two retries run now, not in 300 s")
+        #expect(
+            h.running.filter { $0.claim.name == a.claim.name || $0.claim.name == b.claim.name }.count == 2,
+            "the two retries run now, not in 300 s")
     }
 
     @Test("a probe whose claim fails does not leave the breaker waiting for it: the next file is the probe")
     func probeClaimFails() {
-        var h = Harness(configuration { $0.maxInFlight = 2; $0.circuitBreaker.minimumCalls = 1 })
+        var h = Harness(
+            configuration {
+                $0.maxInFlight = 2; $0.circuitBreaker.minimumCalls = 1
+            })
         for k in 0..<4 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
         h.end("j0.json", h.retry(h.running[0], after: .seconds(300)), failure: .unavailable)

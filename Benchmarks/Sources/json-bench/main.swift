@@ -1,3 +1,5 @@
+import JSON
+
 // json-bench: time JSONParser.parse on whole documents, beside a byte-scan floor over the same bytes.
 //
 //     json-bench [--reps N] FILE...
@@ -13,7 +15,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import JSON
 
 func now() -> Int {
     var t = timespec()
@@ -97,7 +98,8 @@ for path in args {
         floor = min(floor, now() - t)
     }
     let name = path.split(separator: "/").last.map(String.init) ?? path
-    print("\(name) bytes=\(bytes.count) parse_min_ms=\(ms(times[0])) parse_median_ms=\(ms(times[times.count / 2])) "
-        + "unfreed_min_ms=\(ms(parseOnly)) "
-        + "scan_min_ms=\(ms(floor)) default_limits_ms=\(ms(defaultTime)) default_limits=\(defaults) sink=\(sink % 10)")
+    print(
+        "\(name) bytes=\(bytes.count) parse_min_ms=\(ms(times[0])) parse_median_ms=\(ms(times[times.count / 2])) "
+            + "unfreed_min_ms=\(ms(parseOnly)) "
+            + "scan_min_ms=\(ms(floor)) default_limits_ms=\(ms(defaultTime)) default_limits=\(defaults) sink=\(sink % 10)")
 }

@@ -1,3 +1,5 @@
+import Spool
+
 // spool-bench: the spool's hot paths through the Spool library, in jobs/s.
 //
 //   spool-bench MODE DIR N [BATCH]
@@ -17,7 +19,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Spool
 
 func die(_ message: String) -> Never {
     let line = Array("spool-bench: \(message)\n".utf8)
@@ -41,7 +42,8 @@ if batchSize < 1 { die("BATCH must be at least 1") }
 if access(dir, F_OK) == 0 { die("\(dir) exists; give a fresh directory") }
 
 // A job of about 300 bytes once the spool has added its id and submission time (as in bench/c/ref.c).
-let prompt = "Summarise the following text in three sentences, for a reader in a hurry: "
+let prompt =
+    "Summarise the following text in three sentences, for a reader in a hurry: "
     + String(repeating: "lorem ipsum dolor sit amet ", count: 6)
 let job = Job(prompt: prompt)
 let answer = Answer(response: "A short answer of about the size a small completion has: " + String(repeating: "words ", count: 8))
@@ -98,7 +100,9 @@ do {
     }
     let secs = now() - start
     if done != n { die("did \(done) of \(n)") }
-    print("llmspool \(mode) n=\(n)\(mode == "enqueue-batch" || mode == "finish-batch" ? " batch=\(batchSize)" : "") secs=\(format3(secs)) jobs/s=\(Int((Double(n) / secs).rounded()))")
+    print(
+        "llmspool \(mode) n=\(n)\(mode == "enqueue-batch" || mode == "finish-batch" ? " batch=\(batchSize)" : "") secs=\(format3(secs)) jobs/s=\(Int((Double(n) / secs).rounded()))"
+    )
 } catch {
     die("\(error)")
 }

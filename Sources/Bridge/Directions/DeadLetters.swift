@@ -26,13 +26,14 @@ final class DeadLetters {
 
     /// Hands in an invalid message; it is produced at once.
     func add(_ message: Consumed, reason: String, now: ContinuousClock.Instant) {
-        let headers = message.headers + [
-            ("x-original-topic", Array(message.topic.utf8)),
-            ("x-original-partition", withUnsafeBytes(of: message.partition.bigEndian) { Array($0) }),
-            ("x-original-offset", withUnsafeBytes(of: message.offset.bigEndian) { Array($0) }),
-            ("x-exception-fqcn", Array("llmspool.InvalidJob".utf8)),
-            ("x-exception-message", Array(reason.utf8)),
-        ]
+        let headers =
+            message.headers + [
+                ("x-original-topic", Array(message.topic.utf8)),
+                ("x-original-partition", withUnsafeBytes(of: message.partition.bigEndian) { Array($0) }),
+                ("x-original-offset", withUnsafeBytes(of: message.offset.bigEndian) { Array($0) }),
+                ("x-exception-fqcn", Array("llmspool.InvalidJob".utf8)),
+                ("x-exception-message", Array(reason.utf8)),
+            ]
         let letter = machine.add(now: now)
         letters[letter] = (message.key ?? [], message.value, headers, message.position)
         produceDue(now: now)

@@ -39,13 +39,18 @@ final class JobsIn {
             guard let names = try? spool.names(in: state) else { continue }
             for name in names where name.hasSuffix(".json") {
                 guard let bytes = try? Spool.readInput(spool.path(of: name, in: state), limit: spool.limits.maxFileBytes),
-                      let doc = try? JSONParser.parse(bytes), doc["origin"]?["kafka"] != nil else { continue }
+                    let doc = try? JSONParser.parse(bytes), doc["origin"]?["kafka"] != nil
+                else { continue }
                 brought.insert(String(name.dropLast(5)))
             }
         }
         perform(machine.counted(queued: brought.count))
-        logger.info("back-pressure", metadata: ["maxQueued": "\(machine.backPressure!.high)", "resumeBelow": "\(machine.backPressure!.low)",
-                                                "queued": "\(brought.count)"])
+        logger.info(
+            "back-pressure",
+            metadata: [
+                "maxQueued": "\(machine.backPressure!.high)", "resumeBelow": "\(machine.backPressure!.low)",
+                "queued": "\(brought.count)",
+            ])
     }
 
     /// Takes what the machine allows from the consumer and writes it; true if more may be waiting.
@@ -79,16 +84,23 @@ final class JobsIn {
         var slots: [Int] = []
         var invalid: [(Int, String)] = []
         for (k, message) in batch.enumerated() {
-            switch MessageDecoding.job(message.value, key: message.keyString, contentType: message.header("contentType"),
-                                       userId: message.header("userId"), tenantId: message.header("tenantId"), limits: spool.limits) {
+            switch MessageDecoding.job(
+                message.value, key: message.keyString, contentType: message.header("contentType"),
+                userId: message.header("userId"), tenantId: message.header("tenantId"), limits: spool.limits)
+            {
             case .failure(let why):
                 invalid.append((k, why.message))
             case .success(var job):
                 job.extra.removeAll { $0.key == "origin" }
-                job.extra.append(.init("origin", .object(["kafka": .object([
-                    "topic": .string(message.topic), "partition": .integer(Int(message.partition)),
-                    "offset": .integer(Int(message.offset)),
-                ])])))
+                job.extra.append(
+                    .init(
+                        "origin",
+                        .object([
+                            "kafka": .object([
+                                "topic": .string(message.topic), "partition": .integer(Int(message.partition)),
+                                "offset": .integer(Int(message.offset)),
+                            ])
+                        ])))
                 jobs.append(job)
                 slots.append(k)
             }
@@ -176,12 +188,14 @@ final class JobsIn {
             case .storeOffsets(let offsets):
                 consumer.store(offsets, commit: true)
             case .leaveGroup:
-                logger.notice("leaving the consumer group: this host holds enough jobs from Kafka; the other members take its partitions",
-                              metadata: ["queued": "\(machine.queued)", "maxQueued": "\(machine.backPressure?.high ?? 0)"])
+                logger.notice(
+                    "leaving the consumer group: this host holds enough jobs from Kafka; the other members take its partitions",
+                    metadata: ["queued": "\(machine.queued)", "maxQueued": "\(machine.backPressure?.high ?? 0)"])
                 BridgeMetrics.backPressure(topic: consumer.topic, left: true)
                 consumer.unsubscribe()
             case .rejoinGroup:
-                logger.notice("joining the consumer group again", metadata: ["queued": "\(machine.queued)", "resumeBelow": "\(machine.backPressure?.low ?? 0)"])
+                logger.notice(
+                    "joining the consumer group again", metadata: ["queued": "\(machine.queued)", "resumeBelow": "\(machine.backPressure?.low ?? 0)"])
                 BridgeMetrics.backPressure(topic: consumer.topic, left: false)
                 do { try consumer.subscribe() } catch {
                     logger.error("\(error)")

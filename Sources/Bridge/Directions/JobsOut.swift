@@ -134,8 +134,9 @@ final class JobsOut {
         if !ok {
             BridgeMetrics.deliveryError(topic: topicName, kind: "job")
             let id = machine.entries.values.first { $0.state == .awaitingReport(seq: tag.seq) }?.id ?? "?"
-            logger.error("job delivery failed; it stays in new/ and is sent again: \(Kafka.errorString(rd_kafka_resp_err_t(code)))",
-                         metadata: ["jobId": "\(id)"])
+            logger.error(
+                "job delivery failed; it stays in new/ and is sent again: \(Kafka.errorString(rd_kafka_resp_err_t(code)))",
+                metadata: ["jobId": "\(id)"])
         }
         perform(machine.delivered(seq: tag.seq, ok: ok, now: now))
         return ok
@@ -224,5 +225,9 @@ final class MovedBatches: Sendable {
 
     func post(_ batch: MovedBatch) { batches.withLock { $0.append(batch) } }
 
-    func take() -> [MovedBatch] { batches.withLock { b in defer { b.removeAll() }; return b } }
+    func take() -> [MovedBatch] {
+        batches.withLock { b in
+            defer { b.removeAll() }; return b
+        }
+    }
 }

@@ -11,8 +11,10 @@ enum MessageDecoding {
     /// Turns a message into a job: JSON value (Spring's `JobEvent {jobId, prompt, userId}` or a
     /// full llmspool job), `contentType` possibly JSON-quoted, jobId from the key and
     /// userId/tenantId from headers when the payload has none.
-    static func job(_ value: [UInt8], key: String?, contentType: String?, userId: String?, tenantId: String?,
-                    limits: Limits) -> Result<Job, Failure> {
+    static func job(
+        _ value: [UInt8], key: String?, contentType: String?, userId: String?, tenantId: String?,
+        limits: Limits
+    ) -> Result<Job, Failure> {
         if let failure = checkContentType(contentType) { return .failure(failure) }
         var job: Job
         do { job = try Job.decode(value, limits: limits) } catch { return .failure(Failure(message: error.description)) }

@@ -60,8 +60,10 @@ final class ResultsIn {
     private func handle(_ message: Consumed, now: ContinuousClock.Instant, jobsOut: JobsOut?) -> Bool {
         let topic = message.topic, position = message.position
         let decoded: MessageDecoding.DecodedResult
-        switch MessageDecoding.result(message.value, key: message.keyString, jobIdHeader: message.header("jobId"),
-                                      contentType: message.header("contentType")) {
+        switch MessageDecoding.result(
+            message.value, key: message.keyString, jobIdHeader: message.header("jobId"),
+            contentType: message.header("contentType"))
+        {
         case .failure(let why):
             ignored += 1
             BridgeMetrics.consumed(topic: topic, outcome: "invalid")

@@ -2,6 +2,7 @@ import CKafka
 import JSON
 import Logging
 import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif

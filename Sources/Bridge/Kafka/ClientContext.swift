@@ -57,16 +57,18 @@ final class ClientContext: Sendable {
     static let logCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
         rk, level, facility, text in
         guard let rk, let ctx = context(rd_kafka_opaque(rk)), let text else { return }
-        let lvl: Logger.Level = switch level {
-        case ...2: .critical
-        case 3: .error
-        case 4: .warning
-        case 5: .notice
-        case 6: .info
-        default: .debug
-        }
-        ctx.logger.log(level: lvl, "librdkafka: \(String(cString: text))",
-                       metadata: ["kafka.facility": "\(facility.map { String(cString: $0) } ?? "")"])
+        let lvl: Logger.Level =
+            switch level {
+            case ...2: .critical
+            case 3: .error
+            case 4: .warning
+            case 5: .notice
+            case 6: .info
+            default: .debug
+            }
+        ctx.logger.log(
+            level: lvl, "librdkafka: \(String(cString: text))",
+            metadata: ["kafka.facility": "\(facility.map { String(cString: $0) } ?? "")"])
     }
 
     static let errorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
@@ -79,7 +81,8 @@ final class ClientContext: Sendable {
             var buf = [CChar](repeating: 0, count: 512)
             let orig = rd_kafka_fatal_error(rk, &buf, buf.count)
             let text = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            let hint = orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID
+            let hint =
+                orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID
                 ? "; another consumer joined the group with this bridge's group.instance.id (give each bridge its own --instance-id)" : ""
             ctx.logger.critical("fatal Kafka error: \(text) (\(Kafka.errorString(orig)))\(hint)")
             ctx.post(.fatal(role: ctx.role, KafkaError("the Kafka \(ctx.role) client", orig, detail: text)))
@@ -94,38 +97,39 @@ final class ClientContext: Sendable {
     /// giving partitions up it commits the offsets already stored (only those of messages whose
     /// job is durable), so the next owner starts right after them. The change is posted as an
     /// event for the direction that owns the consumer.
-    static let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = {
-        rk, err, partitions, opaque in
-        guard let rk, let ctx = context(opaque) else { return }
-        let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
-        let described = Kafka.describe(partitions)
-        switch err {
-        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-            ctx.logger.notice("partitions assigned", metadata: ["partitions": "\(described)"])
-            BridgeMetrics.rebalance(client: ctx.role, kind: "assign")
-            if cooperative {
-                if let e = rd_kafka_incremental_assign(rk, partitions) { rd_kafka_error_destroy(e) }
-            } else {
-                _ = rd_kafka_assign(rk, partitions)
-            }
-            ctx.post(.assigned(role: ctx.role, partitions: described))
-        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            ctx.logger.notice("partitions revoked", metadata: ["partitions": "\(described)"])
-            BridgeMetrics.rebalance(client: ctx.role, kind: "revoke")
-            let c = rd_kafka_commit(rk, nil, 0)
-            if c != RD_KAFKA_RESP_ERR_NO_ERROR, c != RD_KAFKA_RESP_ERR__NO_OFFSET {
-                ctx.logger.warning("commit before revoke: \(Kafka.errorString(c)); the next owner may see some messages again")
-            }
-            if cooperative {
-                if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
-            } else {
+    static let rebalanceCallback:
+        @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = {
+            rk, err, partitions, opaque in
+            guard let rk, let ctx = context(opaque) else { return }
+            let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
+            let described = Kafka.describe(partitions)
+            switch err {
+            case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                ctx.logger.notice("partitions assigned", metadata: ["partitions": "\(described)"])
+                BridgeMetrics.rebalance(client: ctx.role, kind: "assign")
+                if cooperative {
+                    if let e = rd_kafka_incremental_assign(rk, partitions) { rd_kafka_error_destroy(e) }
+                } else {
+                    _ = rd_kafka_assign(rk, partitions)
+                }
+                ctx.post(.assigned(role: ctx.role, partitions: described))
+            case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+                ctx.logger.notice("partitions revoked", metadata: ["partitions": "\(described)"])
+                BridgeMetrics.rebalance(client: ctx.role, kind: "revoke")
+                let c = rd_kafka_commit(rk, nil, 0)
+                if c != RD_KAFKA_RESP_ERR_NO_ERROR, c != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                    ctx.logger.warning("commit before revoke: \(Kafka.errorString(c)); the next owner may see some messages again")
+                }
+                if cooperative {
+                    if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
+                } else {
+                    _ = rd_kafka_assign(rk, nil)
+                }
+                ctx.post(.revoked(role: ctx.role, partitions: described))
+            default:
+                ctx.logger.error("rebalance: \(Kafka.errorString(err))")
                 _ = rd_kafka_assign(rk, nil)
+                ctx.post(.revoked(role: ctx.role, partitions: described))
             }
-            ctx.post(.revoked(role: ctx.role, partitions: described))
-        default:
-            ctx.logger.error("rebalance: \(Kafka.errorString(err))")
-            _ = rd_kafka_assign(rk, nil)
-            ctx.post(.revoked(role: ctx.role, partitions: described))
         }
-    }
 }

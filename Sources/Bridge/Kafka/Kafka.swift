@@ -2,6 +2,7 @@ import CKafka
 import CKafkaShim
 import Logging
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,16 +57,19 @@ enum Kafka {
     }
 
     /// Produces one message (key and value copied). Returns the error code; on success librdkafka owns the headers.
-    static func produce(_ rk: OpaquePointer, topic: OpaquePointer, key: [UInt8], value: [UInt8],
-                        headers: [(String, [UInt8])], opaque: Int) -> rd_kafka_resp_err_t {
+    static func produce(
+        _ rk: OpaquePointer, topic: OpaquePointer, key: [UInt8], value: [UInt8],
+        headers: [(String, [UInt8])], opaque: Int
+    ) -> rd_kafka_resp_err_t {
         let hdrs = rd_kafka_headers_new(headers.count)
         for (name, bytes) in headers {
             _ = bytes.withUnsafeBytes { rd_kafka_header_add(hdrs, name, -1, $0.baseAddress, $0.count) }
         }
         let err = key.withUnsafeBytes { k in
             value.withUnsafeBytes { v in
-                ckafka_produce(rk, topic, k.baseAddress, k.count, v.baseAddress, v.count, hdrs,
-                               UnsafeMutableRawPointer(bitPattern: opaque))
+                ckafka_produce(
+                    rk, topic, k.baseAddress, k.count, v.baseAddress, v.count, hdrs,
+                    UnsafeMutableRawPointer(bitPattern: opaque))
             }
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { rd_kafka_headers_destroy(hdrs) }

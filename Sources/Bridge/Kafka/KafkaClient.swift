@@ -14,8 +14,10 @@ final class KafkaClient {
 
     /// Creates a client of `type` with `properties` (later ones win); `configure` may set more
     /// callbacks on the configuration before the client takes it.
-    init(_ type: rd_kafka_type_t, properties: [(String, String)], context: ClientContext,
-         configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaError) {
+    init(
+        _ type: rd_kafka_type_t, properties: [(String, String)], context: ClientContext,
+        configure: (OpaquePointer) -> Void = { _ in }
+    ) throws(KafkaError) {
         let conf = try Kafka.configuration(properties, context: context)
         configure(conf)
         rk = try Kafka.client(type, conf)

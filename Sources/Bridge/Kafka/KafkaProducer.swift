@@ -23,8 +23,10 @@ final class KafkaProducer {
     func topic(_ name: String) throws(KafkaError) -> KafkaTopic { try KafkaTopic(client, name: name) }
 
     /// Produces one message; on success its delivery report comes back as a ``KafkaEvent`` with the tag.
-    func produce(_ topic: KafkaTopic, for owner: DeliveryTag.Owner, key: [UInt8], value: [UInt8],
-                 headers: [(String, [UInt8])]) -> (tag: DeliveryTag, err: rd_kafka_resp_err_t) {
+    func produce(
+        _ topic: KafkaTopic, for owner: DeliveryTag.Owner, key: [UInt8], value: [UInt8],
+        headers: [(String, [UInt8])]
+    ) -> (tag: DeliveryTag, err: rd_kafka_resp_err_t) {
         let tag = sequence.take(for: owner)
         return (tag, Kafka.produce(client.rk, topic: topic.rkt, key: key, value: value, headers: headers, opaque: tag.raw))
     }

@@ -11,8 +11,10 @@ public struct ProviderBatch: Sendable, Equatable {
     /// The batch's own `errors.data[].message`, for a failed batch.
     public var errors: [String]
 
-    public init(id: String, status: String, inputFileID: String? = nil, outputFileID: String? = nil, errorFileID: String? = nil,
-                errors: [String] = []) {
+    public init(
+        id: String, status: String, inputFileID: String? = nil, outputFileID: String? = nil, errorFileID: String? = nil,
+        errors: [String] = []
+    ) {
         self.id = id
         self.status = status
         self.inputFileID = inputFileID
@@ -28,8 +30,9 @@ public struct ProviderBatch: Sendable, Equatable {
     public static func parse(_ v: JSONValue) -> ProviderBatch? {
         guard let id = v["id"]?.stringValue, !id.isEmpty, id.utf8.count <= 256, let status = v["status"]?.stringValue else { return nil }
         let errors = (v["errors"]?["data"]?.arrayValue ?? []).prefix(10).compactMap { $0["message"]?.stringValue }.map { String($0.prefix(300)) }
-        return ProviderBatch(id: id, status: status, inputFileID: v["input_file_id"]?.stringValue, outputFileID: v["output_file_id"]?.stringValue,
-                             errorFileID: v["error_file_id"]?.stringValue, errors: errors)
+        return ProviderBatch(
+            id: id, status: status, inputFileID: v["input_file_id"]?.stringValue, outputFileID: v["output_file_id"]?.stringValue,
+            errorFileID: v["error_file_id"]?.stringValue, errors: errors)
     }
 }
 
@@ -54,14 +57,17 @@ public struct ProviderBatchClient: Sendable {
 
     var secrets: [String] { configuration.apiKey.map { [$0.value] } ?? [] }
 
-    func request(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = "application/json",
-                 maxResponseBytes: Int = 1 << 20) -> HTTPRequest {
+    func request(
+        _ method: String, _ path: String, body: [UInt8] = [], contentType: String? = "application/json",
+        maxResponseBytes: Int = 1 << 20
+    ) -> HTTPRequest {
         var headers: HTTPHeaders = ["Accept": "application/json"]
         if let contentType, !body.isEmpty || method == "POST" { headers.add("Content-Type", contentType) }
         if let key = configuration.apiKey { headers.add("Authorization", "Bearer \(key.value)") }
         for field in configuration.headers { headers.set(field.name, field.value) }
-        return HTTPRequest(method: method, url: base + path, headers: headers, body: body, connectTimeout: configuration.connectTimeout,
-                           timeout: configuration.timeout, maxResponseBytes: maxResponseBytes)
+        return HTTPRequest(
+            method: method, url: base + path, headers: headers, body: body, connectTimeout: configuration.connectTimeout,
+            timeout: configuration.timeout, maxResponseBytes: maxResponseBytes)
     }
 
     /// Sends one request; a non-2xx answer is an ``LLMError/Kind/http`` error with the server's message.
@@ -70,8 +76,9 @@ public struct ProviderBatchClient: Sendable {
         guard response.isSuccess else {
             let doc = try? JSONParser.parse(response.body)
             let message = ChatCompletion.errorMessage(doc, body: response.body, secrets: secrets)
-            throw LLMError(.http, "\(r.method) \(redactedURL(r.url)): HTTP \(response.status)" + (message.map { ": \($0)" } ?? ""),
-                           httpStatus: response.status, retryAfter: RetryAfter.parse(response.headers), requestID: response.headers["x-request-id"])
+            throw LLMError(
+                .http, "\(r.method) \(redactedURL(r.url)): HTTP \(response.status)" + (message.map { ": \($0)" } ?? ""),
+                httpStatus: response.status, retryAfter: RetryAfter.parse(response.headers), requestID: response.headers["x-request-id"])
         }
         return response
     }
@@ -98,7 +105,8 @@ public struct ProviderBatchClient: Sendable {
         var body: [UInt8] = []
         body.reserveCapacity(content.count + 512)
         body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n".utf8)
-        body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(filename)\"\r\nContent-Type: application/jsonl\r\n\r\n".utf8)
+        body += Array(
+            "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(filename)\"\r\nContent-Type: application/jsonl\r\n\r\n".utf8)
         body += content
         body += Array("\r\n--\(boundary)--\r\n".utf8)
         let r = request("POST", "/files", body: body, contentType: "multipart/form-data; boundary=\(boundary)")
@@ -155,7 +163,7 @@ public struct ProviderBatchClient: Sendable {
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
                 out.unicodeScalars.append(Unicode.Scalar(b))
             default:
                 let hex = Array("0123456789ABCDEF".utf8)

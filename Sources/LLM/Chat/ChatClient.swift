@@ -140,8 +140,9 @@ final class ChatStreamReceiver: HTTPBodyStream, @unchecked Sendable {
     init(client: ChatClient, onDelta: @escaping @Sendable (String) -> Void) {
         self.client = client
         self.onDelta = onDelta
-        decoder = ChatStreamDecoder(maxContentBytes: client.configuration.maxResponseBytes,
-                                    secrets: client.configuration.apiKey.map { [$0.value] } ?? [])
+        decoder = ChatStreamDecoder(
+            maxContentBytes: client.configuration.maxResponseBytes,
+            secrets: client.configuration.apiKey.map { [$0.value] } ?? [])
     }
 
     func accept(status: Int, headers: HTTPHeaders) -> Bool {
@@ -170,7 +171,8 @@ final class ChatStreamReceiver: HTTPBodyStream, @unchecked Sendable {
             if let content = completion.content, !content.isEmpty { onDelta(content) }
             return completion
         }
-        return try decoder.completion(requestID: response.headers["x-request-id"], rateLimits: RateLimitSnapshot(headers: response.headers),
-                                      httpStatus: response.status)
+        return try decoder.completion(
+            requestID: response.headers["x-request-id"], rateLimits: RateLimitSnapshot(headers: response.headers),
+            httpStatus: response.status)
     }
 }

@@ -92,12 +92,14 @@ public final class CurlEngine: Sendable {
         let loop = try CurlLoop(shared: shared, configuration: configuration)
         var tid = pthread_t()
         let arg = Unmanaged.passRetained(loop).toOpaque()
-        let rc = pthread_create(&tid, nil, { arg in
-            let loop = Unmanaged<CurlLoop>.fromOpaque(arg!).takeRetainedValue()
-            llmspool_curl_name_thread("llmspool-curl")
-            loop.run()
-            return nil
-        }, arg)
+        let rc = pthread_create(
+            &tid, nil,
+            { arg in
+                let loop = Unmanaged<CurlLoop>.fromOpaque(arg!).takeRetainedValue()
+                llmspool_curl_name_thread("llmspool-curl")
+                loop.run()
+                return nil
+            }, arg)
         guard rc == 0 else {
             Unmanaged<CurlLoop>.fromOpaque(arg).release()
             throw LLMError(.configuration, "pthread_create failed: errno \(rc)")

@@ -50,7 +50,8 @@ public enum DurationText {
         let t = Array(text.trimmingSpaces().utf8)
         guard !t.isEmpty else { return nil }
         if let seconds = Double(String(decoding: t, as: UTF8.self)), seconds.isFinite, seconds >= 0,
-           t.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: ".") }) {
+            t.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: ".") })
+        {
             return .nanoseconds(Int64(min(seconds, 1e9) * 1e9))
         }
         var i = 0

@@ -31,7 +31,7 @@ public enum RetryAfter {
     private static func nonNegativeNumber(_ text: String) -> Double? {
         let t = text.trimmingSpaces()
         guard !t.isEmpty, t.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: ".") }),
-              let v = Double(t), v.isFinite, v >= 0
+            let v = Double(t), v.isFinite, v >= 0
         else { return nil }
         return v
     }
@@ -67,7 +67,7 @@ public enum HTTPDate {
         }
         let hms = time.split(separator: ":").map { Int($0) }
         guard let day, let month, let year, hms.count == 3, let h = hms[0], let m = hms[1], let s = hms[2],
-              let date = CivilDate(year: year, month: month, day: day), (0...23).contains(h), (0...59).contains(m), (0...60).contains(s)
+            let date = CivilDate(year: year, month: month, day: day), (0...23).contains(h), (0...59).contains(m), (0...60).contains(s)
         else { return nil }
         return date.secondsSinceEpoch(hour: h, minute: m, second: s)
     }

@@ -110,15 +110,18 @@ public struct RetryBudget: Sendable, Equatable {
                     limitReason = .timeBudgetExhausted
                 }
             }
-            wait = delay(failures: max(1, probe ? log.probeFailures : log.transientFailures), serverDelayMs: retryAfterMs,
-                         using: &random)
+            wait = delay(
+                failures: max(1, probe ? log.probeFailures : log.transientFailures), serverDelayMs: retryAfterMs,
+                using: &random)
         }
         if nowMs >= limitMs { return .deadLetter(limitReason) }
         return .retry(afterMs: min(wait, limitMs - nowMs))
     }
 
     /// ``decide(after:retryAfterMs:probe:log:nowMs:using:)`` with the system's random numbers.
-    public func decide(after cause: FailureCause, retryAfterMs: Int64?, probe: Bool = false, log: AttemptLog, nowMs: Int64)
+    public func decide(
+        after cause: FailureCause, retryAfterMs: Int64?, probe: Bool = false, log: AttemptLog, nowMs: Int64
+    )
         -> RetryAction
     {
         var random = SystemRandomNumberGenerator()

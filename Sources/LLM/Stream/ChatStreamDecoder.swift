@@ -77,8 +77,9 @@ public struct ChatStreamDecoder: Sendable {
         let bytes = Array(event.data.utf8)
         let parsed: JSONValue
         do { parsed = try JSONParser.parse(bytes) } catch {
-            throw LLMError(.malformedResponse,
-                           "chunk \(chunks) of the event stream is not JSON: \(error) (starts: \(ChatCompletion.excerpt(bytes, secrets: secrets)))")
+            throw LLMError(
+                .malformedResponse,
+                "chunk \(chunks) of the event stream is not JSON: \(error) (starts: \(ChatCompletion.excerpt(bytes, secrets: secrets)))")
         }
         guard case .object(let root) = parsed else {
             throw LLMError(.malformedResponse, "chunk \(chunks) of the event stream is \(parsed.typeName), not a JSON object")
@@ -92,8 +93,9 @@ public struct ChatStreamDecoder: Sendable {
         if let u = root["usage"]?.objectValue {
             let prompt = u["prompt_tokens"]?.intValue ?? 0
             let completion = u["completion_tokens"]?.intValue ?? 0
-            usage = TokenUsage(promptTokens: prompt, completionTokens: completion,
-                               totalTokens: u["total_tokens"]?.intValue ?? prompt + completion)
+            usage = TokenUsage(
+                promptTokens: prompt, completionTokens: completion,
+                totalTokens: u["total_tokens"]?.intValue ?? prompt + completion)
         }
         guard let first = root["choices"]?.arrayValue?.first?.objectValue else { return nil }
         if let reason = first["finish_reason"]?.stringValue { finishReason = reason }
@@ -108,14 +110,18 @@ public struct ChatStreamDecoder: Sendable {
 
     /// The completion, once the body has ended. A stream that ended before `[DONE]` and without a
     /// `finish_reason` was cut off: a transient ``LLMError/Kind/stream`` error.
-    public func completion(requestID: String? = nil, rateLimits: RateLimitSnapshot = RateLimitSnapshot(), httpStatus: Int = 200)
+    public func completion(
+        requestID: String? = nil, rateLimits: RateLimitSnapshot = RateLimitSnapshot(), httpStatus: Int = 200
+    )
         throws(LLMError) -> ChatCompletion
     {
         guard done || finishReason != nil else {
-            throw LLMError(.stream, "the event stream ended after \(chunks) chunks without [DONE] or a finish_reason (cut off)",
-                           httpStatus: httpStatus, requestID: requestID)
+            throw LLMError(
+                .stream, "the event stream ended after \(chunks) chunks without [DONE] or a finish_reason (cut off)",
+                httpStatus: httpStatus, requestID: requestID)
         }
-        return ChatCompletion(content: content, finishReason: finishReason, usage: usage, model: model, id: id,
-                              requestID: requestID, rateLimits: rateLimits, httpStatus: httpStatus)
+        return ChatCompletion(
+            content: content, finishReason: finishReason, usage: usage, model: model, id: id,
+            requestID: requestID, rateLimits: rateLimits, httpStatus: httpStatus)
     }
 }

@@ -80,7 +80,11 @@ public struct SSEParser: Sendable {
     public mutating func feed(_ bytes: [UInt8]) throws(Overflow) -> [SSEEvent] {
         var out: [SSEEvent] = []
         let result: Result<Bool, Overflow> = bytes.withUnsafeBytes { raw in
-            Result { () throws(Overflow) in try feed(raw) { out.append($0); return true } }
+            Result { () throws(Overflow) in
+                try feed(raw) {
+                    out.append($0); return true
+                }
+            }
         }
         _ = try result.get()
         return out

@@ -14,7 +14,6 @@ extension Job {
     }
 }
 
-
 /// A job's own retry settings (the `retry` member), over the worker's.
 public struct JobRetry: Sendable, Equatable {
     /// Most calls that may fail transiently before the job is dead-lettered (1–100).
@@ -155,8 +154,9 @@ public struct Job: Sendable, Equatable {
         }
         let promptBytes = (prompt?.utf8.count ?? 0) + (messages ?? []).reduce(0) { $0 + $1.content.utf8.count }
         if promptBytes > limits.maxPromptBytes {
-            throw DocumentError(field: prompt != nil ? "prompt" : "messages",
-                                "is \(promptBytes) bytes; the limit is \(limits.maxPromptBytes)")
+            throw DocumentError(
+                field: prompt != nil ? "prompt" : "messages",
+                "is \(promptBytes) bytes; the limit is \(limits.maxPromptBytes)")
         }
         if let p = prompt, p.isEmpty, messages == nil { throw DocumentError(field: "prompt", "must not be empty") }
         userId = try d.string("userId") { v throws(DocumentError) in try Job.checkName(v, field: "userId") }
@@ -220,7 +220,7 @@ public struct Job: Sendable, Equatable {
     public static func checkName(_ v: String, field: String) throws(DocumentError) {
         let u = v.utf8
         guard let first = u.first, u.count <= 128, JobID.isAlnum(first),
-              u.allSatisfy({ JobID.isAlnum($0) || "._@+-".utf8.contains($0) })
+            u.allSatisfy({ JobID.isAlnum($0) || "._@+-".utf8.contains($0) })
         else { throw DocumentError(field: field, "must be 1 to 128 characters of [A-Za-z0-9._@+-], starting with a letter or digit") }
     }
 

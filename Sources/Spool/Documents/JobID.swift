@@ -1,5 +1,6 @@
 import Basics
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,8 +60,8 @@ public enum JobID {
     static func tag(utf8 name: UnsafeRawBufferPointer) -> UInt32? {
         let n = name.count
         guard n == 36 || n == 41, name[14] == UInt8(ascii: "8"),
-              name[8] == 0x2D, name[13] == 0x2D, name[18] == 0x2D, name[23] == 0x2D,
-              (0x38...0x39).contains(name[19]) || (0x61...0x62).contains(name[19])  // the variant: 8 9 a b
+            name[8] == 0x2D, name[13] == 0x2D, name[18] == 0x2D, name[23] == 0x2D,
+            (0x38...0x39).contains(name[19]) || (0x61...0x62).contains(name[19])  // the variant: 8 9 a b
         else { return nil }
         if n == 41 {
             guard name[36] == 0x2E, name[37] == 0x6A, name[38] == 0x73, name[39] == 0x6F, name[40] == 0x6E else { return nil }  // .json
@@ -138,9 +139,9 @@ public enum Timestamp {
             return v
         }
         guard b.count >= 20, let year = num(0, 4), b[4] == 0x2D, let month = num(5, 2), b[7] == 0x2D,
-              let day = num(8, 2), b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t") || b[10] == 0x20,
-              let hour = num(11, 2), b[13] == 0x3A, let minute = num(14, 2), b[16] == 0x3A, let second = num(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60
+            let day = num(8, 2), b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t") || b[10] == 0x20,
+            let hour = num(11, 2), b[13] == 0x3A, let minute = num(14, 2), b[16] == 0x3A, let second = num(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60
         else { return nil }
         var i = 19
         var millis = 0

@@ -1,4 +1,5 @@
 public import JSON
+
 /// Token counts reported by the LLM.
 public struct Usage: Sendable, Equatable {
     public var promptTokens: Int
@@ -16,8 +17,10 @@ public struct Usage: Sendable, Equatable {
     }
 
     public func json() -> JSONValue {
-        var o: JSONObject = ["promptTokens": .integer(promptTokens), "completionTokens": .integer(completionTokens),
-                             "totalTokens": .integer(totalTokens)]
+        var o: JSONObject = [
+            "promptTokens": .integer(promptTokens), "completionTokens": .integer(completionTokens),
+            "totalTokens": .integer(totalTokens),
+        ]
         if estimated { o["estimated"] = .bool(true) }
         return .object(o)
     }
@@ -35,8 +38,10 @@ public struct Answer: Sendable, Equatable {
     /// e.g. `{"kind": "provider-batch", "batchId": …}`.
     public var source: JSONValue?
 
-    public init(response: String, model: String? = nil, finishReason: String? = nil, usage: Usage? = nil, startedAt: String? = nil,
-                source: JSONValue? = nil) {
+    public init(
+        response: String, model: String? = nil, finishReason: String? = nil, usage: Usage? = nil, startedAt: String? = nil,
+        source: JSONValue? = nil
+    ) {
         self.response = response
         self.model = model
         self.finishReason = finishReason
@@ -103,7 +108,9 @@ enum Documents {
     }
 
     static func event(_ kind: String, _ message: String) -> JSONValue {
-        .object(["at": .string(Timestamp.now()), "kind": .string(kind), "message": .string(message),
-                 "host": .string(Sys.hostName()), "pid": .integer(Int(Sys.processID()))])
+        .object([
+            "at": .string(Timestamp.now()), "kind": .string(kind), "message": .string(message),
+            "host": .string(Sys.hostName()), "pid": .integer(Int(Sys.processID())),
+        ])
     }
 }

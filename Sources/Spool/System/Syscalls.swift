@@ -1,3 +1,6 @@
+import CSpoolShim
+public import SystemPackage
+
 // Every file-system call llmspool makes goes through this file: one place to read for crash
 // safety, EINTR handling and error reporting. Nothing else in the package calls Glibc for files.
 #if canImport(Glibc)
@@ -5,8 +8,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSpoolShim
-public import SystemPackage
 
 /// An open directory of the spool: its descriptor plus the path used in error messages.
 public struct Directory: Sendable {
@@ -59,7 +60,7 @@ enum Sys {
         let flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
         do throws(SystemCallError) {
             return FileDescriptor(rawValue: try retrying("openat", dir.path(name)) { openat(dir.fd.rawValue, name, flags | noAccessTime) })
-        } catch where error.errno == .notPermitted {
+        } catch  where error.errno == .notPermitted {
             return FileDescriptor(rawValue: try retrying("openat", dir.path(name)) { openat(dir.fd.rawValue, name, flags) })
         }
     }
@@ -153,7 +154,7 @@ enum Sys {
     /// `openDirectory(_:in:)`, or nil when there is no such entry (an optional area not made yet,
     /// a spool removed under us); every other failure is thrown.
     static func openDirectoryIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> Directory? {
-        do throws(SystemCallError) { return try openDirectory(name, in: dir) } catch where error.errno == .noSuchFileOrDirectory {
+        do throws(SystemCallError) { return try openDirectory(name, in: dir) } catch  where error.errno == .noSuchFileOrDirectory {
             return nil
         }
     }
@@ -161,7 +162,7 @@ enum Sys {
     /// `openForReading(_:in:)`, or nil when there is no such entry (renamed or removed by another
     /// process since it was listed); every other failure is thrown.
     static func openForReadingIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> FileDescriptor? {
-        do throws(SystemCallError) { return try openForReading(name, in: dir) } catch where error.errno == .noSuchFileOrDirectory {
+        do throws(SystemCallError) { return try openForReading(name, in: dir) } catch  where error.errno == .noSuchFileOrDirectory {
             return nil
         }
     }
@@ -169,7 +170,7 @@ enum Sys {
     /// `unlinkat`, where a missing entry is not an error (someone else removed it). Returns whether it removed one.
     @discardableResult
     static func unlinkIfPresent(_ name: String, in dir: Directory) throws(SystemCallError) -> Bool {
-        do throws(SystemCallError) { try unlink(name, in: dir); return true } catch where error.errno == .noSuchFileOrDirectory {
+        do throws(SystemCallError) { try unlink(name, in: dir); return true } catch  where error.errno == .noSuchFileOrDirectory {
             return false
         }
     }
@@ -278,7 +279,9 @@ enum Sys {
     /// The names in a directory, without `.` and `..`, in no particular order.
     static func list(_ dir: Directory) throws(SystemCallError) -> [String] {
         var names: [String] = []
-        try forEachName(in: dir) { names.append(String(decoding: $0, as: UTF8.self)); return true }
+        try forEachName(in: dir) {
+            names.append(String(decoding: $0, as: UTF8.self)); return true
+        }
         return names
     }
 
@@ -313,8 +316,10 @@ enum Sys {
     /// Reads to the end (at most `limit + 1` bytes, so the caller can tell "too big"). For a
     /// regular file a short read is the end, which saves the extra read that returns 0; pipes and
     /// sockets (`regularFile: false`) read until 0.
-    static func readAll(_ fd: FileDescriptor, limit: Int, regularFile: Bool = false,
-                        path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
+    static func readAll(
+        _ fd: FileDescriptor, limit: Int, regularFile: Bool = false,
+        path: @autoclosure () -> String
+    ) throws(SystemCallError) -> [UInt8] {
         var bytes: [UInt8] = []
         let chunk = 64 * 1024
         return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { (buf) throws(SystemCallError) -> [UInt8] in

@@ -10,8 +10,10 @@ public struct BatchLineError: Sendable, Equatable {
     public var line: Int?
 
     public var json: JSONValue {
-        .object(["code": .string(code), "message": .string(message), "param": param.map(JSONValue.string) ?? .null,
-                 "line": line.map(JSONValue.integer) ?? .null])
+        .object([
+            "code": .string(code), "message": .string(message), "param": param.map(JSONValue.string) ?? .null,
+            "line": line.map(JSONValue.integer) ?? .null,
+        ])
     }
 }
 
@@ -82,8 +84,10 @@ public enum BatchInput {
                 continue
             }
             guard case .object(let body)? = o["body"] else { fail("missing_required_parameter", "body must be an object", "body"); continue }
-            switch job(body, id: "\(batchID).\(jobs.count)", batchID: batchID, customID: cid, line: lineNumber,
-                       identity: identity, limits: limits) {
+            switch job(
+                body, id: "\(batchID).\(jobs.count)", batchID: batchID, customID: cid, line: lineNumber,
+                identity: identity, limits: limits)
+            {
             case .success(let j): jobs.append(j)
             case .failure(let e): fail("invalid_request", e.message, "body" + (e.field.isEmpty ? "" : "." + e.field))
             }
@@ -97,8 +101,10 @@ public enum BatchInput {
 
     /// One request body as a job: `messages`, `model`, `max_tokens` (or `max_completion_tokens`)
     /// and `temperature` become the job's fields; the rest go in `request`, sent as they are.
-    static func job(_ body: JSONObject, id: String, batchID: String, customID: String, line: Int, identity: Identity,
-                    limits: Limits) -> Result<Job, DocumentError> {
+    static func job(
+        _ body: JSONObject, id: String, batchID: String, customID: String, line: Int, identity: Identity,
+        limits: Limits
+    ) -> Result<Job, DocumentError> {
         var doc = JSONObject()
         doc["jobId"] = .string(id)
         guard let messages = body["messages"] else { return .failure(DocumentError(field: "messages", "is required")) }
@@ -133,4 +139,3 @@ public enum BatchInput {
         }
     }
 }
-

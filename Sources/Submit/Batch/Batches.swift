@@ -28,14 +28,17 @@ public struct BatchStore: Sendable {
     /// Stores an upload durably (content, then its description) and returns the file object.
     public func createFile(_ bytes: [UInt8], filename: String, purpose: String) throws(Problem) -> JSONValue {
         guard purpose == "batch" else {
-            throw Problem(.badRequest, "invalid-purpose", "The file's purpose is not supported.",
-                          detail: "purpose must be \"batch\" (got \"\(purpose.prefix(40))\")", field: "purpose")
+            throw Problem(
+                .badRequest, "invalid-purpose", "The file's purpose is not supported.",
+                detail: "purpose must be \"batch\" (got \"\(purpose.prefix(40))\")", field: "purpose")
         }
         guard bytes.count <= maxFileBytes else { throw tooLarge(bytes.count) }
         let id = "file-" + JobID.generate()
-        var meta: JSONObject = ["id": .string(id), "object": .string("file"), "bytes": .integer(bytes.count),
-                                "created_at": .integer(BatchStore.nowSeconds()),
-                                "filename": .string(String(filename.prefix(256))), "purpose": .string(purpose), "status": .string("processed")]
+        var meta: JSONObject = [
+            "id": .string(id), "object": .string("file"), "bytes": .integer(bytes.count),
+            "created_at": .integer(BatchStore.nowSeconds()),
+            "filename": .string(String(filename.prefix(256))), "purpose": .string(purpose), "status": .string("processed"),
+        ]
         stamp(&meta)
         try write(id, bytes)
         try write(id + ".meta", JSONValue.object(meta).serialized())
@@ -63,7 +66,7 @@ public struct BatchStore: Sendable {
 
     func fileMeta(_ id: String) throws(Problem) -> JSONValue {
         guard id.hasPrefix("file-"), JobID.isValid(id), let bytes = try read(id + ".meta"), let doc = try? JSONParser.parse(bytes),
-              visible(doc)
+            visible(doc)
         else { throw Problem.notFound(id) }
         return doc
     }
@@ -78,19 +81,23 @@ public struct BatchStore: Sendable {
             throw Problem(.badRequest, "invalid-request", "input_file_id is required.", detail: "give the id of an uploaded file", field: "input_file_id")
         }
         guard params["endpoint"]?.stringValue == BatchInput.endpoint else {
-            throw Problem(.badRequest, "invalid-request", "The endpoint is not supported.",
-                          detail: "endpoint must be \(BatchInput.endpoint)", field: "endpoint")
+            throw Problem(
+                .badRequest, "invalid-request", "The endpoint is not supported.",
+                detail: "endpoint must be \(BatchInput.endpoint)", field: "endpoint")
         }
         let window = params["completion_window"]?.stringValue ?? "24h"
         guard let seconds = BatchStore.windows[window] else {
-            throw Problem(.badRequest, "invalid-request", "The completion window is not supported.",
-                          detail: "completion_window must be 24h", field: "completion_window")
+            throw Problem(
+                .badRequest, "invalid-request", "The completion window is not supported.",
+                detail: "completion_window must be 24h", field: "completion_window")
         }
         if let m = params["metadata"], m != .null {
             guard case .object(let o) = m, o.members.count <= 16,
-                  o.members.allSatisfy({ $0.key.utf8.count <= 64 && ($0.value.stringValue?.utf8.count ?? 513) <= 512 }) else {
-                throw Problem(.badRequest, "invalid-request", "The metadata is not valid.",
-                              detail: "metadata holds at most 16 string pairs (keys ≤ 64, values ≤ 512 characters)", field: "metadata")
+                o.members.allSatisfy({ $0.key.utf8.count <= 64 && ($0.value.stringValue?.utf8.count ?? 513) <= 512 })
+            else {
+                throw Problem(
+                    .badRequest, "invalid-request", "The metadata is not valid.",
+                    detail: "metadata holds at most 16 string pairs (keys ≤ 64, values ≤ 512 characters)", field: "metadata")
             }
         }
         let file = try fileMeta(input)
@@ -121,8 +128,10 @@ public struct BatchStore: Sendable {
             record["request_counts"] = counts(total: jobs.count, completed: 0, failed: 0)
             try write(id, JSONValue.object(record).serialized())
             do { _ = try spool.enqueue(batch: jobs) } catch {
-                throw Problem(.unavailable, "spool-unwritable", "The batch could not be stored.",
-                              detail: "the spool cannot take the requests now; the batch resumes from its file when read again").logged("\(error)")
+                throw Problem(
+                    .unavailable, "spool-unwritable", "The batch could not be stored.",
+                    detail: "the spool cannot take the requests now; the batch resumes from its file when read again"
+                ).logged("\(error)")
             }
             record["status"] = .string("in_progress")
             record["in_progress_at"] = .integer(BatchStore.nowSeconds())
@@ -151,8 +160,10 @@ public struct BatchStore: Sendable {
             if data.count == limit { more = true; break }
             data.append(view(.object(try refresh(o))))
         }
-        return .object(["object": .string("list"), "data": .array(data), "first_id": data.first?["id"] ?? .null,
-                        "last_id": data.last?["id"] ?? .null, "has_more": .bool(more)])
+        return .object([
+            "object": .string("list"), "data": .array(data), "first_id": data.first?["id"] ?? .null,
+            "last_id": data.last?["id"] ?? .null, "has_more": .bool(more),
+        ])
     }
 
     /// Cancels a batch: its waiting jobs are dead-lettered at once; it is `cancelling` until
@@ -174,7 +185,7 @@ public struct BatchStore: Sendable {
 
     func record(_ id: String) throws(Problem) -> JSONObject {
         guard id.hasPrefix("batch_"), JobID.isValid(id), let bytes = try read(id), let doc = try? JSONParser.parse(bytes),
-              visible(doc), case .object(let o) = doc
+            visible(doc), case .object(let o) = doc
         else { throw Problem.notFound(id) }
         return o
     }
@@ -187,7 +198,8 @@ public struct BatchStore: Sendable {
         if status == "validating" {
             // Its creator died between the record and the enqueue (or is still at it).
             guard let age = try? spool.readRecord(id, in: BatchStore.area)?.modifiedMilliseconds,
-                  Timestamp.nowMilliseconds() - age > BatchStore.resumeAfterMilliseconds else { return o }
+                Timestamp.nowMilliseconds() - age > BatchStore.resumeAfterMilliseconds
+            else { return o }
             try resume(o)
             status = "in_progress"
             o["status"] = .string(status)
@@ -236,7 +248,8 @@ public struct BatchStore: Sendable {
     /// Enqueues the requests of a batch that are in no state yet (its creator died mid-way).
     func resume(_ o: JSONObject) throws(Problem) {
         guard let id = o["id"]?.stringValue, let input = o["input_file_id"]?.stringValue,
-              let content = try read(input, limit: max(maxFileBytes, 1 << 30)) else { return }
+            let content = try read(input, limit: max(maxFileBytes, 1 << 30))
+        else { return }
         let who = Identity(userId: o["userId"]?.stringValue ?? "admin", tenantId: o["tenantId"]?.stringValue)
         guard case .success(let jobs) = BatchInput.jobs(content, batchID: id, identity: who, limits: spool.limits) else { return }
         let missing = jobs.filter { j in (try? spool.state(of: j.jobId ?? "")) == nil }
@@ -254,14 +267,22 @@ public struct BatchStore: Sendable {
             var line: JSONObject = ["id": .string("batch_req_" + jobID.dropFirst("batch_".count)), "custom_id": customID]
             if loc.state == .done {
                 let finished = doc["finishedAt"]?.stringValue.flatMap(Timestamp.parse).map { Int($0 / 1000) } ?? 0
-                var body: JSONObject = ["id": .string("chatcmpl-" + jobID.dropFirst("batch_".count)), "object": .string("chat.completion"),
-                                        "created": .integer(finished), "model": doc["model"] ?? .null]
-                body["choices"] = .array([.object(["index": .integer(0),
-                                                   "message": .object(["role": .string("assistant"), "content": doc["response"] ?? .null]),
-                                                   "finish_reason": doc["finishReason"] ?? .string("stop")])])
+                var body: JSONObject = [
+                    "id": .string("chatcmpl-" + jobID.dropFirst("batch_".count)), "object": .string("chat.completion"),
+                    "created": .integer(finished), "model": doc["model"] ?? .null,
+                ]
+                body["choices"] = .array([
+                    .object([
+                        "index": .integer(0),
+                        "message": .object(["role": .string("assistant"), "content": doc["response"] ?? .null]),
+                        "finish_reason": doc["finishReason"] ?? .string("stop"),
+                    ])
+                ])
                 if let u = doc["usage"] {
-                    body["usage"] = .object(["prompt_tokens": u["promptTokens"] ?? .null, "completion_tokens": u["completionTokens"] ?? .null,
-                                             "total_tokens": u["totalTokens"] ?? .null])
+                    body["usage"] = .object([
+                        "prompt_tokens": u["promptTokens"] ?? .null, "completion_tokens": u["completionTokens"] ?? .null,
+                        "total_tokens": u["totalTokens"] ?? .null,
+                    ])
                 }
                 line["response"] = .object(["status_code": .integer(200), "request_id": .string(requestID), "body": .object(body)])
                 line["error"] = .null
@@ -269,10 +290,13 @@ public struct BatchStore: Sendable {
             } else {
                 let err = doc["error"]
                 let status = err?["httpStatus"]?.intValue
-                line["response"] = status.map { s in
-                    .object(["status_code": .integer(s), "request_id": .string(requestID),
-                             "body": .object(["error": .object(["message": err?["message"] ?? .null, "type": err?["kind"] ?? .null])])])
-                } ?? .null
+                line["response"] =
+                    status.map { s in
+                        .object([
+                            "status_code": .integer(s), "request_id": .string(requestID),
+                            "body": .object(["error": .object(["message": err?["message"] ?? .null, "type": err?["kind"] ?? .null])]),
+                        ])
+                    } ?? .null
                 line["error"] = .object(["code": err?["kind"] ?? .string("failed"), "message": err?["message"] ?? .null])
                 errors += JSONValue.object(line).serialized() + [0x0A]
             }
@@ -282,9 +306,11 @@ public struct BatchStore: Sendable {
 
     func storeResultFile(_ id: String, _ bytes: [UInt8], name: String) throws(Problem) {
         if try read(id + ".meta") != nil { return }  // another reader assembled it first
-        var meta: JSONObject = ["id": .string(id), "object": .string("file"), "bytes": .integer(bytes.count),
-                                "created_at": .integer(BatchStore.nowSeconds()), "filename": .string(name),
-                                "purpose": .string("batch_output"), "status": .string("processed")]
+        var meta: JSONObject = [
+            "id": .string(id), "object": .string("file"), "bytes": .integer(bytes.count),
+            "created_at": .integer(BatchStore.nowSeconds()), "filename": .string(name),
+            "purpose": .string("batch_output"), "status": .string("processed"),
+        ]
         stamp(&meta)
         _ = try write(id, bytes, replacing: true)
         _ = try write(id + ".meta", JSONValue.object(meta).serialized(), replacing: true)

@@ -9,8 +9,9 @@ extension Handler {
         case .uploadFile:
             let bytes = try bodyBytes(body, limit: store.maxFileBytes)
             guard let type = MediaType(request.contentType ?? ""), type.essence == "multipart/form-data", let boundary = type.parameters["boundary"] else {
-                throw Problem(.unsupportedMediaType, "unsupported-media-type", "Upload a file as multipart/form-data.",
-                              detail: "send the fields purpose and file as multipart/form-data", field: "Content-Type")
+                throw Problem(
+                    .unsupportedMediaType, "unsupported-media-type", "Upload a file as multipart/form-data.",
+                    detail: "send the fields purpose and file as multipart/form-data", field: "Content-Type")
             }
             let parts: [FormPart]
             do { parts = try Multipart.parse(bytes, boundary: boundary) } catch {
@@ -22,8 +23,9 @@ extension Handler {
             guard let purpose = parts.first(where: { $0.name == "purpose" }) else {
                 throw Problem(.badRequest, "invalid-request", "The form has no purpose.", detail: "add a part named purpose (batch)", field: "purpose")
             }
-            let object = try store.createFile(Array(file.data), filename: file.filename ?? "upload.jsonl",
-                                              purpose: String(decoding: purpose.data, as: UTF8.self).trimmingSpaces())
+            let object = try store.createFile(
+                Array(file.data), filename: file.filename ?? "upload.jsonl",
+                purpose: String(decoding: purpose.data, as: UTF8.self).trimmingSpaces())
             return .json(200, object)
         case .file(let id): return .json(200, try store.fileObject(id))
         case .fileContent(let id):
@@ -32,8 +34,9 @@ extension Handler {
         case .createBatch:
             let bytes = try bodyBytes(body, limit: configuration.maxBodyBytes)
             guard case .object(let params)? = try? JSONParser.parse(bytes) else {
-                throw Problem(.badRequest, "invalid-json", "The request body is not a JSON object.",
-                              detail: "send {\"input_file_id\", \"endpoint\", \"completion_window\"}")
+                throw Problem(
+                    .badRequest, "invalid-json", "The request body is not a JSON object.",
+                    detail: "send {\"input_file_id\", \"endpoint\", \"completion_window\"}")
             }
             return .json(200, try store.createBatch(params))
         case .batch(let id): return .json(200, try store.batch(id))

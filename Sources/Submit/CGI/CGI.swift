@@ -1,7 +1,8 @@
+import Spool
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Spool
 
 /// The CGI program (RFC 3875): one request from the environment and standard input, one
 /// response to standard output. Both `llmspool-cgi` and `llmspool cgi` run this.

@@ -1,7 +1,8 @@
+public import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import SystemPackage
 
 /// Standard input and output of a CGI program: the request body in, the response out.
 public enum StandardIO {

@@ -43,7 +43,8 @@ public enum EventStream {
             case .delta(let text):
                 out += Array("id: 2.\(end)\nevent: delta\ndata: ".utf8) + JSONValue.object(["text": .string(text)]).serialized()
             case .restart(let attempt):
-                out += Array("id: 2.\(end)\nevent: restart\ndata: ".utf8)
+                out +=
+                    Array("id: 2.\(end)\nevent: restart\ndata: ".utf8)
                     + JSONValue.object(["attempt": attempt.map(JSONValue.integer) ?? .null]).serialized()
             }
             out += Array("\n\n".utf8)
@@ -75,7 +76,7 @@ public enum EventStream {
     public static let heartbeat: [UInt8] = Array(": heartbeat\n\n".utf8)
 
     /// The CGI header block of a stream (no Content-Length: the body runs until the job ends).
-    public static let headers: [UInt8] = Array((
-        "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+    public static let headers: [UInt8] = Array(
+        ("Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
             + "X-Accel-Buffering: no\r\n\r\n").utf8)
 }

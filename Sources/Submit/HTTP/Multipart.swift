@@ -1,4 +1,5 @@
 import Basics
+
 /// One part of a `multipart/form-data` body (RFC 7578).
 public struct FormPart: Sendable, Equatable {
     public var name: String

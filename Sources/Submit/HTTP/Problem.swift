@@ -12,8 +12,10 @@ public struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
     public var field: String?
     public var extraHeaders: [String: String]
 
-    public init(_ status: Status, _ slug: String, _ title: String, detail: String? = nil, field: String? = nil,
-                headers: [String: String] = [:]) {
+    public init(
+        _ status: Status, _ slug: String, _ title: String, detail: String? = nil, field: String? = nil,
+        headers: [String: String] = [:]
+    ) {
         self.status = status.rawValue
         self.slug = slug
         self.title = title

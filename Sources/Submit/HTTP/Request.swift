@@ -1,4 +1,5 @@
 import Basics
+
 /// One CGI request as RFC 3875 describes it: the meta-variables the program reads, already
 /// cleaned up (empty values count as absent, header names as servers pass them).
 public struct Request: Sendable, Equatable {
@@ -16,9 +17,11 @@ public struct Request: Sendable, Equatable {
     /// `HTTP_TRANSFER_ENCODING`, when the server passes one (Apache may stream a chunked body).
     public var transferEncoding: String?
 
-    public init(method: String, path: String, query: String = "", contentType: String? = nil, contentLength: Int? = nil,
-                remoteUser: String? = nil, authorization: String? = nil, idempotencyKey: String? = nil,
-                lastEventID: String? = nil, transferEncoding: String? = nil) {
+    public init(
+        method: String, path: String, query: String = "", contentType: String? = nil, contentLength: Int? = nil,
+        remoteUser: String? = nil, authorization: String? = nil, idempotencyKey: String? = nil,
+        lastEventID: String? = nil, transferEncoding: String? = nil
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -41,8 +44,9 @@ public struct Request: Sendable, Equatable {
         var length: Int?
         if let raw = get("CONTENT_LENGTH") {
             guard raw.utf8.count <= 18, raw.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let n = Int(raw) else {
-                throw Problem(.badRequest, "bad-request", "The request's Content-Length is not a number.",
-                              detail: "CONTENT_LENGTH is \"\(raw.prefix(40))\"", field: "Content-Length")
+                throw Problem(
+                    .badRequest, "bad-request", "The request's Content-Length is not a number.",
+                    detail: "CONTENT_LENGTH is \"\(raw.prefix(40))\"", field: "Content-Length")
             }
             length = n
         }

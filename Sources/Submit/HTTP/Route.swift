@@ -30,8 +30,9 @@ public enum Route: Sendable, Equatable {
             return id
         }
         func allow(_ methods: String) -> Problem {
-            Problem(.methodNotAllowed, "method-not-allowed", "Method not allowed.",
-                    detail: "\(method) is not allowed here; use \(methods)", headers: ["Allow": methods])
+            Problem(
+                .methodNotAllowed, "method-not-allowed", "Method not allowed.",
+                detail: "\(method) is not allowed here; use \(methods)", headers: ["Allow": methods])
         }
         // The Batch API: …/v1/files[/ID[/content]], …/v1/batches[/ID[/cancel]].
         func v1(_ k: Int, _ what: String) -> Bool { n >= k && segments[n - k] == "v1" && segments[n - k + 1] == what }
@@ -85,6 +86,8 @@ public enum Route: Sendable, Equatable {
             default: throw allow("GET, HEAD, POST")
             }
         }
-        throw Problem(.notFound, "not-found", "No such resource.", detail: "the API is POST/GET …/jobs, GET/DELETE …/jobs/ID, GET …/jobs/ID/events, and the Batch API under …/v1/files and …/v1/batches")
+        throw Problem(
+            .notFound, "not-found", "No such resource.",
+            detail: "the API is POST/GET …/jobs, GET/DELETE …/jobs/ID, GET …/jobs/ID/events, and the Batch API under …/v1/files and …/v1/batches")
     }
 }

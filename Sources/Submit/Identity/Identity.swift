@@ -70,7 +70,10 @@ public struct TokenFile: Sendable, Equatable {
                 throw TokenFileError(line: k + 1, "the token hash must be sha256: followed by 64 hex digits")
             }
             guard digest != TokenFile.emptyTokenDigest else {
-                throw TokenFileError(line: k + 1, "this is the SHA-256 of the empty string: an empty token would sign in (a server that keeps trailing spaces passes `Bearer ` with one); hash a real token")
+                throw TokenFileError(
+                    line: k + 1,
+                    "this is the SHA-256 of the empty string: an empty token would sign in (a server that keeps trailing spaces passes `Bearer ` with one); hash a real token"
+                )
             }
             let user = String(words[1])
             let tenant = words.count == 3 ? String(words[2]) : nil
@@ -129,27 +132,31 @@ public enum Authenticator {
     ) throws(Problem) -> Identity {
         if let user = request.remoteUser {
             do { try Job.checkName(user, field: "userId") } catch {
-                throw Problem(.forbidden, "bad-user-name", "Your user name cannot own jobs.",
-                              detail: "REMOTE_USER \(error.message)", field: "REMOTE_USER")
+                throw Problem(
+                    .forbidden, "bad-user-name", "Your user name cannot own jobs.",
+                    detail: "REMOTE_USER \(error.message)", field: "REMOTE_USER")
             }
             return Identity(userId: user, tenantId: defaultTenant)
         }
         guard let auth = request.authorization else {
-            throw Problem(.unauthorized, "unauthorized", "Authentication required.",
-                          detail: "send Authorization: Bearer TOKEN, or sign in through the web server",
-                          headers: ["WWW-Authenticate": "Bearer realm=\"llmspool\""])
+            throw Problem(
+                .unauthorized, "unauthorized", "Authentication required.",
+                detail: "send Authorization: Bearer TOKEN, or sign in through the web server",
+                headers: ["WWW-Authenticate": "Bearer realm=\"llmspool\""])
         }
         let parts = auth.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw Problem(.unauthorized, "unauthorized", "Authentication required.",
-                          detail: "only the Bearer scheme is accepted", field: "Authorization",
-                          headers: ["WWW-Authenticate": "Bearer realm=\"llmspool\""])
+            throw Problem(
+                .unauthorized, "unauthorized", "Authentication required.",
+                detail: "only the Bearer scheme is accepted", field: "Authorization",
+                headers: ["WWW-Authenticate": "Bearer realm=\"llmspool\""])
         }
         let token = parts[1].trimmingSpaces()
         guard let file = try tokens(), let identity = file.identify(token: token) else {
-            throw Problem(.unauthorized, "invalid-token", "The bearer token is not valid.",
-                          detail: "the token is unknown or has been revoked", field: "Authorization",
-                          headers: ["WWW-Authenticate": "Bearer realm=\"llmspool\", error=\"invalid_token\""])
+            throw Problem(
+                .unauthorized, "invalid-token", "The bearer token is not valid.",
+                detail: "the token is unknown or has been revoked", field: "Authorization",
+                headers: ["WWW-Authenticate": "Bearer realm=\"llmspool\", error=\"invalid_token\""])
         }
         return identity
     }

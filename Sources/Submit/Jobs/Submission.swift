@@ -10,42 +10,49 @@ public enum Submission {
     /// prompt), stamps the caller's identity, and validates the job as the spool will.
     public static func job(body: [UInt8], contentType: String?, identity: Identity, limits: Limits = .default) throws(Problem) -> Job {
         guard let raw = contentType else {
-            throw Problem(.unsupportedMediaType, "unsupported-media-type", "Unsupported media type.",
-                          detail: "send Content-Type: application/json (a job document) or text/plain (the prompt)",
-                          field: "Content-Type", headers: ["Accept-Post": "application/json, text/plain"])
+            throw Problem(
+                .unsupportedMediaType, "unsupported-media-type", "Unsupported media type.",
+                detail: "send Content-Type: application/json (a job document) or text/plain (the prompt)",
+                field: "Content-Type", headers: ["Accept-Post": "application/json, text/plain"])
         }
         guard let type = MediaType(raw) else {
-            throw Problem(.unsupportedMediaType, "unsupported-media-type", "Unsupported media type.",
-                          detail: "Content-Type \"\(raw.prefix(100))\" is not a media type", field: "Content-Type",
-                          headers: ["Accept-Post": "application/json, text/plain"])
+            throw Problem(
+                .unsupportedMediaType, "unsupported-media-type", "Unsupported media type.",
+                detail: "Content-Type \"\(raw.prefix(100))\" is not a media type", field: "Content-Type",
+                headers: ["Accept-Post": "application/json, text/plain"])
         }
         if let charset = type.parameters["charset"]?.lowercased(), charset != "utf-8", charset != "utf8", charset != "us-ascii" {
-            throw Problem(.unsupportedMediaType, "unsupported-media-type", "Unsupported character set.",
-                          detail: "only UTF-8 is accepted, not \(charset.prefix(40))", field: "Content-Type",
-                          headers: ["Accept-Post": "application/json, text/plain"])
+            throw Problem(
+                .unsupportedMediaType, "unsupported-media-type", "Unsupported character set.",
+                detail: "only UTF-8 is accepted, not \(charset.prefix(40))", field: "Content-Type",
+                headers: ["Accept-Post": "application/json, text/plain"])
         }
         var job: Job
         switch type.essence {
         case "application/json":
             let value: JSONValue
             do { value = try JSONParser.parse(body) } catch {
-                throw Problem(.badRequest, "invalid-json", "The body is not valid JSON.",
-                              detail: body.isEmpty ? "the body is empty" : error.description, field: "")
+                throw Problem(
+                    .badRequest, "invalid-json", "The body is not valid JSON.",
+                    detail: body.isEmpty ? "the body is empty" : error.description, field: "")
             }
             guard case .object(let object) = value else {
-                throw Problem(.badRequest, "invalid-job", "The job is not valid.",
-                              detail: "a job must be a JSON object, found \(value.typeName)", field: "")
+                throw Problem(
+                    .badRequest, "invalid-job", "The job is not valid.",
+                    detail: "a job must be a JSON object, found \(value.typeName)", field: "")
             }
             for field in serverFields where object[field] != nil {
-                throw Problem(.badRequest, "invalid-job", "The job is not valid.",
-                              detail: "\(field) is assigned by the server and may not be sent", field: field)
+                throw Problem(
+                    .badRequest, "invalid-job", "The job is not valid.",
+                    detail: "\(field) is assigned by the server and may not be sent", field: field)
             }
             for (field, mine) in [("userId", identity.userId as String?), ("tenantId", identity.tenantId)] {
                 guard let given = object[field] else { continue }
                 if case .null = given { continue }
                 if given.stringValue != mine {
-                    throw Problem(.badRequest, "invalid-job", "The job is not valid.",
-                                  detail: "\(field) comes from your credentials; leave it out", field: field)
+                    throw Problem(
+                        .badRequest, "invalid-job", "The job is not valid.",
+                        detail: "\(field) comes from your credentials; leave it out", field: field)
                 }
             }
             do { job = try Job(json: value, limits: limits) } catch {
@@ -59,9 +66,10 @@ public enum Submission {
                 throw Problem(.badRequest, "invalid-job", "The job is not valid.", detail: error.description, field: error.field)
             }
         default:
-            throw Problem(.unsupportedMediaType, "unsupported-media-type", "Unsupported media type.",
-                          detail: "\(type.essence.prefix(100)) is not accepted; send application/json or text/plain",
-                          field: "Content-Type", headers: ["Accept-Post": "application/json, text/plain"])
+            throw Problem(
+                .unsupportedMediaType, "unsupported-media-type", "Unsupported media type.",
+                detail: "\(type.essence.prefix(100)) is not accepted; send application/json or text/plain",
+                field: "Content-Type", headers: ["Accept-Post": "application/json, text/plain"])
         }
         job.userId = identity.userId
         job.tenantId = identity.tenantId

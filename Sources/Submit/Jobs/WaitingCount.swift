@@ -26,8 +26,10 @@ public struct WaitingCount: Sendable, Equatable {
 
     /// The record's name for a tenant tag: 8 lowercase hex digits.
     public static func recordName(_ tag: UInt32) -> String {
-        Hex.encode([UInt8(truncatingIfNeeded: tag >> 24), UInt8(truncatingIfNeeded: tag >> 16),
-                    UInt8(truncatingIfNeeded: tag >> 8), UInt8(truncatingIfNeeded: tag)])
+        Hex.encode([
+            UInt8(truncatingIfNeeded: tag >> 24), UInt8(truncatingIfNeeded: tag >> 16),
+            UInt8(truncatingIfNeeded: tag >> 8), UInt8(truncatingIfNeeded: tag),
+        ])
     }
 
     /// What is appended to the record for each accepted job.
@@ -41,8 +43,8 @@ public struct WaitingCount: Sendable, Equatable {
         guard let newline = bytes.firstIndex(of: 0x0A) else { return nil }
         let header = bytes[..<newline].split(separator: 0x20, omittingEmptySubsequences: false)
         guard header.count == 2, header.allSatisfy({ !$0.isEmpty && $0.count <= 18 && $0.allSatisfy { (0x30...0x39).contains($0) } }),
-              let counted = Int(String(decoding: header[0], as: UTF8.self)),
-              let at = Int64(String(decoding: header[1], as: UTF8.self))
+            let counted = Int(String(decoding: header[0], as: UTF8.self)),
+            let at = Int64(String(decoding: header[1], as: UTF8.self))
         else { return nil }
         let marks = bytes[(newline + 1)...]
         guard marks.allSatisfy({ $0 == UInt8(ascii: "+") }) else { return nil }

@@ -43,7 +43,9 @@ enum Settlement: Sendable {
     }
 
     /// ``decide(_:log:probe:budget:startedMs:nowMs:using:)`` with the system's random numbers.
-    static func decide(_ outcome: CallOutcome, log: AttemptLog, probe: Bool, budget: RetryBudget, startedMs: Int64, nowMs: Int64)
+    static func decide(
+        _ outcome: CallOutcome, log: AttemptLog, probe: Bool, budget: RetryBudget, startedMs: Int64, nowMs: Int64
+    )
         -> Settlement
     {
         var random = SystemRandomNumberGenerator()
@@ -52,9 +54,10 @@ enum Settlement: Sendable {
 
     /// The dead letter of a job whose deadline passed before its next call could start.
     static func pastDeadline(_ job: Job, callsMade: Int) -> Failure {
-        Failure(kind: CallFailure.Kind.deadlinePassed.rawValue,
-                message: "the job's deadline \(job.deadline ?? "?") passed before it could be called"
-                    + (callsMade == 0 ? "" : " again (\(callsMade) calls made)"))
+        Failure(
+            kind: CallFailure.Kind.deadlinePassed.rawValue,
+            message: "the job's deadline \(job.deadline ?? "?") passed before it could be called"
+                + (callsMade == 0 ? "" : " again (\(callsMade) calls made)"))
     }
 
     /// Why a retryable failure was the last, for the dead letter's message.

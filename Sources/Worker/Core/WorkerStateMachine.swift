@@ -279,8 +279,9 @@ struct WorkerStateMachine<Claimed: ClaimedJob>: Sendable {
         for f in files where known.insert(f.name).inserted {
             switch f.job {
             case .success(let job):
-                scheduler.add(.waiting(name: f.name), tenant: job.tenantId ?? "default",
-                              tokens: Prompt.reservation(job, defaultMaxTokens: settings.defaultMaxTokens), nowMs: t)
+                scheduler.add(
+                    .waiting(name: f.name), tenant: job.tenantId ?? "default",
+                    tokens: Prompt.reservation(job, defaultMaxTokens: settings.defaultMaxTokens), nowMs: t)
             case .failure:
                 scheduler.add(.waiting(name: f.name), tenant: "default", tokens: 1, nowMs: t)
             }
@@ -446,8 +447,9 @@ struct WorkerStateMachine<Claimed: ClaimedJob>: Sendable {
             var waiting: [Retry] = []
             for r in retries {
                 if r.due <= now {
-                    scheduler.add(.retry(r), tenant: r.claim.job.tenantId ?? "default",
-                                  tokens: Prompt.reservation(r.claim.job, defaultMaxTokens: settings.defaultMaxTokens), nowMs: t, first: true)
+                    scheduler.add(
+                        .retry(r), tenant: r.claim.job.tenantId ?? "default",
+                        tokens: Prompt.reservation(r.claim.job, defaultMaxTokens: settings.defaultMaxTokens), nowMs: t, first: true)
                 } else {
                     waiting.append(r)
                 }

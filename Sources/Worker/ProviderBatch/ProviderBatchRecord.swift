@@ -48,11 +48,12 @@ struct ProviderBatchRecord: Sendable, Equatable {
 
     static func parse(_ bytes: [UInt8]) -> ProviderBatchRecord? {
         guard let v = try? JSONParser.parse(bytes, limits: .init(maxDepth: 8, maxMembers: 100, maxValues: 10_000_000)),
-              let id = v["id"]?.stringValue, let model = v["model"]?.stringValue,
-              let state = v["state"]?.stringValue.flatMap(State.init(rawValue:)), let created = v["createdAt"]?.stringValue
+            let id = v["id"]?.stringValue, let model = v["model"]?.stringValue,
+            let state = v["state"]?.stringValue.flatMap(State.init(rawValue:)), let created = v["createdAt"]?.stringValue
         else { return nil }
-        var r = ProviderBatchRecord(id: id, model: model, state: state, createdAt: created,
-                                    completionWindow: v["completionWindow"]?.stringValue ?? "24h")
+        var r = ProviderBatchRecord(
+            id: id, model: model, state: state, createdAt: created,
+            completionWindow: v["completionWindow"]?.stringValue ?? "24h")
         r.jobs = (v["jobs"]?.arrayValue ?? []).compactMap(\.stringValue)
         r.inputFileID = v["inputFileId"]?.stringValue
         r.batchID = v["batchId"]?.stringValue

@@ -99,9 +99,11 @@ extension ProviderBatcher {
             }
             guard lock != nil else { return }
             reattach()
-            logger.info("provider batches ready", metadata: [
-                "batches": "\(active.count)", "gather": "\(batcher.gather)", "window_s": "\(settings.windowMs / 1000)",
-            ])
+            logger.info(
+                "provider batches ready",
+                metadata: [
+                    "batches": "\(active.count)", "gather": "\(batcher.gather)", "window_s": "\(settings.windowMs / 1000)",
+                ])
             while !Task.isCancelled {
                 if batcher.gather, now >= nextScanMs {
                     await scan()
@@ -144,7 +146,7 @@ extension ProviderBatcher {
             }
             for name in names.sorted() {
                 guard let bytes = try? spool.readRecord(name, in: ProviderBatchRecord.area, limit: ProviderBatchRecord.maxBytes)?.bytes,
-                      let record = ProviderBatchRecord.parse(bytes), record.id == name
+                    let record = ProviderBatchRecord.parse(bytes), record.id == name
                 else {
                     logger.error("a provider batch record cannot be read; its jobs stay held", metadata: ["record": "\(name)"])
                     continue
@@ -166,10 +168,12 @@ extension ProviderBatcher {
                     for c in a.claims.values { giveBack(c, reason: "the worker stopped while gathering a provider batch", live: false) }
                     a.claims = [:]
                 }
-                logger.notice("re-attached to a provider batch", metadata: [
-                    "record": "\(record.id)", "state": "\(record.state.rawValue)", "jobs": "\(a.claims.count)",
-                    "batch": "\(record.batchID ?? "-")",
-                ])
+                logger.notice(
+                    "re-attached to a provider batch",
+                    metadata: [
+                        "record": "\(record.id)", "state": "\(record.state.rawValue)", "jobs": "\(a.claims.count)",
+                        "batch": "\(record.batchID ?? "-")",
+                    ])
                 active[record.id] = a
             }
         }
@@ -204,8 +208,9 @@ extension ProviderBatcher {
                     _ = try? await Disk.run {
                         for name in names {
                             guard case .claimed(let c) = try spool.claim(name) else { continue }
-                            try spool.giveBack(c, reason: "its request is larger than a provider batch file may be", countAttempt: false,
-                                               event: ProviderBatchRouting.returnedEvent)
+                            try spool.giveBack(
+                                c, reason: "its request is larger than a provider batch file may be", countAttempt: false,
+                                event: ProviderBatchRouting.returnedEvent)
                         }
                     }
                 }
@@ -218,34 +223,37 @@ extension ProviderBatcher {
         /// Claims `names` for a new provider batch of `model`: the record first (`gathering`), then
         /// each claim is held by it, then the markers are synced and the record lists the jobs (`claimed`).
         func take(model: String, names: [String]) async {
-            let record = ProviderBatchRecord(id: "pb-" + JobID.generate(), model: model, state: .gathering, createdAt: Timestamp.now(),
-                                             completionWindow: settings.completionWindow)
+            let record = ProviderBatchRecord(
+                id: "pb-" + JobID.generate(), model: model, state: .gathering, createdAt: Timestamp.now(),
+                completionWindow: settings.completionWindow)
             let spool = self.spool, settings = self.settings
             let result: Result<[Claim], any Error>
             do {
-                result = .success(try await Disk.run { () throws -> [Claim] in
-                    try record.save(spool)
-                    var held: [Claim] = []
-                    for name in names {
-                        guard case .claimed(let c) = try spool.claim(name, park: false) else { continue }
-                        guard ProviderBatchRouting.batches(c.job, settings, nowMs: Timestamp.nowMilliseconds()),
-                              let h = try spool.holdForProviderBatch(c, record: record.id) else {
-                            try spool.giveBack(c, reason: "not taken into a provider batch after all", countAttempt: false)
-                            continue
+                result = .success(
+                    try await Disk.run { () throws -> [Claim] in
+                        try record.save(spool)
+                        var held: [Claim] = []
+                        for name in names {
+                            guard case .claimed(let c) = try spool.claim(name, park: false) else { continue }
+                            guard ProviderBatchRouting.batches(c.job, settings, nowMs: Timestamp.nowMilliseconds()),
+                                let h = try spool.holdForProviderBatch(c, record: record.id)
+                            else {
+                                try spool.giveBack(c, reason: "not taken into a provider batch after all", countAttempt: false)
+                                continue
+                            }
+                            held.append(h)
                         }
-                        held.append(h)
-                    }
-                    if held.isEmpty {
-                        try spool.removeRecord(record.id, in: ProviderBatchRecord.area)
-                        return []
-                    }
-                    try spool.syncClaims()
-                    var r = record
-                    r.state = .claimed
-                    r.jobs = held.map(\.id)
-                    try r.save(spool)
-                    return held
-                })
+                        if held.isEmpty {
+                            try spool.removeRecord(record.id, in: ProviderBatchRecord.area)
+                            return []
+                        }
+                        try spool.syncClaims()
+                        var r = record
+                        r.state = .claimed
+                        r.jobs = held.map(\.id)
+                        try r.save(spool)
+                        return held
+                    })
             } catch {
                 result = .failure(error)
             }
@@ -306,8 +314,10 @@ extension ProviderBatcher {
                 }
             } catch is CancellationError {
                 return
-            } catch let e as LLMError where e.cause == .permanent && e.httpStatus != nil
-                && [.claimed, .uploaded].contains(active[id]?.record.state) {
+            } catch let e as LLMError
+                where e.cause == .permanent && e.httpStatus != nil
+                && [.claimed, .uploaded].contains(active[id]?.record.state)
+            {
                 // (In `submitting` a batch may exist whatever the provider says now: keep trying; the
                 // jobs' deadlines still send them live in time.)
                 // The provider refused the file or the batch: no batch runs; the jobs go live.
@@ -320,9 +330,11 @@ extension ProviderBatcher {
                 a.lastWaitMs = wait
                 a.dueMs = now + wait
                 active[id] = a
-                logger.warning("provider batch step failed; will try again", metadata: [
-                    "record": "\(id)", "state": "\(a.record.state.rawValue)", "error": "\(error)", "retry_in_ms": "\(wait)",
-                ])
+                logger.warning(
+                    "provider batch step failed; will try again",
+                    metadata: [
+                        "record": "\(id)", "state": "\(a.record.state.rawValue)", "error": "\(error)", "retry_in_ms": "\(wait)",
+                    ])
             }
         }
 
@@ -367,8 +379,9 @@ extension ProviderBatcher {
                 a.record.state = .submitting
                 try await save(a)
             }
-            let batch = try await client.createBatch(inputFileID: file, completionWindow: a.record.completionWindow,
-                                                     metadata: ["llmspool_record": id])
+            let batch = try await client.createBatch(
+                inputFileID: file, completionWindow: a.record.completionWindow,
+                metadata: ["llmspool_record": id])
             a.record.batchID = batch.id
             a.record.state = .submitted
             a.dueMs = now + settings.pollMs
@@ -418,8 +431,10 @@ extension ProviderBatcher {
             var files: [[UInt8]] = []
             var unreadable: String?
             for file in [batch.outputFileID, batch.errorFileID].compactMap({ $0 }) {
-                do { files.append(try await client.fileContent(file, maxBytes: settings.maxOutputBytes)) } catch let e as LLMError where
-                    e.kind == .responseTooLarge || e.httpStatus == 404 {
+                do { files.append(try await client.fileContent(file, maxBytes: settings.maxOutputBytes)) } catch let e as LLMError
+                    where
+                    e.kind == .responseTooLarge || e.httpStatus == 404
+                {
                     unreadable = "the provider's file \(file) could not be read: \(e.message)"
                 }
             }
@@ -432,9 +447,11 @@ extension ProviderBatcher {
                 }
             }
             if unknown + bad > 0 {
-                logger.warning("the provider's output holds lines for no job of the batch, or unreadable lines; ignored", metadata: [
-                    "record": "\(id)", "batch": "\(batch.id)", "unknown_custom_ids": "\(unknown)", "unreadable": "\(bad)",
-                ])
+                logger.warning(
+                    "the provider's output holds lines for no job of the batch, or unreadable lines; ignored",
+                    metadata: [
+                        "record": "\(id)", "batch": "\(batch.id)", "unknown_custom_ids": "\(unknown)", "unreadable": "\(bad)",
+                    ])
             }
             let source = { (l: ProviderBatchLine) -> JSONValue in
                 var o: JSONObject = ["kind": .string("provider-batch"), "batchId": .string(batch.id), "customId": .string(l.customID)]
@@ -446,8 +463,12 @@ extension ProviderBatcher {
             for c in a.claims.values.sorted(by: { $0.id < $1.id }) {
                 if twice.contains(c.id) { toLive.append((c, "the provider's output answered it more than once")); continue }
                 guard let l = lines[c.id] else {
-                    toLive.append((c, unreadable ?? "no answer in the provider's batch \(batch.id) (status \(batch.status))"
-                        + (batch.errors.isEmpty ? "" : ": " + batch.errors.joined(separator: "; "))))
+                    toLive.append(
+                        (
+                            c,
+                            unreadable ?? "no answer in the provider's batch \(batch.id) (status \(batch.status))"
+                                + (batch.errors.isEmpty ? "" : ": " + batch.errors.joined(separator: "; "))
+                        ))
                     continue
                 }
                 guard let status = l.statusCode, let body = l.body else {
@@ -483,10 +504,12 @@ extension ProviderBatcher {
                 return refused
             }
             for (c, why) in toLive { giveBack(c, reason: "provider batch \(batch.id): " + why, live: true) }
-            logger.notice("provider batch settled", metadata: [
-                "record": "\(id)", "batch": "\(batch.id)", "status": "\(batch.status)", "done": "\(answers.count - refused.count)",
-                "failed": "\(failures.count)", "live": "\(toLive.count)", "already_settled": "\(refused.count)",
-            ])
+            logger.notice(
+                "provider batch settled",
+                metadata: [
+                    "record": "\(id)", "batch": "\(batch.id)", "status": "\(batch.status)", "done": "\(answers.count - refused.count)",
+                    "failed": "\(failures.count)", "live": "\(toLive.count)", "already_settled": "\(refused.count)",
+                ])
             active[id]?.claims = [:]
             await close(id, reason: "settled", cancel: false)
         }
@@ -524,9 +547,11 @@ extension ProviderBatcher {
                     let c = try await client.cancelBatch(b)
                     logger.notice("provider batch cancelled", metadata: ["record": "\(id)", "batch": "\(b)", "status": "\(c.status)"])
                 } catch {
-                    logger.warning("could not cancel a provider batch; its answers will be ignored", metadata: [
-                        "record": "\(id)", "batch": "\(b)", "error": "\(error)",
-                    ])
+                    logger.warning(
+                        "could not cancel a provider batch; its answers will be ignored",
+                        metadata: [
+                            "record": "\(id)", "batch": "\(b)", "error": "\(error)",
+                        ])
                 }
             }
             do {

@@ -22,12 +22,13 @@ struct BatchCommand: ParsableCommand {
     /// Runs a store call, turning its problem into a message and a sysexits code.
     static func call<T>(_ body: () throws(Problem) -> T) throws -> T {
         do { return try body() } catch {
-            let code: Int32 = switch error.status {
-            case 404: ExitStatus.noInput
-            case 400, 409, 413, 415, 422: ExitStatus.dataError
-            case 503: ExitStatus.temporary
-            default: ExitStatus.software
-            }
+            let code: Int32 =
+                switch error.status {
+                case 404: ExitStatus.noInput
+                case 400, 409, 413, 415, 422: ExitStatus.dataError
+                case 503: ExitStatus.temporary
+                default: ExitStatus.software
+                }
             throw Failed([error.title, error.detail].compactMap { $0 }.joined(separator: ": "), code: code)
         }
     }
@@ -70,7 +71,8 @@ struct BatchCommand: ParsableCommand {
                 }
                 if b["status"]?.stringValue == "failed" {
                     for e in b["errors"]?["data"]?.arrayValue ?? [] {
-                        Output.error("\(file):\(e["line"]?.intValue.map(String.init) ?? "-"): \(e["code"]?.stringValue ?? ""): \(e["message"]?.stringValue ?? "")")
+                        Output.error(
+                            "\(file):\(e["line"]?.intValue.map(String.init) ?? "-"): \(e["code"]?.stringValue ?? ""): \(e["message"]?.stringValue ?? "")")
                     }
                     throw ExitCode(ExitStatus.dataError)
                 }

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import Settings
 import Spool
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -80,14 +81,18 @@ struct BridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("results-group"), help: ArgumentHelp("Consumer group for --results-in (default llmspool-results.HOSTNAME).", valueName: "G"))
     var resultsGroup: String?
 
-    @Option(name: .customLong("instance-id"),
-            help: ArgumentHelp("Static group membership of the consumers (group.instance.id; default llmspool.HOSTNAME.HASH-OF-SPOOL-PATH; \"\" for none).", valueName: "ID"))
+    @Option(
+        name: .customLong("instance-id"),
+        help: ArgumentHelp(
+            "Static group membership of the consumers (group.instance.id; default llmspool.HOSTNAME.HASH-OF-SPOOL-PATH; \"\" for none).", valueName: "ID"))
     var instanceID: String?
 
     @Option(name: .customLong("results-out"), help: ArgumentHelp("Publish results in done/ and failed/ to this topic.", valueName: "TOPIC"))
     var resultsOut: String?
 
-    @Option(name: .customLong("results-of"), help: ArgumentHelp("Which results --results-out publishes: all, or kafka (jobs from --jobs-in) (default all).", valueName: "SCOPE"))
+    @Option(
+        name: .customLong("results-of"),
+        help: ArgumentHelp("Which results --results-out publishes: all, or kafka (jobs from --jobs-in) (default all).", valueName: "SCOPE"))
     var resultsOf: String?
 
     @Option(help: ArgumentHelp("DLQ for invalid messages on --jobs-in (default error.TOPIC.GROUP; \"\" for none).", valueName: "TOPIC"))
@@ -96,21 +101,26 @@ struct BridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-forwarding"), help: "Most jobs held for Kafka at once with --jobs-out, sent or being moved to forwarded/ (default 5000).")
     var maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding
 
-    @Option(name: .customLong("max-queued"),
-            help: ArgumentHelp("With --jobs-in: leave the consumer group while N jobs from Kafka wait in new/ and cur/; join again below N/2 (default: no limit).",
-                               valueName: "N"))
+    @Option(
+        name: .customLong("max-queued"),
+        help: ArgumentHelp(
+            "With --jobs-in: leave the consumer group while N jobs from Kafka wait in new/ and cur/; join again below N/2 (default: no limit).",
+            valueName: "N"))
     var maxQueued: Int?
 
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "key=value"))
     var properties: [String] = []
 
-    @Option(name: .customLong("metrics-address"),
-            help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9465; default off).",
-                               valueName: "HOST:PORT"))
+    @Option(
+        name: .customLong("metrics-address"),
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9465; default off).",
+            valueName: "HOST:PORT"))
     var metricsAddress: String?
 
-    @Option(name: .customLong("stop-timeout"),
-            help: ArgumentHelp("On SIGTERM, the longest the stop may take before the bridge exits anyway (default 15s).", valueName: "DURATION"))
+    @Option(
+        name: .customLong("stop-timeout"),
+        help: ArgumentHelp("On SIGTERM, the longest the stop may take before the bridge exits anyway (default 15s).", valueName: "DURATION"))
     var stopTimeout: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
@@ -195,8 +205,9 @@ struct BridgeCommand: AsyncParsableCommand {
             }
             var onReady: (@Sendable () -> Void)?
             if let notifier { onReady = { notifier.notify("READY=1") } }
-            let service = try BridgeService(configuration: conf, logger: logger, onReady: onReady,
-                                            onTick: onTick, tickMilliseconds: every)
+            let service = try BridgeService(
+                configuration: conf, logger: logger, onReady: onReady,
+                onTick: onTick, tickMilliseconds: every)
             current.withLock { $0 = service.stopper }
             let services: [any Service] = (server.map { [$0] } ?? []) + [service]
             let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -212,7 +223,6 @@ struct BridgeCommand: AsyncParsableCommand {
         if !left.isEmpty { throw ExitCode(ExitStatus.temporary) }
     }
 }
-
 
 /// When the bridge last told systemd's watchdog it is alive (monotonic ms).
 private final class LastTick: Sendable {

@@ -71,10 +71,14 @@ extension ConfigCommand {
             var w = WorkerConfiguration()
             try? w.apply(json: .object(f.worker), source: f.path)
             let tenants = w.tenants.keys.sorted()
-            lines.append("  worker: " + (f.worker.isEmpty ? "no settings (defaults)" : [
-                "llmURL " + (w.llmURL ?? "not set"), "model " + w.defaultModel, "\(w.maxInFlight) calls in flight",
-                "\(w.maxAttempts) attempts", tenants.isEmpty ? "no tenant limits" : "limits for " + tenants.joined(separator: ", "),
-            ].joined(separator: ", ")))
+            lines.append(
+                "  worker: "
+                    + (f.worker.isEmpty
+                        ? "no settings (defaults)"
+                        : [
+                            "llmURL " + (w.llmURL ?? "not set"), "model " + w.defaultModel, "\(w.maxInFlight) calls in flight",
+                            "\(w.maxAttempts) attempts", tenants.isEmpty ? "no tenant limits" : "limits for " + tenants.joined(separator: ", "),
+                        ].joined(separator: ", ")))
             let b = (try? BridgeSettings.parse(f.bridge)) ?? BridgeSettings()
             var directions: [String] = []
             if let t = b.jobsIn { directions.append("jobs in from \(t)") }
@@ -84,11 +88,17 @@ extension ConfigCommand {
             lines.append("  bridge: " + (f.bridge.isEmpty ? "no settings" : (["brokers " + (b.brokers ?? "not set")] + directions).joined(separator: ", ")))
             var c = Configuration()
             try? c.apply(cgiSection: f.cgi)
-            lines.append("  cgi:    " + (f.cgi.isEmpty ? "no settings" : [
-                "tokens " + (c.tokensPath ?? "none"), "max body \(c.maxBodyBytes) bytes", "\(c.maxWaitingPerTenant) waiting jobs per tenant",
-            ].joined(separator: ", ")) + " (read by the CGI when LLMSPOOL_CONFIG names this file)")
+            lines.append(
+                "  cgi:    "
+                    + (f.cgi.isEmpty
+                        ? "no settings"
+                        : [
+                            "tokens " + (c.tokensPath ?? "none"), "max body \(c.maxBodyBytes) bytes", "\(c.maxWaitingPerTenant) waiting jobs per tenant",
+                        ].joined(separator: ", ")) + " (read by the CGI when LLMSPOOL_CONFIG names this file)")
             if (try? BridgeCommand.settings(of: f)) == nil {
-                lines.append("  note: bridge.jobsOut, resultsIn, resultsGroup, resultsOf and metricsAddress are not supported by this bridge yet; it refuses to start with them")
+                lines.append(
+                    "  note: bridge.jobsOut, resultsIn, resultsGroup, resultsOf and metricsAddress are not supported by this bridge yet; it refuses to start with them"
+                )
             }
             return lines
         }

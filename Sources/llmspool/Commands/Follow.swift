@@ -25,12 +25,16 @@ enum Follow {
             case .restart(let attempt, let offset):
                 attemptText = []
                 if json {
-                    Output.line(JSONValue.object(["event": .string("restart"), "attempt": attempt.map(JSONValue.integer) ?? .null,
-                                                  "offset": .integer(offset)]).text)
+                    Output.line(
+                        JSONValue.object([
+                            "event": .string("restart"), "attempt": attempt.map(JSONValue.integer) ?? .null,
+                            "offset": .integer(offset),
+                        ]).text)
                     fflushStdout()
                 } else {
-                    Output.standardError("\n[llmspool: the answer restarts" + (attempt.map { " (attempt \($0))" } ?? "")
-                                         + "; the text above is void]\n")
+                    Output.standardError(
+                        "\n[llmspool: the answer restarts" + (attempt.map { " (attempt \($0))" } ?? "")
+                            + "; the text above is void]\n")
                 }
             }
         }
@@ -39,7 +43,8 @@ enum Follow {
         if state == .done {
             let response = Array((doc["response"]?.stringValue ?? "").utf8)
             if json {
-                Output.line(JSONValue.object(["event": .string("done"), "jobId": .string(id), "response": .string(String(decoding: response, as: UTF8.self))]).text)
+                Output.line(
+                    JSONValue.object(["event": .string("done"), "jobId": .string(id), "response": .string(String(decoding: response, as: UTF8.self))]).text)
                 return
             }
             // The tail may be only in the result: the partial file goes once the result is durable.
@@ -54,8 +59,9 @@ enum Follow {
             let e = doc["error"]
             if json { Output.line(JSONValue.object(["event": .string("failed"), "jobId": .string(id), "error": e ?? .null]).text) }
             if !json, !attemptText.isEmpty { Output.standardOutput([0x0A]) }
-            throw Failed("job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
-                         code: ExitStatus.unavailable)
+            throw Failed(
+                "job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
+                code: ExitStatus.unavailable)
         }
     }
 }

@@ -22,10 +22,12 @@ struct Init: ParsableCommand {
     @Argument(help: ArgumentHelp("The spool to create (default: --spool, LLMSPOOL_SPOOL or ./spool).", valueName: "DIR"))
     var directory: String?
 
-    @Option(name: .customLong("worker-user"), help: ArgumentHelp("Two-user layout: the user the worker and bridge run as; it owns the spool.", valueName: "USER"))
+    @Option(
+        name: .customLong("worker-user"), help: ArgumentHelp("Two-user layout: the user the worker and bridge run as; it owns the spool.", valueName: "USER"))
     var workerUser: String?
 
-    @Option(name: .customLong("web-group"), help: ArgumentHelp("Two-user layout: the web server's group, which may enqueue, cancel and read.", valueName: "GROUP"))
+    @Option(
+        name: .customLong("web-group"), help: ArgumentHelp("Two-user layout: the web server's group, which may enqueue, cancel and read.", valueName: "GROUP"))
     var webGroup: String?
 
     func validate() throws {
@@ -62,8 +64,9 @@ struct Init: ParsableCommand {
             }
         }
         guard member else {
-            throw Failed("--worker-user \(worker) is not in group \(group): the worker could not read the jobs the web server writes (add it: usermod -aG \(group) \(worker))",
-                         code: ExitStatus.usage)
+            throw Failed(
+                "--worker-user \(worker) is not in group \(group): the worker could not read the jobs the web server writes (add it: usermod -aG \(group) \(worker))",
+                code: ExitStatus.usage)
         }
         return .twoUser(worker: uid, group: gid)
     }

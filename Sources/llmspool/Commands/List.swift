@@ -29,8 +29,9 @@ struct List: ParsableCommand {
         try reporting {
             let spool = try options.open()
             for e in try spool.list(state.map { [$0] } ?? SpoolState.jobStates) {
-                Output.line("\(e.id)\t\(e.state.rawValue)\t\(Timestamp.format(milliseconds: e.modifiedMilliseconds))"
-                            + (e.droppedAs.map { "\tdropped as \($0)" } ?? ""))
+                Output.line(
+                    "\(e.id)\t\(e.state.rawValue)\t\(Timestamp.format(milliseconds: e.modifiedMilliseconds))"
+                        + (e.droppedAs.map { "\tdropped as \($0)" } ?? ""))
             }
         }
     }

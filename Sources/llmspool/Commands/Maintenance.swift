@@ -79,16 +79,19 @@ struct Recover: ParsableCommand {
         try reporting {
             let r = try options.open().recover()
             if json {
-                Output.line(JSONValue.object([
-                    "givenBack": .array(r.givenBack.map { .string($0) }),
-                    "alreadySettled": .array(r.alreadySettled.map { .string($0) }),
-                    "deadLettered": .array(r.deadLettered.map { .string($0) }),
-                    "live": .integer(r.live), "repairedRejections": .integer(r.repairedRejections),
-                    "removedTemporaries": .integer(r.removedTemporaries),
-                    "removedMarkers": .integer(r.removedMarkers), "removedLeases": .integer(r.removedLeases),
-                ]).text)
+                Output.line(
+                    JSONValue.object([
+                        "givenBack": .array(r.givenBack.map { .string($0) }),
+                        "alreadySettled": .array(r.alreadySettled.map { .string($0) }),
+                        "deadLettered": .array(r.deadLettered.map { .string($0) }),
+                        "live": .integer(r.live), "repairedRejections": .integer(r.repairedRejections),
+                        "removedTemporaries": .integer(r.removedTemporaries),
+                        "removedMarkers": .integer(r.removedMarkers), "removedLeases": .integer(r.removedLeases),
+                    ]).text)
             } else {
-                Output.line("gave back \(r.givenBack.count), already settled \(r.alreadySettled.count), dead-lettered \(r.deadLettered.count), live \(r.live), repaired \(r.repairedRejections), removed \(r.removedTemporaries) from tmp/, \(r.removedMarkers) markers, \(r.removedLeases) dead leases")
+                Output.line(
+                    "gave back \(r.givenBack.count), already settled \(r.alreadySettled.count), dead-lettered \(r.deadLettered.count), live \(r.live), repaired \(r.repairedRejections), removed \(r.removedTemporaries) from tmp/, \(r.removedMarkers) markers, \(r.removedLeases) dead leases"
+                )
             }
         }
     }
@@ -97,7 +100,9 @@ struct Recover: ParsableCommand {
 struct Purge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete finished jobs from done/ and/or failed/ older than a duration.",
-        discussion: "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints what was removed, e.g. `removed 3 results from done/ last changed more than 7d ago`.")
+        discussion:
+            "DURATION is like 90s, 15m, 12h, 7d or 1h30m (0 removes everything). Prints what was removed, e.g. `removed 3 results from done/ last changed more than 7d ago`."
+    )
 
     @OptionGroup var options: SpoolOptions
 

@@ -77,8 +77,9 @@ extension Spool {
             throw Failed("no job with id \(name), and no dead letter of a file dropped as \(name)", code: ExitStatus.noInput)
         }
         if dead.count > 1 {
-            Output.note("\(dead.count) files dropped as \(name) were dead-lettered; showing the newest, \(newest.id); the others: "
-                        + dead.dropLast().map(\.id).joined(separator: ", "))
+            Output.note(
+                "\(dead.count) files dropped as \(name) were dead-lettered; showing the newest, \(newest.id); the others: "
+                    + dead.dropLast().map(\.id).joined(separator: ", "))
         }
         return (newest, name)
     }

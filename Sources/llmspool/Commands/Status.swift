@@ -67,11 +67,12 @@ struct Status: ParsableCommand {
                 }
                 o["liveClaims"] = .integer(s.liveClaims)
                 o["deadClaims"] = .integer(s.deadClaims)
-                o["circuitBreakers"] = .array(breakers(spool).map { b in
-                    var e: JSONObject = ["worker": .string(b.worker)]
-                    if case .object(let doc) = b.doc { for m in doc.members { e[m.key] = m.value } }
-                    return .object(e)
-                })
+                o["circuitBreakers"] = .array(
+                    breakers(spool).map { b in
+                        var e: JSONObject = ["worker": .string(b.worker)]
+                        if case .object(let doc) = b.doc { for m in doc.members { e[m.key] = m.value } }
+                        return .object(e)
+                    })
                 Output.line(JSONValue.object(o).text)
                 return
             }
@@ -88,8 +89,9 @@ struct Status: ParsableCommand {
                 Output.line(state.rawValue.padding(10) + String(n).leftPadding(7) + note)
             }
             for b in breakers(spool) where b.doc["state"]?.stringValue != "closed" {
-                Output.line("breaker    \(b.doc["state"]?.stringValue ?? "?") since \(b.doc["openSince"]?.stringValue ?? "?")"
-                    + "  \(b.doc["endpoint"]?.stringValue ?? "?") (worker \(b.worker), \(b.doc["probes"]?.intValue ?? 0) probes)")
+                Output.line(
+                    "breaker    \(b.doc["state"]?.stringValue ?? "?") since \(b.doc["openSince"]?.stringValue ?? "?")"
+                        + "  \(b.doc["endpoint"]?.stringValue ?? "?") (worker \(b.worker), \(b.doc["probes"]?.intValue ?? 0) probes)")
             }
         }
     }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Settings
 import Spool
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The write end of the self-pipe SIGINT/SIGTERM wake `status --watch` through (-1: none).
 /// A pipe, not a blocked signal mask: the async root command has other threads, any of which may take the signal.
@@ -61,8 +62,9 @@ struct StatusWatch {
             do { status = try spool.status() } catch { throw Failed(error) }
             let at = Self.monotonicMilliseconds()
             let done = status.counts[.done] ?? 0, failed = status.counts[.failed] ?? 0
-            var frame = Frame(status: status, tenants: [], scanned: 0, waiting: 0, doneRate: nil, failedRate: nil,
-                              wallMilliseconds: Timestamp.nowMilliseconds(), states: spool.displayStates)
+            var frame = Frame(
+                status: status, tenants: [], scanned: 0, waiting: 0, doneRate: nil, failedRate: nil,
+                wallMilliseconds: Timestamp.nowMilliseconds(), states: spool.displayStates)
             if let p = previous, at > p.at {
                 let seconds = Double(at - p.at) / 1000
                 frame.doneRate = Double(max(0, done - p.done)) / seconds
@@ -82,7 +84,7 @@ struct StatusWatch {
         var counts: [String: Int] = [:]
         let scanned = min(names.count, tenantScanLimit)
         for name in names.prefix(tenantScanLimit) {
-            guard let peeked = spool.peek(name) else { continue }   // claimed meanwhile
+            guard let peeked = spool.peek(name) else { continue }  // claimed meanwhile
             let tenant: String
             switch peeked.job {
             case .success(let job): tenant = job.tenantId.flatMap { $0.isEmpty ? nil : $0 } ?? "(none)"

@@ -124,8 +124,9 @@ struct Submit: ParsableCommand {
                 }
                 if !problems.isEmpty {
                     for p in problems.dropLast() { Output.error(p) }
-                    throw Failed(problems.last! + (problems.count > 1 ? " (\(problems.count) invalid files; nothing enqueued)" : ""),
-                                 code: ExitStatus.dataError)
+                    throw Failed(
+                        problems.last! + (problems.count > 1 ? " (\(problems.count) invalid files; nothing enqueued)" : ""),
+                        code: ExitStatus.dataError)
                 }
             }
             for k in jobs.indices {
@@ -169,8 +170,9 @@ struct Submit: ParsableCommand {
             Output.line(doc["response"]?.stringValue ?? "")
         } else {
             let e = doc["error"]
-            throw Failed("job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
-                         code: ExitStatus.unavailable)
+            throw Failed(
+                "job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
+                code: ExitStatus.unavailable)
         }
     }
 }

@@ -10,6 +10,7 @@ import ServiceLifecycle
 import Settings
 import Spool
 import Worker
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,13 +87,16 @@ struct WorkerCommand: AsyncParsableCommand {
     @Flag(name: .customLong("log-prompts"), inversion: .prefixedNo, help: Self.help("logPrompts"))
     var logPrompts: Bool?
 
-    @Flag(name: .customLong("provider-batch"), inversion: .prefixedNo,
-          help: "Send jobs whose deadline is further away than the provider's window to its Batch API (default off; docs/batch.md).")
+    @Flag(
+        name: .customLong("provider-batch"), inversion: .prefixedNo,
+        help: "Send jobs whose deadline is further away than the provider's window to its Batch API (default off; docs/batch.md).")
     var providerBatch: Bool?
 
-    @Option(name: .customLong("provider-batch-window"),
-            help: ArgumentHelp("With --provider-batch: jobs whose deadline is further away than this are batched (default 24h).",
-                               valueName: "DURATION"))
+    @Option(
+        name: .customLong("provider-batch-window"),
+        help: ArgumentHelp(
+            "With --provider-batch: jobs whose deadline is further away than this are batched (default 24h).",
+            valueName: "DURATION"))
     var providerBatchWindow: String?
 
     @Flag(name: .customLong("print-config"), help: "Print the settings the worker would run with (JSON) and exit.")
@@ -163,8 +167,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = DaemonLogging.bootstrap(label: "llmspool.worker", level: conf.logLevel)
         do {
             _ = try Spool(path: conf.spoolPath)  // fail early, with the path, if it is not a spool
-            let responder = try ResponderFactory.make(conf.llmURL ?? "", apiKeyFile: conf.apiKeyFile, apiKeyEnv: conf.apiKeyEnv,
-                                                      configuration: conf)
+            let responder = try ResponderFactory.make(
+                conf.llmURL ?? "", apiKeyFile: conf.apiKeyFile, apiKeyEnv: conf.apiKeyEnv,
+                configuration: conf)
             let server = try conf.metricsAddress.map(Self.startMetrics)
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }
             let worker = Worker(configuration: conf, responder: responder, logger: logger)
@@ -251,9 +256,10 @@ extension WorkerCommand {
         let engine: CurlEngine
         do { engine = try CurlEngine() } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
         let client = ProviderBatchClient(
-            configuration: ChatClient.Configuration(baseURL: base, apiKey: key, connectTimeout: .milliseconds(conf.connectTimeoutMs),
-                                                    timeout: .milliseconds(conf.requestTimeoutMs),
-                                                    maxResponseBytes: conf.providerBatch.maxOutputBytes),
+            configuration: ChatClient.Configuration(
+                baseURL: base, apiKey: key, connectTimeout: .milliseconds(conf.connectTimeoutMs),
+                timeout: .milliseconds(conf.requestTimeoutMs),
+                maxResponseBytes: conf.providerBatch.maxOutputBytes),
             engine: engine)
         return ProviderBatcher(configuration: conf, client: client, logger: logger, gather: conf.providerBatch.enabled)
     }
@@ -314,7 +320,9 @@ enum ResponderFactory {
                 throw Failed("API key: \(error)", code: ExitStatus.dataError)
             }
             let engine: CurlEngine
-            do { engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: configuration.maxConnections)) } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
+            do { engine = try CurlEngine(configuration: .init(maxConnectionsPerHost: configuration.maxConnections)) } catch {
+                throw Failed("could not start libcurl: \(error)", code: ExitStatus.software)
+            }
             var chat = ChatClient.Configuration(
                 baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
                 timeout: .milliseconds(configuration.requestTimeoutMs))
