@@ -145,6 +145,24 @@ extension Setting {
             write: { .double(Double($0[keyPath: milliseconds]) / 1000) })
     }
 
+    /// A number above 0 and at most 1 (a share).
+    public static func fraction(
+        _ key: String, _ path: any WritableKeyPath<Root, Double> & Sendable, flag: String? = nil, _ meaning: String
+    ) -> Setting {
+        let rule = "must be a number above 0 and at most 1"
+        return Setting(
+            key: key, variable: nil, flag: flag, type: "number, above 0, at most 1", defaultNote: nil, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in
+                guard let d = v.value.doubleValue, d > 0, d <= 1 else { throw DocumentError(field: v.path, rule) }
+                root[keyPath: path] = d
+            },
+            readText: { root, text, source throws(DocumentError) in
+                guard let d = Double(text), d > 0, d <= 1 else { throw DocumentError(field: source, "\(rule), not \"\(text)\"") }
+                root[keyPath: path] = d
+            },
+            write: { .double($0[keyPath: path]) })
+    }
+
     /// A string, checked by `check` (which names `field` in its error).
     public static func string(
         _ key: String, _ path: any WritableKeyPath<Root, String> & Sendable, type: String = "string",

@@ -118,41 +118,28 @@ public struct WorkerConfiguration: Sendable {
         return .object(ts)
     }
 
-    static let breakerKeys = [
-        "enabled", "window", "failureRatio", "minimumCalls", "allFailingSeconds", "probeIntervalSeconds", "maxProbeIntervalSeconds",
+    /// The `circuitBreaker` object's settings (docs/configuration.md; a test checks the table).
+    public static let breakerSettings: [Setting<CircuitBreaker.Settings>] = [
+        .bool("enabled", \.enabled, "false: calls never stop, however many fail"),
+        .integer("window", \.window, 1...10_000, "how many of the latest calls are remembered"),
+        .integer("minimumCalls", \.minimumCalls, 1...10_000, "calls remembered before the share below counts"),
+        .fraction("failureRatio", \.failureRatio, "share of remembered calls failed transiently that opens it"),
+        .seconds(
+            "allFailingSeconds", \.allFailingMs, 0.001...86_400,
+            "every call failed transiently for this long: open, however few calls there were"),
+        .seconds("probeIntervalSeconds", \.probeIntervalMs, 0.001...3600, "wait before the first probe of an open breaker"),
+        .seconds(
+            "maxProbeIntervalSeconds", \.maxProbeIntervalMs, 0.001...3600, type: "seconds, 0.001–3600, not below `probeIntervalSeconds`",
+            "the wait doubles after each failed probe up to this"),
     ]
 
     /// Reads the `circuitBreaker` object; a key left out keeps its value.
     mutating func applyBreaker(_ v: JSONValue) throws(DocumentError) {
-        guard case .object(let o) = v else { throw DocumentError(field: "circuitBreaker", "must be an object (\(Self.breakerKeys.joined(separator: ", ")))") }
-        var b = circuitBreaker
-        for m in o.members {
-            let at = "circuitBreaker." + m.key
-            func seconds(_ range: ClosedRange<Double>) throws(DocumentError) -> Int64 {
-                guard let d = m.value.doubleValue, range.contains(d) else {
-                    throw DocumentError(field: at, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return Int64((d * 1000).rounded())
-            }
-            func count(_ range: ClosedRange<Int>) throws(DocumentError) -> Int {
-                guard let n = m.value.intValue, range.contains(n) else {
-                    throw DocumentError(field: at, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return n
-            }
-            switch m.key {
-            case "enabled": guard let e = m.value.boolValue else { throw DocumentError(field: at, "must be true or false") }; b.enabled = e
-            case "window": b.window = try count(1...10_000)
-            case "minimumCalls": b.minimumCalls = try count(1...10_000)
-            case "failureRatio":
-                guard let r = m.value.doubleValue, r > 0, r <= 1 else { throw DocumentError(field: at, "must be a number above 0 and at most 1") }
-                b.failureRatio = r
-            case "allFailingSeconds": b.allFailingMs = try seconds(0.001...86_400)
-            case "probeIntervalSeconds": b.probeIntervalMs = try seconds(0.001...3600)
-            case "maxProbeIntervalSeconds": b.maxProbeIntervalMs = try seconds(0.001...3600)
-            default: throw DocumentError(field: at, "unknown setting (\(Self.breakerKeys.joined(separator: ", ")))")
-            }
+        guard case .object(let o) = v else {
+            throw DocumentError(field: "circuitBreaker", "must be an object (\(Self.breakerSettings.map(\.key).joined(separator: ", ")))")
         }
+        var b = circuitBreaker
+        try Setting.apply(o, prefix: "circuitBreaker.", name: "circuitBreaker", Self.breakerSettings, to: &b)
         if b.maxProbeIntervalMs < b.probeIntervalMs {
             throw DocumentError(field: "circuitBreaker.maxProbeIntervalSeconds", "must not be below probeIntervalSeconds")
         }
@@ -249,13 +236,5 @@ public struct WorkerConfiguration: Sendable {
     /// gives back the same settings. The spool is not in it (it is set at the top level).
     public func json() -> JSONValue { Setting.section(Self.settings, of: self) }
 
-    func breakerJSON() -> JSONValue {
-        func seconds(_ ms: Int64) -> JSONValue { .double(Double(ms) / 1000) }
-        let b = circuitBreaker
-        return .object([
-            "enabled": .bool(b.enabled), "window": .integer(b.window), "failureRatio": .double(b.failureRatio),
-            "minimumCalls": .integer(b.minimumCalls), "allFailingSeconds": seconds(b.allFailingMs),
-            "probeIntervalSeconds": seconds(b.probeIntervalMs), "maxProbeIntervalSeconds": seconds(b.maxProbeIntervalMs),
-        ])
-    }
+    func breakerJSON() -> JSONValue { Setting.section(Self.breakerSettings, of: circuitBreaker) }
 }

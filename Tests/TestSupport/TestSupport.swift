@@ -60,10 +60,11 @@ public enum DocTables {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The first table (lines starting with `|`, from its `| key ` header) after the line `heading`.
+    /// The first table (lines starting with `|`, from its `| key ` header) after the first line
+    /// that starts with `heading`.
     public static func table(after heading: String, in doc: String) -> String {
         let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
-        guard let h = lines.firstIndex(where: { $0 == heading }),
+        guard let h = lines.firstIndex(where: { $0.hasPrefix(heading) }),
             let start = lines[h...].firstIndex(where: { $0.hasPrefix("| key ") })
         else { return "" }
         return lines[start...].prefix(while: { $0.hasPrefix("|") }).joined(separator: "\n")

@@ -16,6 +16,15 @@ struct WorkerSettingsTests {
         #expect(have == want, "replace the table under ## `worker` with:\n\(want)")
     }
 
+    @Test("docs/configuration.md's circuitBreaker and providerBatch tables are the declarations'")
+    func nestedTablesMatch() throws {
+        let doc = try DocTables.read("docs/configuration.md")
+        let breaker = Setting.markdownTable(WorkerConfiguration.breakerSettings, defaults: CircuitBreaker.Settings(), variables: false)
+        #expect(DocTables.table(after: "`circuitBreaker` holds", in: doc) == breaker, "replace the circuitBreaker table with:\n\(breaker)")
+        let batch = Setting.markdownTable(ProviderBatchSettings.settings, defaults: ProviderBatchSettings(), variables: false)
+        #expect(DocTables.table(after: "`providerBatch` holds", in: doc) == batch, "replace the providerBatch table with:\n\(batch)")
+    }
+
     @Test("the section written by json() reads back to the same section, every key present")
     func roundTrip() throws {
         var c = WorkerConfiguration()

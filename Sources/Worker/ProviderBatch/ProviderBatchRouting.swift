@@ -1,4 +1,5 @@
 import JSON
+public import Settings
 public import Spool
 
 /// The `worker.providerBatch` settings: whether, and when, jobs go to the provider's Batch API.
@@ -27,46 +28,45 @@ public struct ProviderBatchSettings: Sendable, Equatable {
 
     public init() {}
 
-    static let keys = [
-        "enabled", "windowSeconds", "liveMarginSeconds", "completionWindow", "pollSeconds", "maxPollSeconds", "scanSeconds",
-        "maxRequests", "maxBytes", "maxOutputBytes",
+    /// The `providerBatch` object's settings (docs/configuration.md; a test checks the table).
+    public static let settings: [Setting<ProviderBatchSettings>] = [
+        .bool("enabled", \.enabled, flag: "--provider-batch --no-provider-batch", "batch jobs whose deadline is further away than `windowSeconds`"),
+        .seconds(
+            "windowSeconds", \.windowMs, 1...(30 * 86_400), flag: "--provider-batch-window",
+            "the provider's window: only deadlines further away are batched"),
+        .seconds(
+            "liveMarginSeconds", \.liveMarginMs, 0...(30 * 86_400), type: "seconds, 0–2592000, below `windowSeconds`",
+            "a batched job whose deadline is nearer than this is called live instead (with `--provider-batch-window` below it, half the window)"),
+        .string(
+            "completionWindow", \.completionWindow, "the `completion_window` asked of the provider (OpenAI accepts only `24h`)",
+            check: { s, field throws(DocumentError) in
+                if s.isEmpty || s.utf8.count > 16 { throw DocumentError(field: field, "must be a window such as \"24h\"") }
+            }),
+        .seconds("pollSeconds", \.pollMs, 0.01...86_400, "first poll of a submitted batch, this long after submission"),
+        .seconds(
+            "maxPollSeconds", \.maxPollMs, 0.01...86_400, type: "seconds, 0.01–86400, not below `pollSeconds`",
+            "each later poll waits twice as long as the one before, up to this"),
+        .seconds("scanSeconds", \.scanMs, 0.05...3600, "how often `new/` is looked through for jobs to batch"),
+        .integer("maxRequests", \.maxRequests, 1...1_000_000, "requests (lines) per input file at most (OpenAI: 50,000)"),
+        .integer("maxBytes", \.maxBytes, 1024...2_000_000_000, "bytes per input file at most (OpenAI: 200 MB)"),
+        .integer(
+            "maxOutputBytes", \.maxOutputBytes, 1024...2_000_000_000,
+            "largest output or error file read back; a larger one sends its jobs live"),
     ]
+
+    /// The declaration of `key` (a programming error if there is none).
+    public static func setting(_ key: String) -> Setting<ProviderBatchSettings> {
+        guard let s = settings.first(where: { $0.key == key }) else { preconditionFailure("no providerBatch setting \(key)") }
+        return s
+    }
 
     /// Reads the `providerBatch` object; a key left out keeps its value.
     mutating func apply(_ v: JSONValue) throws(DocumentError) {
-        guard case .object(let o) = v else { throw DocumentError(field: "providerBatch", "must be an object (\(Self.keys.joined(separator: ", ")))") }
-        var p = self
-        for m in o.members {
-            let at = "providerBatch." + m.key
-            func seconds(_ range: ClosedRange<Double>) throws(DocumentError) -> Int64 {
-                guard let d = m.value.doubleValue, range.contains(d) else {
-                    throw DocumentError(field: at, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return Int64((d * 1000).rounded())
-            }
-            func count(_ range: ClosedRange<Int>) throws(DocumentError) -> Int {
-                guard let n = m.value.intValue, range.contains(n) else {
-                    throw DocumentError(field: at, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return n
-            }
-            switch m.key {
-            case "enabled": guard let e = m.value.boolValue else { throw DocumentError(field: at, "must be true or false") }; p.enabled = e
-            case "windowSeconds": p.windowMs = try seconds(1...30 * 86_400)
-            case "liveMarginSeconds": p.liveMarginMs = try seconds(0...30 * 86_400)
-            case "completionWindow":
-                guard let s = m.value.stringValue, !s.isEmpty, s.utf8.count <= 16 else { throw DocumentError(field: at, "must be a window such as \"24h\"") }
-                p.completionWindow = s
-            case "pollSeconds": p.pollMs = try seconds(0.01...86_400)
-            case "maxPollSeconds": p.maxPollMs = try seconds(0.01...86_400)
-            case "scanSeconds": p.scanMs = try seconds(0.05...3600)
-            case "maxRequests": p.maxRequests = try count(1...1_000_000)
-            case "maxBytes": p.maxBytes = try count(1024...2_000_000_000)
-            case "maxOutputBytes": p.maxOutputBytes = try count(1024...2_000_000_000)
-            default:
-                throw DocumentError(field: at, "unknown setting\(DocumentError.didYouMean(m.key, in: Self.keys)) (\(Self.keys.joined(separator: ", ")))")
-            }
+        guard case .object(let o) = v else {
+            throw DocumentError(field: "providerBatch", "must be an object (\(Self.settings.map(\.key).joined(separator: ", ")))")
         }
+        var p = self
+        try Setting.apply(o, prefix: "providerBatch.", name: "providerBatch", Self.settings, to: &p)
         if p.liveMarginMs >= p.windowMs {
             throw DocumentError(field: "providerBatch.liveMarginSeconds", "must be below windowSeconds (a job must have time to wait in a provider batch)")
         }
@@ -74,15 +74,7 @@ public struct ProviderBatchSettings: Sendable, Equatable {
         self = p
     }
 
-    func json() -> JSONValue {
-        func seconds(_ ms: Int64) -> JSONValue { .double(Double(ms) / 1000) }
-        return .object([
-            "enabled": .bool(enabled), "windowSeconds": seconds(windowMs), "liveMarginSeconds": seconds(liveMarginMs),
-            "completionWindow": .string(completionWindow), "pollSeconds": seconds(pollMs), "maxPollSeconds": seconds(maxPollMs),
-            "scanSeconds": seconds(scanMs), "maxRequests": .integer(maxRequests), "maxBytes": .integer(maxBytes),
-            "maxOutputBytes": .integer(maxOutputBytes),
-        ])
-    }
+    func json() -> JSONValue { Setting.section(Self.settings, of: self) }
 }
 
 /// Which path a job takes: pure decisions on its deadline, no disk and no network.

@@ -89,14 +89,12 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Flag(
         name: .customLong("provider-batch"), inversion: .prefixedNo,
-        help: "Send jobs whose deadline is further away than the provider's window to its Batch API (default off; docs/batch.md).")
+        help: Self.help(ProviderBatchSettings.setting("enabled"), defaults: ProviderBatchSettings()))
     var providerBatch: Bool?
 
     @Option(
         name: .customLong("provider-batch-window"),
-        help: ArgumentHelp(
-            "With --provider-batch: jobs whose deadline is further away than this are batched (default 24h).",
-            valueName: "DURATION"))
+        help: Self.help(ProviderBatchSettings.setting("windowSeconds"), defaults: ProviderBatchSettings(), valueName: "DURATION"))
     var providerBatchWindow: String?
 
     @Flag(name: .customLong("print-config"), help: "Print the settings the worker would run with (JSON) and exit.")
@@ -113,9 +111,12 @@ struct WorkerCommand: AsyncParsableCommand {
 
     /// A flag's help: its setting's meaning, the default, and the variable that may also set it.
     static func help(_ key: String, valueName: String? = nil) -> ArgumentHelp {
-        let s = WorkerConfiguration.setting(key)
+        help(WorkerConfiguration.setting(key), defaults: WorkerConfiguration(), valueName: valueName)
+    }
+
+    static func help<Root>(_ s: Setting<Root>, defaults: Root, valueName: String? = nil) -> ArgumentHelp {
         let def: String
-        switch s.value(of: WorkerConfiguration()) {
+        switch s.value(of: defaults) {
         case .null: def = s.defaultNote ?? "none"
         case .string(let text): def = text
         case let v where s.type.hasPrefix("seconds"): def = String(decoding: v.serialized(), as: UTF8.self) + "s"
