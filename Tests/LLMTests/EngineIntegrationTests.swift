@@ -129,9 +129,11 @@ struct EngineIntegrationTests {
                 let elapsed = ContinuousClock.now - start
                 #expect(error.kind == .timeout)
                 #expect(error.isTransient)
-                // The lower bound is the timeout; the upper one only says it did not hang (the
-                // machine may be busy with other tests).
-                #expect(elapsed >= .milliseconds(650) && elapsed < .seconds(10), "took \(elapsed)")
+                // Not before the timeout. The server never answers, so returning with `.timeout`
+                // at all proves the timeout fired; no upper bound: when the whole suite runs, the
+                // task may wait long for a thread after the engine has failed it (88 s seen on 2
+                // cores), and a timeout that never fires is caught by the suite's time limit.
+                #expect(elapsed >= .milliseconds(650), "took \(elapsed)")
             }
         }
     }
@@ -313,12 +315,11 @@ struct EngineIntegrationTests {
             let client = try chatClient(server, engine, timeout: .seconds(30))
             let task = Task { try await client.complete(fake("hang")) }
             while engine.statistics.inFlight < 1 { try await Task.sleep(for: .milliseconds(10)) }
-            let start = ContinuousClock.now
             task.cancel()
             await #expect(throws: CancellationError.self) { try await task.value }
-            // Well before the call's 30 s timeout: cancelled, not timed out. (Milliseconds alone;
-            // 5.9 s once in a full 2-core run whose blocking tests held the cooperative pool.)
-            #expect(ContinuousClock.now - start < .seconds(20))
+            // Cancelled, not timed out: the error above is CancellationError, not LLMError.timeout.
+            // (No bound on the time: in a full 2-core run the blocking tests may hold the
+            // cooperative pool for minutes; 113 s seen.)
             #expect(engine.statistics.inFlight == 0)
             // A task cancelled before it starts never reaches the server.
             let early = Task {
