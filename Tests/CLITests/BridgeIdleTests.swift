@@ -69,9 +69,10 @@ struct BridgeIdleTests {
         let thread = try #require(tid)
         let (polls, trace) = try Self.polls(thread, seconds: 5)
         print("idle bridge: the loop thread called poll \(polls) times in 5 s")
-        // The rescan every 5 s: one or two turns in 5 s. Nothing else (librdkafka's heartbeats and
-        // fetches run on its own threads). A loop polling every 100 ms, as swift-kafka-client's
-        // does, would call it 50 times.
-        #expect(polls <= 2, "the loop polled \(polls) times in 5 s:\n\(trace.suffix(3000))")
+        // The rescan every 5 s: one or two turns in 5 s, and a turn for each event librdkafka
+        // queues (a group that settles late on a loaded machine: 4 seen once in CI, 2 usually).
+        // Heartbeats and fetches run on librdkafka's own threads. A loop polling every 100 ms, as
+        // swift-kafka-client's does, would call it 50 times.
+        #expect(polls <= 6, "the loop polled \(polls) times in 5 s:\n\(trace.suffix(3000))")
     }
 }
