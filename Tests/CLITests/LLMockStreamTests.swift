@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Spool
+import TestSupport
 import Testing
 
 /// llmock (PyPI, `pip install llmock`; 0.2.2 here) as a process: a third-party mock of the OpenAI
@@ -32,7 +33,7 @@ final class LLMock: Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)/v1" }
 
     init(_ args: [String] = []) throws {
-        port = try Self.freePort()
+        port = try freeLoopbackPort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["llmock", "serve", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning"] + args
@@ -70,43 +71,7 @@ final class LLMock: Sendable {
 
     /// One HTTP/1.0 request through a raw socket (no client library to trust).
     func request(_ method: String, _ path: String, body: [UInt8] = []) throws -> (status: Int, body: [UInt8]) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { throw CocoaError(.fileReadUnknown) }
-        let head = "\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
-        let bytes = Array(head.utf8) + body
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buf, buf.count, 0)
-            if n <= 0 { break }
-            response += buf[0..<n]
-        }
-        guard let split = response.indices.first(where: { response[$0...].starts(with: [13, 10, 13, 10]) }) else { throw CocoaError(.fileReadCorruptFile) }
-        let status = String(decoding: response[..<split], as: UTF8.self).split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return (status, Array(response[(split + 4)...]))
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw CocoaError(.fileReadUnknown) }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        try RawHTTP.request(port: port, method, path, body: body)
     }
 }
 

@@ -136,3 +136,34 @@ struct TestSpool {
 
     func remove() { dir.remove() }
 }
+
+/// One HTTP/1.0 request to a test peer on 127.0.0.1 through a raw socket (no client library to
+/// trust): its status and body. A body, when given, goes as `application/json`.
+enum RawHTTP {
+    static func request(port: Int, _ method: String, _ path: String, body: [UInt8]? = nil) throws -> (status: Int, body: [UInt8]) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { throw CocoaError(.fileReadUnknown) }
+        var head = "\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        let bytes = Array((head + "\r\n").utf8) + (body ?? [])
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            response += buf[0..<n]
+        }
+        guard let split = response.indices.first(where: { response[$0...].starts(with: [13, 10, 13, 10]) }) else { throw CocoaError(.fileReadCorruptFile) }
+        let status = String(decoding: response[..<split], as: UTF8.self).split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return (status, Array(response[(split + 4)...]))
+    }
+}

@@ -36,27 +36,7 @@ final class LLMStandIn: Sendable {
 
     /// GET a JSON document from the server (through a raw socket: no client library to trust).
     func get(_ path: String) throws -> JSONValue {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { throw CocoaError(.fileReadUnknown) }
-        let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buf, buf.count, 0)
-            if n <= 0 { break }
-            response += buf[0..<n]
-        }
-        guard let split = response.indices.first(where: { response[$0...].starts(with: [13, 10, 13, 10]) }) else { throw CocoaError(.fileReadCorruptFile) }
-        return try JSONParser.parse(Array(response[(split + 4)...]))
+        try JSONParser.parse(RawHTTP.request(port: port, "GET", path).body)
     }
 }
 
