@@ -263,6 +263,12 @@ extension Setting {
         }
     }
 
+    /// The declaration of `key` in `settings` (a programming error if there is none).
+    public static func named(_ key: String, in settings: [Setting]) -> Setting {
+        guard let s = settings.first(where: { $0.key == key }) else { preconditionFailure("no setting \(key) of \(Root.self)") }
+        return s
+    }
+
     /// Every setting's value, in declaration order, as a section.
     public static func section(_ settings: [Setting], of root: Root) -> JSONValue {
         var o = JSONObject()

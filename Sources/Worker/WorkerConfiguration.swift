@@ -228,8 +228,7 @@ public struct WorkerConfiguration: Sendable {
 
     /// The declaration of `key` (a programming error if there is none).
     public static func setting(_ key: String) -> Setting<WorkerConfiguration> {
-        guard let s = settings.first(where: { $0.key == key }) else { preconditionFailure("no worker setting \(key)") }
-        return s
+        Setting.named(key, in: settings)
     }
 
     /// These settings as a `worker` section, every key present (`null`: not set); `apply` of it

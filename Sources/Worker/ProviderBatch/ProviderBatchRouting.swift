@@ -56,8 +56,7 @@ public struct ProviderBatchSettings: Sendable, Equatable {
 
     /// The declaration of `key` (a programming error if there is none).
     public static func setting(_ key: String) -> Setting<ProviderBatchSettings> {
-        guard let s = settings.first(where: { $0.key == key }) else { preconditionFailure("no providerBatch setting \(key)") }
-        return s
+        Setting.named(key, in: settings)
     }
 
     /// Reads the `providerBatch` object; a key left out keeps its value.

@@ -129,7 +129,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     /// The flags given, each with its setting's key and its text, in the order of the settings.
-    var flags: [(key: String, flag: String, text: String)] {
+    var flags: [(setting: Setting<WorkerConfiguration>, flag: String, text: String)] {
         let given: [String: String?] = [
             "llmURL": llmURL, "model": model, "maxInFlight": concurrency, "maxAttempts": maxAttempts,
             "gracePeriodSeconds": gracePeriod, "requestTimeoutSeconds": requestTimeout,
@@ -138,13 +138,13 @@ struct WorkerCommand: AsyncParsableCommand {
         ]
         return WorkerConfiguration.settings.compactMap { s in
             guard let text = given[s.key] ?? nil, let flag = s.flag?.split(separator: " ").first else { return nil }
-            return (s.key, String(flag), text)
+            return (s, String(flag), text)
         }
     }
 
     /// Applies the flags through their settings' rules; an error names the flag.
     func applyFlags(to conf: inout WorkerConfiguration) throws(DocumentError) {
-        for f in flags { try WorkerConfiguration.setting(f.key).apply(text: f.text, from: f.flag, to: &conf) }
+        for f in flags { try f.setting.apply(text: f.text, from: f.flag, to: &conf) }
     }
 
     func run() async throws {
