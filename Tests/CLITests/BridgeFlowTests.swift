@@ -4,34 +4,11 @@ import Spool
 import TestSupport
 import Testing
 
-/// A bridge process whose log goes to a file (a pipe nobody drains would block a chatty bridge).
-final class BridgeProcess {
-    let process: Process
-    let logPath: String
-
-    init(spool: String, _ args: [String], log: String) throws {
-        logPath = log
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let (p, _, _) = CLI.process(["bridge"] + args, spool: spool)
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        process = p
-    }
-
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    /// SIGTERM, wait; the exit status.
-    @discardableResult
-    func stop() -> Int32 {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-
-    func kill9() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+extension HostProcess {
+    /// `llmspool bridge ARGS` on this host, its log in a file (a pipe nobody drains would block a
+    /// chatty bridge).
+    static func bridge(spool: String, _ args: [String], log: String) throws -> HostProcess {
+        try HostProcess(spool: spool, ["bridge"] + args, log: log)
     }
 }
 
@@ -71,11 +48,11 @@ struct BridgeFlowTests {
         defer { a.remove(); b.remove() }
         let mock = try KafkaMock(in: a.dir, topics: ["jobs:3", "results:3"])
         defer { mock.stop() }
-        let bridgeA = try BridgeProcess(
+        let bridgeA = try HostProcess.bridge(
             spool: a.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs", "--results-in", "results"] + Self.fast,
             log: a.dir.file("bridge-a.log"))
         let port = UInt16(try freeLoopbackPort())
-        let bridgeB = try BridgeProcess(
+        let bridgeB = try HostProcess.bridge(
             spool: b.path,
             [
                 "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--results-out", "results",
@@ -144,11 +121,11 @@ struct BridgeFlowTests {
         defer { mock.stop() }
         let args = ["--brokers", mock.bootstrap, "--group", "shared", "--jobs-in", "jobs", "--dlq", ""] + Self.fast
         try mock.produce("jobs", Self.jobs("first", 150))
-        let one = try BridgeProcess(spool: s1.path, args, log: s1.dir.file("one.log"))
+        let one = try HostProcess.bridge(spool: s1.path, args, log: s1.dir.file("one.log"))
         defer { one.stop() }
         #expect(WorkerProcessTests.waitUntil(30) { s1.names("new").count == 150 }, "\(one.log)")
         // A second member joins: the partitions are split between the two.
-        let two = try BridgeProcess(spool: s2.path, args, log: s2.dir.file("two.log"))
+        let two = try HostProcess.bridge(spool: s2.path, args, log: s2.dir.file("two.log"))
         defer { two.stop() }
         let split = WorkerProcessTests.waitUntil(45) {
             two.log.contains("partitions assigned") && one.log.components(separatedBy: "partitions assigned").count >= 3
@@ -179,7 +156,7 @@ struct BridgeFlowTests {
         defer { s.remove() }
         let mock = try KafkaMock(in: s.dir, topics: ["jobs:3"])
         defer { mock.stop() }
-        let bridge = try BridgeProcess(
+        let bridge = try HostProcess.bridge(
             spool: s.path, ["--brokers", mock.bootstrap, "--jobs-out", "jobs"] + Self.fast,
             log: s.dir.file("bridge.log"))
         defer { bridge.stop() }
@@ -220,16 +197,16 @@ struct BridgeFlowTests {
         let outArgs = ["--brokers", mock.bootstrap, "--jobs-out", "out"] + Self.fast
         var rng = SplitMix(seed: 7)
         for round in 0..<4 {
-            let a = try BridgeProcess(spool: inbound.path, inArgs, log: inbound.dir.file("in-\(round).log"))
-            let b = try BridgeProcess(spool: outbound.path, outArgs, log: outbound.dir.file("out-\(round).log"))
+            let a = try HostProcess.bridge(spool: inbound.path, inArgs, log: inbound.dir.file("in-\(round).log"))
+            let b = try HostProcess.bridge(spool: outbound.path, outArgs, log: outbound.dir.file("out-\(round).log"))
             // Let each get going (joining the group takes a moment), then kill both mid-stream.
             _ = WorkerProcessTests.waitUntil(20) { a.log.contains("enqueued") || a.log.contains("partitions assigned") }
             usleep(UInt32(50_000 + rng.next() % 250_000))
             a.kill9()
             b.kill9()
         }
-        let a = try BridgeProcess(spool: inbound.path, inArgs, log: inbound.dir.file("in-last.log"))
-        let b = try BridgeProcess(spool: outbound.path, outArgs, log: outbound.dir.file("out-last.log"))
+        let a = try HostProcess.bridge(spool: inbound.path, inArgs, log: inbound.dir.file("in-last.log"))
+        let b = try HostProcess.bridge(spool: outbound.path, outArgs, log: outbound.dir.file("out-last.log"))
         _ = WorkerProcessTests.waitUntil(30) { a.log.contains("partitions assigned") }
         let inDone = WorkerProcessTests.waitUntil(90) { inbound.names("new").count >= 400 }
         let outDone = WorkerProcessTests.waitUntil(90) { outbound.names("forwarded").count >= 200 }
