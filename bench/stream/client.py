@@ -102,8 +102,9 @@ async def sse(hdrs, r):
 
 
 def stamp(latencies, text: bytes, t):
+    """Adds (latency ms, receive time µs, token number) for each token in `text`."""
     for m in TOKEN.finditer(text):
-        latencies.append((t - int(m.group(2))) / 1000.0)
+        latencies.append(((t - int(m.group(2))) / 1000.0, t, int(m.group(1))))
 
 
 async def direct_call(url, latencies, tokens):
@@ -190,8 +191,37 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
 
-def summary(latencies):
-    return {"chunks": len(latencies), "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99), "max_ms": max(latencies) if latencies else None}
+def summary(samples):
+    """Percentiles over every token (the measure), then split: by when the token came (the first
+    second after the run's first token — the start, with every stream's claim, first call and
+    partial file — against the rest) and by its place in its stream (the first token, the last
+    five, the others). SAMPLES=FILE also writes every sample: latency ms, receive µs, token number."""
+    lat = [x[0] for x in samples]
+    out = {"chunks": len(lat), "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": max(lat) if lat else None}
+    if not samples:
+        return out
+    t0 = min(x[1] for x in samples)
+    top = max(x[2] for x in samples)
+    groups = {
+        "first_second": [x[0] for x in samples if x[1] - t0 < 1_000_000],
+        "after_first_second": [x[0] for x in samples if x[1] - t0 >= 1_000_000],
+        "token_0": [x[0] for x in samples if x[2] == 0],
+        "tokens_middle": [x[0] for x in samples if 0 < x[2] < top - 4],
+        "tokens_last_5": [x[0] for x in samples if x[2] >= top - 4],
+    }
+    out["split"] = {k: {"n": len(v), "p50_ms": pct(v, 0.5), "p99_ms": pct(v, 0.99), "max_ms": max(v) if v else None} for k, v in groups.items()}
+    # The worst 1 %: when they came (ms after the first token, in 100 ms bins) and which tokens.
+    worst = sorted(samples, key=lambda x: -x[0])[: max(1, len(samples) // 100)]
+    bins = {}
+    for x in worst:
+        b = (x[1] - t0) // 100_000 * 100
+        bins[b] = bins.get(b, 0) + 1
+    out["worst_1pct_by_100ms"] = dict(sorted(bins.items()))
+    if os.environ.get("SAMPLES"):
+        with open(os.environ["SAMPLES"], "w") as f:
+            for x in samples:
+                f.write("%.3f %d %d\n" % x)
+    return out
 
 
 async def main():

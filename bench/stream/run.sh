@@ -14,23 +14,28 @@
 # worker starts (--concurrency = the number of streams) and claims them all at once.
 # Needs: lighttpd python3 (uvloop makes the Python ends cheaper). Release binaries are built into
 # .build-release (as bench/worker/run.sh) unless SKIP_BUILD=1.
-# Usage: bench/stream/run.sh   (env: RATE=50 TTFT_MS=200 K=20 STREAMS_MID=200 STREAMS_BIG=1000
-#        TOKENS_BIG=500 BENCH_DIR=bench/out)
+# Usage: bench/stream/run.sh   (env: RATE=50 TTFT_MS=200 K=20 STREAMS_MID=200 TOKENS_MID=100 STREAMS_BIG=1000
+#        TOKENS_BIG=500 BENCH_DIR=bench/out BIN_DIR=…; PARTS="1 mid ttft big" runs the parts named alone and
+#        prints their JSON, with PERF=N or SCHED=N for a profile or the scheduler's delays of their
+#        first N seconds, SAMPLES=FILE for every token's latency, KEEP=1 to keep the directory)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RATE=${RATE:-50}
 TTFT_MS=${TTFT_MS:-200}
 K=${K:-20}
 STREAMS_MID=${STREAMS_MID:-200}
+TOKENS_MID=${TOKENS_MID:-100}
 STREAMS_BIG=${STREAMS_BIG:-1000}
 TOKENS_BIG=${TOKENS_BIG:-500}
 BASE=${BENCH_DIR:-$ROOT/bench/out}/stream-$(date +%s)
 mkdir -p "$BASE"
 HERE="$ROOT/bench/stream"
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then swift build -c release --scratch-path "$ROOT/.build-release" >&2; fi
-BIN="$ROOT/.build-release/release/llmspool"
-CGI="$ROOT/.build-release/release/llmspool-cgi"
+# BIN_DIR: the llmspool and llmspool-cgi to measure (e.g. another build's, for an A/B; no build then).
+if [ -z "${BIN_DIR:-}" ] && [ "${SKIP_BUILD:-0}" != 1 ]; then swift build -c release --scratch-path "$ROOT/.build-release" >&2; fi
+BIN_DIR=${BIN_DIR:-$ROOT/.build-release/release}
+BIN="$BIN_DIR/llmspool"
+CGI="$BIN_DIR/llmspool-cgi"
 
 # Every open event stream is a CGI process holding one inotify instance, and the kernel allows
 # fs.inotify.max_user_instances per user (128 by default): beyond it GET …/events gets a 503. As
@@ -94,7 +99,7 @@ ticks() { python3 -c "import sys;f=open('/proc/$1/stat').read().rsplit(')',1)[1]
 through() {  # $1: streams, $2: tokens per stream → the client's JSON on stdout
     local n=$1 out="$BASE/cgi-$1.json"
     rm -f "$BASE/worker.pid"
-    TOKENS=$2 python3 -u "$HERE/client.py" cgi "$WEB" bench-token "$n" "$BASE/worker.pid" > "$out" &
+    SAMPLES=${SAMPLES:+$SAMPLES.cgi-$n} TOKENS=$2 python3 -u "$HERE/client.py" cgi "$WEB" bench-token "$n" "$BASE/worker.pid" > "$out" &
     local client=$!
     while ! grep -q ready "$out" 2>/dev/null; do
         kill -0 $client 2>/dev/null || { echo "client failed" >&2; return 1; }
@@ -108,6 +113,12 @@ through() {  # $1: streams, $2: tokens per stream → the client's JSON on stdou
         perf record -q -a -F 499 -o "$BASE/perf-$n.data" -- sleep "$PERF" 2>/dev/null
         { echo "== perf, $n streams, first ${PERF}s: CPU by process"; perf report -q -i "$BASE/perf-$n.data" --sort comm 2>/dev/null | head -8
           echo "== by symbol"; perf report -q -i "$BASE/perf-$n.data" --sort comm,sym 2>/dev/null | head -25; } >&2
+    fi
+    # SCHED=N: the scheduler's view of the first N seconds (perf sched record -a): per command, CPU
+    # time, switches, and the average and worst delay from wake-up to running.
+    if [ "${SCHED:-0}" != 0 ] && command -v perf >/dev/null; then
+        perf sched record -q -a -o "$BASE/sched-$n.data" -- sleep "$SCHED" >/dev/null 2>&1
+        { echo "== perf sched, $n streams, first ${SCHED}s"; perf sched latency -i "$BASE/sched-$n.data" --sort max 2>/dev/null | head -24; } >&2
     fi
     wait $client
     local c1 t1
@@ -123,7 +134,7 @@ echo "load before: $(load) ($(nproc) cores)" >&2
 PARTS=${PARTS:-1 mid ttft big}
 if [ "$PARTS" != "1 mid ttft big" ]; then  # one part alone (e.g. PARTS=mid PERF=5): its JSON only
     for part in $PARTS; do case $part in
-        1) through 1 200 ;; mid) through "$STREAMS_MID" 100 ;; big) through "$STREAMS_BIG" "$TOKENS_BIG" ;;
+        1) through 1 200 ;; direct) direct "$STREAMS_MID" "$TOKENS_MID" ;; mid) through "$STREAMS_MID" "$TOKENS_MID" ;; big) through "$STREAMS_BIG" "$TOKENS_BIG" ;;
     esac; done
     cleanup; trap - EXIT
     [ "${KEEP:-0}" = 1 ] || (rm -rf "$BASE" &)
@@ -131,7 +142,7 @@ if [ "$PARTS" != "1 mid ttft big" ]; then  # one part alone (e.g. PARTS=mid PERF
 fi
 L1=$(load); D1=$(direct 1 200); C1=$(through 1 200)
 echo "1 stream: direct $D1" >&2; echo "1 stream: through $C1" >&2
-L200=$(load); D200=$(direct "$STREAMS_MID" 100); C200=$(through "$STREAMS_MID" 100)
+L200=$(load); D200=$(direct "$STREAMS_MID" "$TOKENS_MID"); C200=$(through "$STREAMS_MID" "$TOKENS_MID")
 echo "$STREAMS_MID streams: direct $D200" >&2; echo "$STREAMS_MID streams: through $C200" >&2
 
 LT=$(load)
