@@ -25,9 +25,14 @@ public final class SpoolWatcher: Sendable {
 
     private let inotify: FileDescriptor
     private let event: FileDescriptor
-    private let states: [Int32: SpoolState]
-    /// Partial files watched (``watchPartial(of:)``): watch descriptor → file name in `cur/`.
-    private let partials = Mutex<[Int32: String]>([:])
+    /// The directories watched: watch descriptor → state (empty after ``unwatchDirectories()``).
+    private let states: Mutex<[Int32: SpoolState]>
+    /// The directories asked for, and the mask they are watched with (to watch them again).
+    private let watchedStates: [SpoolState]
+    private let mask: UInt32
+    /// Files watched themselves (``watchPartial(of:)``, ``watchFile(_:reportedAs:)``): watch
+    /// descriptor → the name their changes are reported as.
+    private let files = Mutex<[Int32: String]>([:])
     private let spoolForPartials: Spool
     /// Whether names of files that left are reported (``Events/stream``).
     private let namesDepartures: Bool
@@ -67,6 +72,8 @@ public final class SpoolWatcher: Sendable {
         namesDepartures = events == .stream
         spoolForPartials = spool
         let mask = events.mask
+        self.mask = mask
+        watchedStates = states
         var watches: [Int32: SpoolState] = [:]
         for state in states {
             do { watches[try Sys.addWatch(ifd, spool.dir(state).path, mask: mask)] = state } catch {
@@ -75,7 +82,7 @@ public final class SpoolWatcher: Sendable {
                 throw .system(error)
             }
         }
-        self.states = watches
+        self.states = Mutex(watches)
     }
 
     deinit {
@@ -89,8 +96,53 @@ public final class SpoolWatcher: Sendable {
     public func watchPartial(of id: String) -> Bool {
         let path = spoolForPartials.partialPath(id)
         guard let wd = try? Sys.addWatch(inotify, path, mask: UInt32(IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)) else { return false }
-        partials.withLock { $0[wd] = Partial.fileName(id) }
+        files.withLock { $0[wd] = Partial.fileName(id) }
         return true
+    }
+
+    /// Also wakes when the file at `path` (the one there now) is renamed, removed, or has its
+    /// attributes or link count changed (`IN_MOVE_SELF`, `IN_DELETE_SELF`, `IN_ATTRIB`), reported
+    /// as `name` arriving in `cur/`: a reader following one job watches the job's own file rather
+    /// than whole directories, where every other job's change would wake it too. Returns the
+    /// watch descriptor (the same one again for a file already watched), or nil when there is no
+    /// file at `path`.
+    public func watchFile(_ path: String, reportedAs name: String) -> Int32? {
+        guard let wd = try? Sys.addWatch(inotify, path, mask: UInt32(IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)) else { return nil }
+        files.withLock { $0[wd] = name }
+        return wd
+    }
+
+    /// Ends a watch of ``watchFile(_:reportedAs:)``.
+    public func unwatchFile(_ wd: Int32) {
+        guard files.withLock({ $0.removeValue(forKey: wd) }) != nil else { return }
+        Sys.removeWatch(inotify, wd)
+    }
+
+    /// Stops watching the spool's directories; the partial files' watches stay, and only they wake
+    /// a waiter now. Their events already queued are dropped. The same inotify instance goes on:
+    /// closing one that had watches blocks until the kernel has freed them (an SRCU grace period:
+    /// 8–24 ms measured here, longer with many closing at once), so an event stream narrowed by
+    /// opening a second instance and closing the first stalled for that long before its first
+    /// delta (bench/stream/run.sh); `inotify_rm_watch` returns in microseconds.
+    public func unwatchDirectories() {
+        let removed = states.withLock { s in
+            defer { s = [:] }
+            return Array(s.keys)
+        }
+        for wd in removed { Sys.removeWatch(inotify, wd) }
+    }
+
+    /// Watches the spool's directories again, after ``unwatchDirectories()`` (a no-op while they are watched).
+    public func watchDirectories() throws(SpoolError) {
+        guard states.withLock({ $0.isEmpty }) else { return }
+        var watches: [Int32: SpoolState] = [:]
+        for state in watchedStates {
+            do throws(SystemCallError) { watches[try Sys.addWatch(inotify, spoolForPartials.dir(state).path, mask: mask)] = state } catch {
+                for wd in watches.keys { Sys.removeWatch(inotify, wd) }
+                throw .system(error)
+            }
+        }
+        states.withLock { $0 = watches }
     }
 
     /// Blocks until a change, a ``wake()``, or the timeout (negative: wait forever).
@@ -112,6 +164,7 @@ public final class SpoolWatcher: Sendable {
         // CGI's largest cost with 1,000 event streams open (bench/stream/run.sh, perf).
         var buf = [UInt8](unsafeUninitializedCapacity: 64 * 1024) { _, count in count = 64 * 1024 }
         let header = MemoryLayout<inotify_event>.size
+        let states = self.states.withLock { $0 }
         while true {
             let n = Sys.readSome(inotify, into: &buf)
             if n == 0 { break }
@@ -127,9 +180,9 @@ public final class SpoolWatcher: Sendable {
                     let bytes = buf[(off + header)..<min(n, off + header + len)].prefix { $0 != 0 }
                     let name = String(decoding: bytes, as: UTF8.self)
                     if !name.hasPrefix(".") || Partial.id(ofFileName: name) != nil { arrived[state, default: []].append(name) }
-                } else if len == 0, let name = partials.withLock({ $0[wd] }) {
+                } else if len == 0, let name = files.withLock({ $0[wd] }) {
                     arrived[.cur, default: []].append(name)
-                    if mask & UInt32(IN_IGNORED) != 0 { _ = partials.withLock { $0.removeValue(forKey: wd) } }
+                    if mask & UInt32(IN_IGNORED) != 0 { _ = files.withLock { $0.removeValue(forKey: wd) } }
                 }
                 off += header + len
             }

@@ -81,6 +81,15 @@ enum Sys {
         return FileDescriptor(rawValue: fd)
     }
 
+    /// Creates a regular file if it is not there, leaving it as it is if it is (read-only and
+    /// closed at once: a close without writes brings no `IN_CLOSE_WRITE` to the directory's watchers).
+    static func createIfAbsent(_ name: String, in dir: Directory, mode: mode_t) throws(SystemCallError) {
+        let fd = try retrying("openat", dir.path(name)) {
+            openat(dir.fd.rawValue, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, mode)
+        }
+        close(FileDescriptor(rawValue: fd))
+    }
+
     /// Reads up to `count` bytes at `offset` (`pread`), fewer at the end of the file.
     static func pread(_ fd: FileDescriptor, at offset: Int, count: Int, path: @autoclosure () -> String) throws(SystemCallError) -> [UInt8] {
         guard count > 0 else { return [] }
@@ -352,6 +361,11 @@ enum Sys {
 
     static func addWatch(_ fd: FileDescriptor, _ path: String, mask: UInt32) throws(SystemCallError) -> Int32 {
         try retrying("inotify_add_watch", path) { inotify_add_watch(fd.rawValue, path, mask) }
+    }
+
+    /// `inotify_rm_watch`; an error (the watch is already gone: its file was removed) is ignored.
+    static func removeWatch(_ fd: FileDescriptor, _ wd: Int32) {
+        _ = inotify_rm_watch(fd.rawValue, wd)
     }
 
     static func eventFD(path: String) throws(SystemCallError) -> FileDescriptor {
