@@ -52,9 +52,13 @@ public enum Partial {
         /// The offset asked for was not a record boundary of this file (or past its end): the
         /// records are from the start, and the reader must treat them as a restart.
         public var reset: Bool
+        /// The read stopped at ``Partial/maxReadBytes`` with more of the file after it: read again
+        /// at once. (Otherwise the next read waits for the next write: a reader woken once per
+        /// write reads once per write.)
+        public var more = false
 
         public static func == (a: Read, b: Read) -> Bool {
-            a.end == b.end && a.reset == b.reset && a.records.map(\.record) == b.records.map(\.record)
+            a.end == b.end && a.reset == b.reset && a.more == b.more && a.records.map(\.record) == b.records.map(\.record)
                 && a.records.map(\.end) == b.records.map(\.end)
         }
     }
@@ -154,6 +158,17 @@ extension Spool {
         PartialWriter(cur: dir(.cur), id: claim.id, attempt: attempt)
     }
 
+    /// Creates job `id`'s partial file, empty, unless it is there: the worker does this as it
+    /// claims a streamed job. A reader following the job then waits on that file alone from the
+    /// claim on (the CGI's narrow wait), rather than on the spool's directories until the first
+    /// delta — where every open stream woke for every other job's partial file created with
+    /// its first token: with 200 streams started together, a storm of wake-ups that held first
+    /// tokens back by tens of milliseconds (bench/stream/run.sh). Errors are ignored, as the
+    /// writer's: without the file a reader still learns of it from `cur/`.
+    public func preparePartial(_ id: String) {
+        try? Sys.createIfAbsent(Partial.fileName(id), in: dir(.cur), mode: 0o640)
+    }
+
     /// Removes job `id`'s partial file, if any (after its result is durable).
     public func removePartial(_ id: String) {
         _ = try? Sys.unlinkIfPresent(Partial.fileName(id), in: dir(.cur))
@@ -183,7 +198,9 @@ extension Spool {
                 reset = true
             }
             let bytes = try Sys.pread(fd, at: start, count: min(size - start, Partial.maxReadBytes), path: cur.path(name))
-            return Partial.parse(bytes, at: start, reset: reset)
+            var read = Partial.parse(bytes, at: start, reset: reset)
+            read.more = size - start > Partial.maxReadBytes
+            return read
         }
     }
 
@@ -261,8 +278,8 @@ extension Spool {
                     }
                 }
                 offset = read.end
-                // A read stops at Partial.maxReadBytes: go on while it returns records.
-                if read.records.isEmpty { break }
+                // A read stops at Partial.maxReadBytes: go on while there is more.
+                if read.records.isEmpty || !read.more { break }
             }
         }
         while true {

@@ -169,6 +169,8 @@ extension Worker {
             switch outcome {
             case .claimed(let c):
                 worker.metrics.claimed.increment()
+                // A streamed job's partial file exists from its claim on (see Spool.preparePartial).
+                if c.job.stream { spool.preparePartial(c.id) }
                 // A deadline is wall-clock on disk; from here on it is an instant of the worker's clock.
                 let deadline = c.job.deadline.flatMap(Timestamp.parse).map {
                     ClockOrigin.instant(ofWallClock: $0, wallNowMs: Timestamp.nowMilliseconds(), now: now)

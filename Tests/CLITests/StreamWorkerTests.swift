@@ -35,6 +35,25 @@ struct StreamWorkerTests {
         }
     }
 
+    @Test("a streamed job's partial file is there, empty, from its claim on: before the provider's first byte")
+    func partialFromClaim() throws {
+        // Readers then wait on that file alone from the claim on (the CGI's narrow wait), instead
+        // of on cur/ until the first delta, where every reader woke for every other job's first delta.
+        try WorkerHTTPTests().withWorker { s, llm in
+            let prompt = "fake:gate=first,a b"
+            let r = try CLI.run(["submit", "--prompt", prompt, "--stream"], spool: s.path)
+            let id = try #require(r.lines.first, "\(r.stderr)")
+            let partial = s.path + "/cur/" + Partial.fileName(id)
+            // The call is held at the stand-in's gate: the job is claimed, and no byte has come.
+            #expect(WorkerProcessTests.waitUntil(30) { s.names("cur").contains(id + ".json") && FileManager.default.fileExists(atPath: partial) })
+            #expect(((try? FileManager.default.attributesOfItem(atPath: partial))?[.size] as? Int) == 0)
+            _ = try llm.get("/release/first")
+            #expect(WorkerProcessTests.waitUntil(30) { s.names("done").contains(id + ".json") })
+            #expect(try s.json("done", id + ".json")["response"]?.stringValue == "echo: " + prompt)
+            #expect(!FileManager.default.fileExists(atPath: partial))
+        }
+    }
+
     @Test("no usage in the stream: the tenant is charged an estimate, and the result says so")
     func estimatedUsage() throws {
         try WorkerHTTPTests().withWorker { s, _ in
