@@ -336,7 +336,7 @@ public struct Handler: Sendable {
         let resume = EventStream.resumePoint(request.lastEventID)
         var sent = resume.stage
         var partialOffset = resume.offset
-        var watcher: SpoolWatcher
+        let watcher: SpoolWatcher
         let allStates: [SpoolState] = [.new, .cur, .done, .failed]
         do {
             // Watch before the first look, so no change between the two is missed. `.stream`: the
@@ -370,25 +370,53 @@ public struct Handler: Sendable {
         // The text sent since the last restart, while this stream has sent all of it (it began at
         // offset 0, or has sent a restart since): what the final event's response is checked against.
         var text: String? = partialOffset == 0 ? "" : nil
-        // Once the job's own partial file is watched, the directory watches bring only other jobs'
-        // changes — every open stream wakes for each claim, lease marker, partial file and result,
-        // which with 1,000 streams started together is millions of wake-ups — so the stream then
-        // waits on a watcher of that file alone. It needs nothing else: a give-back keeps the file
-        // (the next attempt's restart record wakes it), and the file goes only once the result is
-        // durable (or by hand, or with a dead claim), which ends the narrow wait (`partialGone`).
+        // What wakes the stream. The spool's directories bring every job's claims, lease markers,
+        // partial files and results: with N streams started together, every stream woke for
+        // every other job's changes, N² wake-ups that held the first tokens back by tens of
+        // milliseconds at 200 streams (bench/stream/run.sh). So once a look has found the job,
+        // the stream waits on the job's own files alone when they tell it all it needs:
+        // - the job's file where the job is (renamed, removed or replaced: each brings a look,
+        //   which watches the file where the job is then), while it waits in new/, or is claimed
+        //   and does not stream;
+        // - a streamed job's partial file (every write; the worker makes it as it claims the job,
+        //   Spool.preparePartial), and its job file beside it. Until that file is there the
+        //   directories stay watched, to see it come. A give-back keeps the file (the next
+        //   attempt's restart record wakes the stream), and the file goes only once the result
+        //   is durable (or by hand, or with a dead claim), which brings a look (`partialGone`).
+        // Watches are removed from and added to the one inotify instance, never by opening
+        // another: closing an instance stalls for a kernel grace period (8–24 ms measured here;
+        // see SpoolWatcher.unwatchDirectories), which every stream paid before its first delta.
         var narrowed = false
         var partialGone = false
-        func narrow() {
-            guard !narrowed, let only = try? SpoolWatcher(spool, states: [], events: .stream), only.watchPartial(of: id) else { return }
-            watcher = only
-            narrowed = true
+        var jobWatch: Int32?
+        /// Watches the directories or not; true when that changed.
+        func narrow(_ on: Bool) -> Bool {
+            guard on != narrowed else { return false }
+            if on { watcher.unwatchDirectories() } else { try? watcher.watchDirectories() }  // failing that, heartbeat timeouts bring looks
+            narrowed = on
+            return true
+        }
+        /// After a look that found the job at `loc`: watches its file there, and the directories
+        /// only when the job's own files do not tell all. True when that changed what is watched:
+        /// a change between the look and the new watches may have gone unseen, so the caller
+        /// looks again.
+        func arrange(_ loc: JobLocation?) -> Bool {
+            var own = false
+            if let loc, loc.state == .new || loc.state == .cur,
+                let wd = watcher.watchFile(spool.path(of: loc.name, in: loc.state), reportedAs: name)
+            {
+                if let old = jobWatch, old != wd { watcher.unwatchFile(old) }
+                jobWatch = wd
+                own = loc.state == .new || !streaming
+            }
+            return narrow(own || watchingPartial)
         }
         // The job's partial answer from partialOffset on, as delta/restart events (a job that asked to stream).
         func sendPartial() -> Bool {
             partialGone = false
             if !watchingPartial {
                 watchingPartial = watcher.watchPartial(of: id)
-                if watchingPartial { narrow() }
+                if watchingPartial { _ = narrow(true) }  // the read below comes after the watch: nothing is missed
             }
             while true {
                 guard let read = try? spool.readPartial(id, from: partialOffset) else {
@@ -406,12 +434,14 @@ public struct Handler: Sendable {
                 }
                 partialOffset = read.end
                 lastWrite = Timestamp.nowMilliseconds()
+                if !read.more { break }  // one read per wake-up: the next write wakes us again
             }
             return true
         }
         while true {
             if look {
-                if let loc = try? spool.find(id), let doc = try? JSONParser.parse(loc.bytes) {
+                let found = try? spool.find(id)
+                if let loc = found, let doc = try? JSONParser.parse(loc.bytes) {
                     missing = 0
                     // A finishing worker writes done/ID.json before it retires cur/ID.json, and find()
                     // looks in cur/ first: the retire (named, below) brings the next look.
@@ -439,13 +469,13 @@ public struct Handler: Sendable {
                     missing += 1
                     if missing > 3 { return nil }  // purged meanwhile
                 }
+                if partialGone { watchingPartial = false }
+                if arrange(missing == 0 ? found : nil) { continue }  // look again under the new watches
             } else if lookPartial, streaming {
                 guard sendPartial() else { return nil }
             }
-            if narrowed, partialGone {
-                // The file is gone: back to the directories, and look where the job is now.
-                if let all = try? SpoolWatcher(spool, states: allStates, events: .stream) { watcher = all }
-                narrowed = false
+            if partialGone, watchingPartial {
+                // The file is gone: look where the job is now (which watches the directories again if need be).
                 watchingPartial = false
                 partialGone = false
                 look = true

@@ -98,6 +98,104 @@ struct StreamServerTests {
         #expect(r.stderr.contains("max_user_instances"), "\(r.stderr)")
     }
 
+    @Test(
+        "an event stream keeps one inotify instance: it leaves the directories for its job's own files by removing watches, never by opening another (strace)",
+        .enabled(if: Bin.which("strace") != nil, "strace is not installed"))
+    func oneInotifyInstance() throws {
+        // Closing an inotify instance that had watches blocks for a kernel grace period (8–24 ms
+        // here): a stream that narrowed by opening a second instance and closing the first stalled
+        // that long before its first delta, and 200 streams starting together far longer.
+        let dir = try TempDir("events-inotify")
+        defer { dir.remove() }
+        let spool = dir.file("spool")
+        #expect(try run(Bin.llmspool, ["init", spool]).status == 0)
+        let prompt = Self.words(6)
+        let body = Array(JSONValue.object(["prompt": .string(prompt), "stream": .bool(true)]).text.utf8)
+        let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": spool, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
+        let posted = try run(
+            Bin.cgi,
+            env: env.merging([
+                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "application/json",
+                "CONTENT_LENGTH": String(body.count),
+            ]) { $1 }, stdin: body)
+        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
+        let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
+        let strace = try #require(Bin.which("strace"))
+        let trace = dir.file("trace")
+        nonisolated(unsafe) var stream: Output?
+        let reader = Thread {
+            stream = try? run(
+                strace, ["-f", "-qq", "-o", trace, "-e", "trace=inotify_init1,inotify_add_watch,inotify_rm_watch", Bin.cgi],
+                env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
+        }
+        reader.start()
+        usleep(300_000)
+        let worker = try Background(
+            Bin.llmspool, ["worker", "--spool", spool, "--llm-url", "builtin:echo?delay=1800ms"], log: dir.file("worker.log"))
+        defer { worker.stop() }
+        #expect(eventually(30) { reader.isFinished })
+        let events = parseEvents(try #require(stream).text)
+        #expect(events.last?.name == "done", "\(events.map(\.name))")
+        #expect(Self.deltas(events) == prompt)
+        let calls = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n")
+        let count = { (name: String) in calls.filter { $0.contains(name + "(") }.count }
+        #expect(count("inotify_init1") == 1, "\(calls)")
+        // The four directories' watches removed once the job's file was watched; the partial file
+        // watched; the job's file there followed into cur/.
+        #expect(count("inotify_rm_watch") >= 4, "\(calls)")
+        let added = calls.filter { $0.contains("inotify_add_watch(") }
+        #expect(added.contains { $0.contains("/new/\(id).json") } && added.contains { $0.contains("/cur/\(id).json") }, "\(calls)")
+        #expect(added.contains { $0.contains(Partial.fileName(id)) }, "\(calls)")
+    }
+
+    @Test(
+        "an event stream waits on its own job's file: twenty other jobs claimed and finished meanwhile do not wake it (strace counts its polls)",
+        .enabled(if: Bin.which("strace") != nil, "strace is not installed"))
+    func ownJobOnly() throws {
+        // Watching the spool's directories, every open stream woke for every other job's claim,
+        // lease marker, partial file and result: N² wake-ups with N streams started together.
+        let dir = try TempDir("events-own")
+        defer { dir.remove() }
+        let path = dir.file("spool")
+        #expect(try run(Bin.llmspool, ["init", path]).status == 0)
+        let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": path, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
+        let body = Array("hello".utf8)
+        let posted = try run(
+            Bin.cgi,
+            env: env.merging([
+                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": String(body.count),
+            ]) { $1 }, stdin: body)
+        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
+        let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
+        let strace = try #require(Bin.which("strace"))
+        let trace = dir.file("trace")
+        nonisolated(unsafe) var stream: Output?
+        let reader = Thread {
+            stream = try? run(
+                strace, ["-f", "-qq", "-o", trace, "-e", "trace=poll,ppoll", Bin.cgi],
+                env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
+        }
+        reader.start()
+        // The reader waits (its first poll) once it has found the job and watches its file.
+        #expect(eventually(30) { ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").contains("poll(") })
+        let spool = try Spool(path: path)
+        for i in 0..<20 {
+            let other = try spool.enqueue(Job(prompt: "other \(i)"))
+            guard case .claimed(let claim) = try spool.claim(other + ".json") else { throw ServerError("could not claim \(other)") }
+            try spool.finish(claim, answer: Answer(response: "r"))
+        }
+        guard case .claimed(let claim) = try spool.claim(id + ".json") else { throw ServerError("could not claim \(id)") }
+        usleep(200_000)  // running, seen on its own
+        try spool.finish(claim, answer: Answer(response: "the answer"))
+        #expect(eventually(30) { reader.isFinished })
+        let events = parseEvents(try #require(stream).text)
+        #expect(events.map { $0.name ?? "" } == ["queued", "running", "done"], "\(events.map(\.name))")
+        let polls = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("poll(") }
+        // Its own job's claim and settlement, and a look after each change of watches: a handful,
+        // against one or more for each of the other jobs' 80-odd changes when it watched the directories.
+        #expect(polls.count <= 10, "\(polls.count) polls: \(polls)")
+    }
+
     @Test("a reader that disconnects mid-answer resumes with Last-Event-ID: no delta lost or repeated", arguments: kinds)
     func resume(_ kind: ServerKind) throws {
         let s = try Server(kind)
