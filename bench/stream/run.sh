@@ -17,7 +17,8 @@
 # Usage: bench/stream/run.sh   (env: RATE=50 TTFT_MS=200 K=20 STREAMS_MID=200 TOKENS_MID=100 STREAMS_BIG=1000
 #        TOKENS_BIG=500 BENCH_DIR=bench/out BIN_DIR=…; PARTS="1 mid ttft big" runs the parts named alone and
 #        prints their JSON, with PERF=N or SCHED=N for a profile or the scheduler's delays of their
-#        first N seconds, SAMPLES=FILE for every token's latency, KEEP=1 to keep the directory)
+#        first N seconds, WAKEUPS=1 to count the CGIs' wake-ups, SAMPLES=FILE for every token's latency,
+#        KEEP=1 to keep the directory)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RATE=${RATE:-50}
@@ -106,21 +107,33 @@ through() {  # $1: streams, $2: tokens per stream → the client's JSON on stdou
         sleep 0.1
     done
     local w t0 c0
-    w=$(start_worker "$n"); echo "$w" > "$BASE/worker.pid.tmp"; mv "$BASE/worker.pid.tmp" "$BASE/worker.pid"
+    # WAKEUPS=1: count the event streams' wake-ups (the CGIs' poll calls) and file opens over the
+    # part (perf record of two syscall tracepoints, all CPUs, kept to llmspool-cgi's).
+    local counter=""
+    if [ "${WAKEUPS:-0}" = 1 ] && command -v perf >/dev/null; then
+        perf record -q -a -e syscalls:sys_enter_poll -e syscalls:sys_enter_openat -o "$BASE/wakeups-$n.data" >/dev/null 2>&1 &
+        counter=$!; sleep 0.5
+    fi
+    w=$(start_worker "$n"); pids+=("$w"); echo "$w" > "$BASE/worker.pid.tmp"; mv "$BASE/worker.pid.tmp" "$BASE/worker.pid"
     t0=$(date +%s.%N); c0=$(ticks "$w")
     # PERF=N: a system-wide profile of the first N seconds (perf record -a), summarised to stderr.
     if [ "${PERF:-0}" != 0 ] && command -v perf >/dev/null; then
         perf record -q -a -F 499 -o "$BASE/perf-$n.data" -- sleep "$PERF" 2>/dev/null
         { echo "== perf, $n streams, first ${PERF}s: CPU by process"; perf report -q -i "$BASE/perf-$n.data" --sort comm 2>/dev/null | head -8
-          echo "== by symbol"; perf report -q -i "$BASE/perf-$n.data" --sort comm,sym 2>/dev/null | head -25; } >&2
+          echo "== by symbol"; perf report -q -i "$BASE/perf-$n.data" --sort comm,sym 2>/dev/null | head -25; } >&2 || true  # head's SIGPIPE
     fi
     # SCHED=N: the scheduler's view of the first N seconds (perf sched record -a): per command, CPU
     # time, switches, and the average and worst delay from wake-up to running.
     if [ "${SCHED:-0}" != 0 ] && command -v perf >/dev/null; then
         perf sched record -q -a -o "$BASE/sched-$n.data" -- sleep "$SCHED" >/dev/null 2>&1
-        { echo "== perf sched, $n streams, first ${SCHED}s"; perf sched latency -i "$BASE/sched-$n.data" --sort max 2>/dev/null | head -24; } >&2
+        { echo "== perf sched, $n streams, first ${SCHED}s"; perf sched latency -i "$BASE/sched-$n.data" --sort max 2>/dev/null | head -24; } >&2 || true
     fi
     wait $client
+    if [ -n "$counter" ]; then
+        kill -INT "$counter"; wait "$counter" 2>/dev/null || true
+        perf script -i "$BASE/wakeups-$n.data" -F comm,event 2>/dev/null | awk -v n="$n" '$1 == "llmspool-cgi" { c[$2]++ }
+            END { printf "== %d event streams: %d poll calls (wake-ups + 1), %d opens in llmspool-cgi\n", n, c["syscalls:sys_enter_poll:"], c["syscalls:sys_enter_openat:"] }' >&2 || true
+    fi
     local c1 t1
     c1=$(ticks "$w"); t1=$(date +%s.%N)
     stop_worker "$w"
