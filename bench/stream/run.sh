@@ -181,6 +181,10 @@ print("| per-chunk latency, stand-in write → SSE client read | p50 ms | p99 ms
 print("|---|--:|--:|--:|--:|--:|")
 for n, c, d, l in (("1", c1, d1, l1), (mid, c200, d200, l200)):
     print("| %s streamed job(s) through worker + partial file + CGI (lighttpd) | %s | %s | %d | %s / %s | %s |" % (n, f(c["p50_ms"]), f(c["p99_ms"]), c["chunks"], f(d["p50_ms"]), f(d["p99_ms"]), l.split()[0]))
+sp = lambda d, k, q: f(d["split"][k][q])
+print("| the %s streams split: first second after the first token / the rest, p99 ms; each stream's first token, p50 ms | %s / %s; %s | | | %s / %s; %s | |" % (
+    mid, sp(c200, "first_second", "p99_ms"), sp(c200, "after_first_second", "p99_ms"), sp(c200, "token_0", "p50_ms"),
+    sp(d200, "first_second", "p99_ms"), sp(d200, "after_first_second", "p99_ms"), sp(d200, "token_0", "p50_ms")))
 base = (td["ttft_p50_ms"] + td2["ttft_p50_ms"]) / 2
 print()
 print("| time to first token (stand-in's own delay %s ms), median of %d | ms |" % (ttft, td["calls"]))
