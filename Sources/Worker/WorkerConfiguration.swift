@@ -191,7 +191,7 @@ public struct WorkerConfiguration: Sendable {
         .seconds("connectTimeoutSeconds", \.connectTimeoutMs, 0...86_400, floorMs: 1, "longest the TCP and TLS handshake may take"),
         .seconds(
             "streamIdleTimeoutSeconds", \.streamIdleTimeoutMs, 1...86_400, flag: "--stream-idle-timeout",
-            "a streamed call (`\"stream\": true`) fails after this long without a byte, the wait for the first token included; whole seconds (libcurl's low-speed limit, docs/worker.md)"
+            "a streamed call (`\"stream\": true`) fails after this long without a byte once its answer has begun (the wait for it is `requestTimeoutSeconds`'s; docs/worker.md, \"Streaming\")"
         ),
         .integer(
             "maxConnections", \.maxConnections, 0...100_000, defaultNote: "no limit",

@@ -62,6 +62,8 @@ Streaming (a request with "stream": true gets text/event-stream, chunked, one ch
   cut=K            after K content chunks, close the connection mid-body (no last chunk)
   cutfirst=K,key=X as cut=K for the first request with key X only; later ones complete
   stall=K          after K content chunks, send nothing more (hold the connection)
+  stallms=MS       with stall=K: the stall lasts MS milliseconds, then the answer goes on
+  stallfirst=K,key=X  as stall=K for the first request with key X only; later ones do not stall
   errorevent=K     after K content chunks, an `event: error` with an OpenAI-style error, then end
   badchunk=K       content chunk K (from 1) is not JSON
 Options: --tls CERT KEY serves HTTPS.
@@ -499,6 +501,14 @@ class Handler(BaseHTTPRequestHandler):
                 fail_counts[key] = seen + 1
             if seen == 0:
                 cut = int(opts["cutfirst"])
+        stall = int(opts["stall"]) if "stall" in opts else None
+        if "stallfirst" in opts:
+            key = opts.get("key", "")
+            with lock:
+                seen = fail_counts.get(key, 0)
+                fail_counts[key] = seen + 1
+            if seen == 0:
+                stall = int(opts["stallfirst"])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -534,9 +544,11 @@ class Handler(BaseHTTPRequestHandler):
             if cut is not None and k == cut:
                 drop()
                 return
-            if "stall" in opts and int(opts["stall"]) == k:
-                time.sleep(3600)
-                return
+            if stall is not None and stall == k:
+                if "stallms" not in opts:
+                    time.sleep(3600)
+                    return
+                time.sleep(int(opts["stallms"]) / 1000.0)
             if "errorevent" in opts and int(opts["errorevent"]) == k:
                 event({"error": {"message": "fake overload mid-stream", "type": "server_error"}}, name="error")
                 chunk("")
