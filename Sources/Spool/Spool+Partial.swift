@@ -228,36 +228,66 @@ extension Partial {
     }
 }
 
+extension Partial {
+    /// What a reader still owes of a finished job's answer once the partial file is gone (it goes
+    /// once the result is durable, so a reader that was behind finds the rest only in the
+    /// result). `sent` is all the text the reader gave since the last restart; `response` is the
+    /// result's. The rest of `response` when `sent` is a prefix of it; else (a restart the reader
+    /// did not see) a restart, then the whole response. The CGI's event streams and the CLI's
+    /// followers both follow this rule (docs/spool-format.md, "Partial answers").
+    public static func tail(of response: String, after sent: String) -> (restart: Bool, text: String) {
+        if response.utf8.starts(with: sent.utf8) {
+            return (false, String(decoding: response.utf8.dropFirst(sent.utf8.count), as: UTF8.self))
+        }
+        return (true, response)
+    }
+}
+
 /// What ``Spool/follow(_:from:timeoutMilliseconds:_:)`` reports, in order.
 public enum FollowEvent: Sendable, Equatable {
-    /// Text, and the partial file's offset just past it.
-    case delta(String, offset: Int)
-    /// What came before is void: a new attempt starts (`attempt` when the worker said which).
-    case restart(attempt: Int?, offset: Int)
+    /// Text, and the partial file's offset just past it (nil: the rest of the answer, taken from
+    /// the result once the partial file was gone).
+    case delta(String, offset: Int?)
+    /// What came before is void: a new attempt starts (`attempt` when the worker said which;
+    /// `offset` nil when the result showed a restart the partial file no longer did).
+    case restart(attempt: Int?, offset: Int?)
 }
 
 extension Spool {
     /// Follows job `id`'s partial answer from byte `offset` until the job is in `done/` or
-    /// `failed/` (returned) or the timeout passes (nil; negative: forever), calling `emit` for each
-    /// record. Sleeps on inotify (the partial file's writes, `cur/`, `done/`, `failed/`); a 1 s
-    /// rescan covers what inotify can miss. The tail of the text may still be only in the result
-    /// (the partial file is removed once the result is durable): compare with its `response`.
+    /// `failed/` (its result or dead letter is returned) or the timeout passes (nil; negative:
+    /// forever), calling `emit` for each record. Sleeps on inotify (the partial file's writes,
+    /// `cur/`, `done/`, `failed/`); a 1 s rescan covers what inotify can miss.
+    ///
+    /// When it began at offset 0, the text emitted adds up to the result's `response`: the
+    /// partial file is removed once the result is durable, and a follower that was behind then
+    /// gets the rest from the result (``Partial/tail(of:after:)``).
     public func follow(
         _ id: String, from offset: Int = 0, timeoutMilliseconds: Int64, _ emit: (FollowEvent) -> Void
     )
-        throws(SpoolError) -> SpoolState?
+        throws(SpoolError) -> JobLocation?
     {
         let watcher = try SpoolWatcher(self, states: [.cur, .done, .failed], events: .stream)
         let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.nowMilliseconds() + timeoutMilliseconds
         var offset = offset
         var watching = false
+        // The text emitted since the last restart, while this follower has emitted all of it (it
+        // began at offset 0, or has seen a restart since).
+        var text: String? = offset == 0 ? "" : nil
         func drain() throws(SpoolError) {
             while let read = try readPartial(id, from: offset) {
-                if read.reset { emit(.restart(attempt: nil, offset: 0)) }
+                if read.reset {
+                    emit(.restart(attempt: nil, offset: 0))
+                    text = ""
+                }
                 for (record, end) in read.records {
                     switch record {
-                    case .delta(let text): emit(.delta(text, offset: end))
-                    case .restart(let attempt): emit(.restart(attempt: attempt, offset: end))
+                    case .delta(let t):
+                        emit(.delta(t, offset: end))
+                        text? += t
+                    case .restart(let attempt):
+                        emit(.restart(attempt: attempt, offset: end))
+                        text = ""
                     }
                 }
                 offset = read.end
@@ -269,10 +299,19 @@ extension Spool {
             if !watching { watching = watcher.watchPartial(of: id) }
             try drain()
             for state in [SpoolState.done, .failed] {
-                if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) {
-                    try drain()
-                    return state
+                guard try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) else { continue }
+                try drain()
+                guard let loc = try wrap({ () throws(SystemCallError) in try read(id + ".json", in: state, id: id) }) else {
+                    throw .notFound(id: id)
                 }
+                if state == .done, let sent = text, let response = (try? JSONParser.parse(loc.bytes))?["response"]?.stringValue,
+                    response != sent
+                {
+                    let tail = Partial.tail(of: response, after: sent)
+                    if tail.restart { emit(.restart(attempt: nil, offset: nil)) }
+                    if !tail.text.isEmpty { emit(.delta(tail.text, offset: nil)) }
+                }
+                return loc
             }
             let left = deadline - Sys.nowMilliseconds()
             if left <= 0 { return nil }
