@@ -35,7 +35,11 @@ public struct BridgeConfiguration: Sendable {
     public var instanceID: String?
     /// Publish the results in `done/` and dead letters in `failed/` to this topic.
     public var resultsOut: String?
+    /// Which results `resultsOut` publishes, and whose deltas `deltasOut` publishes.
     public var resultScope: ResultScope
+    /// Publish the partial answers of streamed jobs (`"stream": true`) to this topic as they are
+    /// written: one message per delta, restart and end, key jobId.
+    public var deltasOut: String?
     /// Where invalid messages from `jobsIn` go (default Spring's `error.<topic>.<group>`); "" turns it off.
     public var deadLetterTopic: String?
     /// librdkafka properties (`-X key=value`), applied after the bridge's defaults.
@@ -61,7 +65,7 @@ public struct BridgeConfiguration: Sendable {
         resultsIn: String? = nil, resultsGroup: String? = nil, instanceID: String? = nil, resultsOut: String? = nil,
         resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
         properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding,
-        stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs, maxQueued: Int? = nil
+        stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs, maxQueued: Int? = nil, deltasOut: String? = nil
     ) {
         self.spoolPath = spoolPath
         self.brokers = brokers
@@ -78,6 +82,7 @@ public struct BridgeConfiguration: Sendable {
         self.maxForwarding = maxForwarding
         self.stopTimeoutMs = stopTimeoutMs
         self.maxQueued = maxQueued
+        self.deltasOut = deltasOut
     }
 }
 
