@@ -31,6 +31,8 @@ public struct BridgeSettings: Sendable, Equatable {
     public var jobsOut: String?
     public var resultsIn: String?
     public var resultsOut: String?
+    /// The partial answers of streamed jobs go to this topic (`--deltas-out`).
+    public var deltasOut: String?
     /// Consumer group of `resultsIn`.
     public var resultsGroup: String?
     /// Static group membership of the consumers (`--instance-id`): nil = the bridge's default
@@ -74,6 +76,7 @@ public struct BridgeSettings: Sendable, Equatable {
             case "jobsOut": b.jobsOut = v.isNull ? nil : try v.topic()
             case "resultsIn": b.resultsIn = v.isNull ? nil : try v.topic()
             case "resultsOut": b.resultsOut = v.isNull ? nil : try v.topic()
+            case "deltasOut": b.deltasOut = v.isNull ? nil : try v.topic()
             case "resultsGroup": b.resultsGroup = try v.optionalString()
             case "instanceId":
                 if v.isNull { continue }
@@ -127,7 +130,7 @@ public struct BridgeSettings: Sendable, Equatable {
 
     /// Every key of the section, in the order `json()` writes them.
     public static let keys = [
-        "brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "resultsGroup", "instanceId",
+        "brokers", "group", "jobsIn", "jobsOut", "resultsIn", "resultsOut", "deltasOut", "resultsGroup", "instanceId",
         "resultsOf", "deadLetterTopic", "metricsAddress", "logLevel", "stopTimeoutSeconds", "maxQueued", "properties",
     ]
 
@@ -149,6 +152,7 @@ public struct BridgeSettings: Sendable, Equatable {
         o["jobsOut"] = str(jobsOut)
         o["resultsIn"] = str(resultsIn)
         o["resultsOut"] = str(resultsOut)
+        o["deltasOut"] = str(deltasOut)
         o["resultsGroup"] = str(resultsGroup)
         o["instanceId"] = str(instanceID)
         o["resultsOf"] = str(resultsOf?.rawValue)

@@ -95,11 +95,11 @@ struct SettingsTests {
             """
             {"brokers": "k1:9092,k2:9092", "group": "g", "jobsIn": "ai-jobs-out-0", "jobsOut": "jo", "resultsIn": "ri",
              "resultsOut": "ai-results-out-0", "resultsGroup": "rg", "resultsOf": "kafka", "deadLetterTopic": "",
-             "metricsAddress": "[::1]:9465", "logLevel": "debug", "properties": {"acks": "all", "session.timeout.ms": "6000"}}
+             "deltasOut": "ai-deltas", "metricsAddress": "[::1]:9465", "logLevel": "debug", "properties": {"acks": "all", "session.timeout.ms": "6000"}}
             """)
         #expect(b.brokers == "k1:9092,k2:9092" && b.group == "g" && b.jobsIn == "ai-jobs-out-0" && b.jobsOut == "jo")
         #expect(b.resultsIn == "ri" && b.resultsOut == "ai-results-out-0" && b.resultsGroup == "rg" && b.resultsOf == .kafka)
-        #expect(b.deadLetterTopic == "")
+        #expect(b.deadLetterTopic == "" && b.deltasOut == "ai-deltas")
         #expect(b.metricsAddress == "[::1]:9465" && b.logLevel == "debug")
         #expect(b.properties == [.init("acks", "all"), .init("session.timeout.ms", "6000")])
     }
@@ -120,6 +120,7 @@ struct SettingsTests {
             (#"{"group": ""}"#, "bridge.group"),
             (#"{"jobsIn": "has space"}"#, "bridge.jobsIn"),
             (#"{"resultsOut": 5}"#, "bridge.resultsOut"),
+            (#"{"deltasOut": "a b"}"#, "bridge.deltasOut"),
             (#"{"resultsOf": "some"}"#, "bridge.resultsOf"),
             (#"{"deadLetterTopic": "a/b"}"#, "bridge.deadLetterTopic"),
             (#"{"metricsAddress": "9464"}"#, "bridge.metricsAddress"),

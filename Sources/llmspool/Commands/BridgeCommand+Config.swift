@@ -27,6 +27,7 @@ extension BridgeCommand {
         resultsGroup = resultsGroup ?? settings.resultsGroup
         instanceID = instanceID ?? settings.instanceID
         resultsOut = resultsOut ?? settings.resultsOut
+        deltasOut = deltasOut ?? settings.deltasOut
         resultsOf = resultsOf ?? settings.resultsOf?.rawValue
         metricsAddress = metricsAddress ?? settings.metricsAddress
         dlq = dlq ?? settings.deadLetterTopic
@@ -56,6 +57,7 @@ extension BridgeCommand {
         s.resultsGroup = resultsGroup
         s.instanceID = instanceID
         s.resultsOut = resultsOut
+        s.deltasOut = deltasOut
         s.resultsOf = resultsOf.flatMap(BridgeSettings.ResultsOf.init(rawValue:))
         s.metricsAddress = metricsAddress
         s.deadLetterTopic = dlq

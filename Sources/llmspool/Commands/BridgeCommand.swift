@@ -17,7 +17,7 @@ struct BridgeCommand: AsyncParsableCommand {
         commandName: "bridge",
         abstract: "Mirror the spool to and from Kafka (librdkafka).",
         discussion: """
-            Give any combination of the four directions:
+            Give any combination of the five directions:
 
             --jobs-in TOPIC: jobs from the topic (llmspool jobs or Spring's JobEvent {jobId, prompt, \
             userId}) are written durably to new/; a job id already in the spool is not enqueued twice. \
@@ -41,6 +41,15 @@ struct BridgeCommand: AsyncParsableCommand {
             headers contentType, jobId, userId, tenantId) by an idempotent producer, and recorded in \
             SPOOL/.published/ once confirmed, so a restart does not send them again. --results-of kafka \
             limits this to jobs that came from --jobs-in.
+
+            --deltas-out TOPIC: the answers of streamed jobs ("stream": true) are published as they \
+            are written, for a service that pushes them on to its own clients: key jobId (one job's \
+            messages are in order on one partition), value {"jobId", "type": "delta", "offset", \
+            "text"}, {"type": "restart", "offset", "attempt"} (what came before is void), and last \
+            {"type": "done", "textBytes"} or {"type": "failed"}. At-least-once: after a restart of the \
+            bridge a running job's deltas are sent again from its start, and consumers drop those \
+            whose offset they have passed. A job that ended while the bridge was down gets none \
+            (its result goes through --results-out). --results-of kafka limits this too.
 
             --max-queued N (with --jobs-in): back-pressure. When N jobs this bridge brought in wait \
             in new/ and cur/ (its worker is stopped or slow), it leaves its consumer group, so the \
@@ -91,6 +100,11 @@ struct BridgeCommand: AsyncParsableCommand {
     var resultsOut: String?
 
     @Option(
+        name: .customLong("deltas-out"),
+        help: ArgumentHelp("Publish the partial answers of streamed jobs to this topic as they are written.", valueName: "TOPIC"))
+    var deltasOut: String?
+
+    @Option(
         name: .customLong("results-of"),
         help: ArgumentHelp("Which results --results-out publishes: all, or kafka (jobs from --jobs-in) (default all).", valueName: "SCOPE"))
     var resultsOf: String?
@@ -132,8 +146,8 @@ struct BridgeCommand: AsyncParsableCommand {
     mutating func validate() throws {
         try applyConfigFile()  // BridgeCommand+Config.swift: the file's settings under the flags
         if Logger.Level(rawValue: logLevel ?? "") == nil { throw ValidationError("--log-level \"\(logLevel ?? "")\" is not a level") }
-        if jobsIn == nil, jobsOut == nil, resultsIn == nil, resultsOut == nil {
-            throw ValidationError("give at least one of --jobs-in, --jobs-out, --results-in and --results-out")
+        if jobsIn == nil, jobsOut == nil, resultsIn == nil, resultsOut == nil, deltasOut == nil {
+            throw ValidationError("give at least one of --jobs-in, --jobs-out, --results-in, --results-out and --deltas-out")
         }
         if let r = resultsOf, ResultScope(rawValue: r) == nil { throw ValidationError("--results-of must be all or kafka, not \"\(r)\"") }
         if !(1...100_000).contains(maxForwarding) { throw ValidationError("--max-forwarding must be 1 to 100000") }
@@ -167,7 +181,8 @@ struct BridgeCommand: AsyncParsableCommand {
             spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn, jobsOut: jobsOut,
             resultsIn: resultsIn, resultsGroup: resultsGroup, instanceID: instanceID, resultsOut: resultsOut,
             resultScope: resultsOf.flatMap(ResultScope.init(rawValue:)) ?? .all, deadLetterTopic: dlq,
-            properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds, maxQueued: maxQueued)
+            properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds, maxQueued: maxQueued,
+            deltasOut: deltasOut)
         // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.
         // The service group turns the first SIGTERM or SIGINT into a graceful shutdown; the
         // watchdog ends a stop that overruns its limit (stuck in librdkafka, or on a spool that

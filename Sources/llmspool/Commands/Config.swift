@@ -85,6 +85,7 @@ extension ConfigCommand {
             if let t = b.jobsOut { directions.append("jobs out to \(t)") }
             if let t = b.resultsIn { directions.append("results in from \(t)") }
             if let t = b.resultsOut { directions.append("results out to \(t)") }
+            if let t = b.deltasOut { directions.append("deltas out to \(t)") }
             lines.append("  bridge: " + (f.bridge.isEmpty ? "no settings" : (["brokers " + (b.brokers ?? "not set")] + directions).joined(separator: ", ")))
             var c = Configuration()
             try? c.apply(cgiSection: f.cgi)
