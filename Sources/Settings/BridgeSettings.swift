@@ -80,7 +80,7 @@ public struct BridgeSettings: Sendable, Equatable {
     /// The `bridge` section's settings (docs/configuration.md; a test checks the table).
     public static let settings: [Setting<BridgeSettings>] = [
         .optionalString(
-            "brokers", \.brokers, type: "string", flag: "--brokers", defaultNote: "required here or by flag",
+            "brokers", \.brokers, type: "string", flag: "--brokers", defaultNote: "none; required here or by flag",
             "bootstrap servers, `host:port,host:port` without spaces",
             check: { s, field throws(DocumentError) in
                 if s.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" })
@@ -125,7 +125,8 @@ public struct BridgeSettings: Sendable, Equatable {
             readText: { b, text, source throws(DocumentError) in b.deadLetterTopic = try deadLetterTopic(text, field: source) },
             write: { $0.effectiveDeadLetterTopic.map(JSONValue.string) ?? .null }),
         .string(
-            "logLevel", \.logLevel, variable: "LLMSPOOL_LOG_LEVEL", flag: "--log-level", "as for the worker",
+            "logLevel", \.logLevel, variable: "LLMSPOOL_LOG_LEVEL", flag: "--log-level",
+            "least severity logged: trace, debug, info, notice, warning, error or critical",
             check: { s, field throws(DocumentError) in
                 guard SettingValue.logLevels.contains(s) else {
                     throw DocumentError(field: field, "must be one of \(SettingValue.logLevels.joined(separator: ", ")), not \"\(s)\"")
