@@ -1,3 +1,4 @@
+import Basics
 import CKafka
 import Dispatch
 public import Logging
@@ -143,7 +144,7 @@ public final class Bridge {
     /// Descriptors kept for everything but holds: directories, the watcher, librdkafka's sockets.
     static let reservedDescriptors = 256
 
-    /// Runs until stopped; then stops within ``BridgeConfiguration/stopTimeoutMs`` of the stop
+    /// Runs until stopped; then stops within ``BridgeConfiguration/stopTimeout`` of the stop
     /// request, throwing ``BridgeStopIncomplete`` if anything was left.
     public func run() throws {
         do { try serve() } catch {
@@ -231,7 +232,7 @@ public final class Bridge {
                 }
             }
         }
-        logger.notice("stopping", metadata: ["awaitingDelivery": "\(awaitingDelivery)", "limitMs": "\(configuration.stopTimeoutMs)"])
+        logger.notice("stopping", metadata: ["awaitingDelivery": "\(awaitingDelivery)", "limitMs": "\(configuration.stopTimeout.wholeMilliseconds)"])
     }
 
     /// Messages produced and not yet confirmed, of every kind.
@@ -370,7 +371,7 @@ public final class Bridge {
 
     /// Closes the consumers (committing the stored offsets, leaving the group), flushes the
     /// producer and puts back what was held — each step bounded, so the whole ends by the stop
-    /// request plus ``BridgeConfiguration/stopTimeoutMs``. Returns what was left undone.
+    /// request plus ``BridgeConfiguration/stopTimeout``. Returns what was left undone.
     ///
     /// librdkafka 2.0's `rd_kafka_consumer_close()` can wait for good when no broker is left to
     /// answer: the consumers are closed on threads of their own, and one still closing when its
@@ -379,7 +380,7 @@ public final class Bridge {
     private func shutdown() -> [String] {
         let begun = Self.nowMs()
         let asked = stopper.requestedAt
-        let deadline = max(begun, (asked > 0 ? asked : begun) + configuration.stopTimeoutMs - Self.stopMarginMilliseconds)
+        let deadline = max(begun, (asked > 0 ? asked : begun) + configuration.stopTimeout.wholeMilliseconds - Self.stopMarginMilliseconds)
         var left: [String] = []
         producer?.quiet()
         let consumers = [(jobsIn?.consumer, "jobs"), (resultsIn?.consumer, "results")].compactMap { c, role in c.map { ($0, role) } }
