@@ -52,9 +52,12 @@ public enum Partial {
         /// The offset asked for was not a record boundary of this file (or past its end): the
         /// records are from the start, and the reader must treat them as a restart.
         public var reset: Bool
+        /// The read stopped at its limit before the end of the file: there is more to read from
+        /// ``end``. With no records, the line at ``end`` is longer than the limit.
+        public var more = false
 
         public static func == (a: Read, b: Read) -> Bool {
-            a.end == b.end && a.reset == b.reset && a.records.map(\.record) == b.records.map(\.record)
+            a.end == b.end && a.reset == b.reset && a.more == b.more && a.records.map(\.record) == b.records.map(\.record)
                 && a.records.map(\.end) == b.records.map(\.end)
         }
     }
@@ -172,19 +175,29 @@ extension Spool {
                 return nil
             }
             defer { Sys.close(fd) }
-            let size = Int(try Sys.stat(fd, path: cur.path(name)).st_size)
-            var start = max(0, offset)
-            var reset = false
-            if start > size {
-                start = 0
-                reset = true
-            } else if start > 0, try Sys.pread(fd, at: start - 1, count: 1, path: cur.path(name)) != [0x0A] {
-                start = 0
-                reset = true
-            }
-            let bytes = try Sys.pread(fd, at: start, count: min(size - start, Partial.maxReadBytes), path: cur.path(name))
-            return Partial.parse(bytes, at: start, reset: reset)
+            return try Partial.read(fd, path: cur.path(name), from: offset, limit: Partial.maxReadBytes)
         }
+    }
+
+    /// Opens job `id`'s partial file to follow it (``PartialFile``); nil when there is none.
+    public func openPartial(_ id: String) throws(SpoolError) -> PartialFile? {
+        let name = Partial.fileName(id), cur = dir(.cur)
+        return try wrap { () throws(SystemCallError) -> PartialFile? in
+            let fd: FileDescriptor
+            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: cur) } catch  where error.errno == .noSuchFileOrDirectory {
+                return nil
+            }
+            let file = PartialFile(fd: fd, path: cur.path(name))
+            guard try Sys.stat(fd, path: file.path).isRegularFile else {
+                throw SystemCallError(call: "open (not a regular file)", path: file.path, errno: .invalidArgument)
+            }
+            return file
+        }
+    }
+
+    /// The ids of the partial files in `cur/` (streamed jobs being answered, or orphans).
+    public func partialIDs() throws(SpoolError) -> [String] {
+        try wrap { () throws(SystemCallError) in try Sys.list(dir(.cur)) }.compactMap(Partial.id(ofFileName:))
     }
 
     /// Removes partial files whose job is in neither `cur/` nor `new/` and that were not written
@@ -205,6 +218,25 @@ extension Spool {
 }
 
 extension Partial {
+    /// Reads the complete records of an open partial file from `offset`, at most `limit` bytes;
+    /// an offset that is no record boundary starts over from 0 (``Read/reset``).
+    static func read(_ fd: FileDescriptor, path: String, from offset: Int, limit: Int) throws(SystemCallError) -> Read {
+        let size = Int(try Sys.stat(fd, path: path).st_size)
+        var start = max(0, offset)
+        var reset = false
+        if start > size {
+            start = 0
+            reset = true
+        } else if start > 0, try Sys.pread(fd, at: start - 1, count: 1, path: path) != [0x0A] {
+            start = 0
+            reset = true
+        }
+        let count = min(size - start, max(1, limit))
+        var read = parse(try Sys.pread(fd, at: start, count: count, path: path), at: start, reset: reset)
+        read.more = start + count < size
+        return read
+    }
+
     /// Parses complete lines of a partial file that start at byte `offset`; a last line without its
     /// newline is left for the next read. Lines that are neither a string nor a restart are skipped.
     public static func parse(_ bytes: [UInt8], at offset: Int, reset: Bool = false) -> Read {
@@ -240,6 +272,52 @@ extension Partial {
             return (false, String(decoding: response.utf8.dropFirst(sent.utf8.count), as: UTF8.self))
         }
         return (true, response)
+    }
+}
+
+/// A job's partial file held open by a reader that follows it (the bridge's `--deltas-out`).
+///
+/// Reading through the descriptor rather than by name means that the last lines stay readable
+/// after the worker has removed the file (once the result is durable): a reader that opened the
+/// file while the job ran sees every line the worker wrote. Used from one thread.
+public final class PartialFile {
+    let fd: FileDescriptor
+    /// The file's path, for messages.
+    public let path: String
+
+    init(fd: FileDescriptor, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { Sys.close(fd) }
+
+    /// The complete records from `offset` on, reading at most `limit` bytes (a line longer than
+    /// that comes back as no records with ``Partial/Read/more`` set).
+    public func read(from offset: Int, limit: Int = Partial.maxReadBytes) throws(SpoolError) -> Partial.Read {
+        do { return try Partial.read(fd, path: path, from: offset, limit: limit) } catch { throw .system(error) }
+    }
+
+    /// The offset just past the first newline at or after `offset` (nil when there is none yet),
+    /// and how far the file was searched, reading in chunks of ``Partial/maxReadBytes`` to its
+    /// end. For a line too long to read in one chunk.
+    public func lineEnd(from offset: Int) throws(SpoolError) -> (end: Int?, searched: Int) {
+        var at = max(0, offset)
+        do throws(SystemCallError) {
+            while true {
+                let chunk = try Sys.pread(fd, at: at, count: Partial.maxReadBytes, path: path)
+                if let i = chunk.firstIndex(of: 0x0A) { return (at + i + 1, at + i + 1) }
+                if chunk.isEmpty { return (nil, at) }
+                at += chunk.count
+            }
+        } catch {
+            throw .system(error)
+        }
+    }
+
+    /// Whether the file is no longer in `cur/` (its last name was removed).
+    public func isRemoved() throws(SpoolError) -> Bool {
+        do { return try Sys.stat(fd, path: path).st_nlink == 0 } catch { throw .system(error) }
     }
 }
 

@@ -29,8 +29,8 @@ public final class SpoolWatcher: Sendable {
     /// Partial files watched (``watchPartial(of:)``): watch descriptor → file name in `cur/`.
     private let partials = Mutex<[Int32: String]>([:])
     private let spoolForPartials: Spool
-    /// Whether names of files that left are reported (``Events/stream``).
-    private let namesDepartures: Bool
+    /// The directory watches whose names of files that left are reported (``Events/stream``).
+    private let namingDepartures: Set<Int32>
 
     /// Which changes wake a waiter.
     public enum Events: Sendable {
@@ -42,12 +42,16 @@ public final class SpoolWatcher: Sendable {
         /// the names of files that left are reported too, so that a reader following one job can
         /// pass over every other job's changes without looking in the spool.
         case stream
+        /// Files created, and nothing else: in `cur/`, a streamed job's partial file appearing
+        /// (claims arrive by rename, and do not wake).
+        case creations
 
         var mask: UInt32 {
             switch self {
             case .arrivals: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)
             case .all: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
             case .stream: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE | IN_CREATE)
+            case .creations: UInt32(IN_CREATE)
             }
         }
     }
@@ -55,7 +59,13 @@ public final class SpoolWatcher: Sendable {
     /// Watches `states` of `spool` for `events`: by default files moved in or out, written and
     /// closed, or deleted. A process that only takes files away watches `.arrivals`, so that its own
     /// moves do not wake it.
-    public init(_ spool: Spool, states: [SpoolState] = [.new], events: Events = .all) throws(SpoolError) {
+    public convenience init(_ spool: Spool, states: [SpoolState] = [.new], events: Events = .all) throws(SpoolError) {
+        try self.init(spool, watching: states.map { ($0, events) })
+    }
+
+    /// Watches each state of `spool` for its own events (the bridge: arrivals in `new/`, `done/`
+    /// and `failed/`, creations in `cur/`).
+    public init(_ spool: Spool, watching: [(state: SpoolState, events: Events)]) throws(SpoolError) {
         let ifd = try spool.wrap { () throws(SystemCallError) in try Sys.inotifyInit(path: spool.path) }
         let efd: FileDescriptor
         do { efd = try Sys.eventFD(path: spool.path) } catch {
@@ -64,18 +74,22 @@ public final class SpoolWatcher: Sendable {
         }
         inotify = ifd
         event = efd
-        namesDepartures = events == .stream
         spoolForPartials = spool
-        let mask = events.mask
         var watches: [Int32: SpoolState] = [:]
-        for state in states {
-            do { watches[try Sys.addWatch(ifd, spool.dir(state).path, mask: mask)] = state } catch {
+        var departures: Set<Int32> = []
+        for (state, events) in watching {
+            do {
+                let wd = try Sys.addWatch(ifd, spool.dir(state).path, mask: events.mask)
+                watches[wd] = state
+                if events == .stream { departures.insert(wd) }
+            } catch {
                 Sys.close(ifd)
                 Sys.close(efd)
                 throw .system(error)
             }
         }
-        self.states = watches
+        states = watches
+        namingDepartures = departures
     }
 
     deinit {
@@ -122,7 +136,7 @@ public final class SpoolWatcher: Sendable {
                     return (e.wd, e.mask, Int(e.len))
                 }
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflow = true }
-                let named = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) | (namesDepartures ? UInt32(IN_MOVED_FROM | IN_DELETE) : 0)
+                let named = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) | (namingDepartures.contains(wd) ? UInt32(IN_MOVED_FROM | IN_DELETE) : 0)
                 if len > 0, mask & named != 0, let state = states[wd] {
                     let bytes = buf[(off + header)..<min(n, off + header + len)].prefix { $0 != 0 }
                     let name = String(decoding: bytes, as: UTF8.self)

@@ -5,7 +5,7 @@ import Testing
 @testable import LLM
 
 /// Streamed calls through the engine against Tests/peers/fake_llm.py's streams and faults.
-@Suite("Streamed answers against a fake LLM server", .timeLimit(.minutes(3)))
+@Suite("Streamed answers against a fake LLM server", .timeLimit(.minutes(10)))
 struct StreamEngineTests {
     /// Runs a streamed call; returns the deltas and the completion or the error.
     func stream(_ client: ChatClient, _ behaviour: String) async -> (deltas: [String], result: Result<ChatCompletion, any Error>) {
