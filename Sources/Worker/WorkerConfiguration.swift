@@ -30,9 +30,9 @@ public struct WorkerConfiguration: Sendable {
     public var defaultMaxTokens: Int = 1024
     /// Longest a single LLM call may take, connection included (default 600 s, as the OpenAI SDKs).
     public var requestTimeout: Duration = .seconds(600)
-    /// A streamed call (a job with `"stream": true`) fails when no byte arrives for this long, the
-    /// wait for the first token included (default 60 s; whole seconds). ``requestTimeout`` still
-    /// bounds the whole call.
+    /// A streamed call (a job with `"stream": true`) fails when no byte arrives for this long once
+    /// its answer has begun (default 60 s; kept by the engine to the millisecond). The wait for the
+    /// first byte, and the whole call, are ``requestTimeout``'s.
     public var streamIdleTimeout: Duration = .seconds(60)
     /// Longest the TCP and TLS handshakes may take (default 10 s).
     public var connectTimeout: Duration = .seconds(10)
@@ -191,7 +191,7 @@ public struct WorkerConfiguration: Sendable {
             "longest one LLM call may take"),
         .seconds("connectTimeoutSeconds", \.connectTimeout, 0...86_400, floor: .milliseconds(1), "longest the TCP and TLS handshake may take"),
         .seconds(
-            "streamIdleTimeoutSeconds", \.streamIdleTimeout, 1...86_400, flag: "--stream-idle-timeout",
+            "streamIdleTimeoutSeconds", \.streamIdleTimeout, 0.1...86_400, flag: "--stream-idle-timeout",
             "a streamed call (`\"stream\": true`) fails after this long without a byte once its answer has begun (the wait for it is `requestTimeoutSeconds`'s; docs/worker.md, \"Streaming\")"
         ),
         .integer(

@@ -48,7 +48,7 @@ struct WorkerSettingsTests {
             ("maxInFlight", "0", "--concurrency"), ("gracePeriodSeconds", "5x", "--grace-period"),
             ("gracePeriodSeconds", "99999999999999999999s", "--grace-period"), ("logLevel", "loud", "LLMSPOOL_LOG_LEVEL"),
             ("llmURL", "ftp://x", "LLMSPOOL_LLM_URL"), ("metricsAddress", "nowhere", "--metrics-address"),
-            ("logPrompts", "maybe", "--log-prompts"), ("streamIdleTimeoutSeconds", "500ms", "--stream-idle-timeout"),
+            ("logPrompts", "maybe", "--log-prompts"), ("streamIdleTimeoutSeconds", "50ms", "--stream-idle-timeout"),
         ])
     func textRules(_ c: (key: String, text: String, source: String)) {
         var conf = WorkerConfiguration()
