@@ -82,6 +82,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 lock = threading.Lock()
 stats = {"connections": 0, "requests": 0, "waiting": 0}
 fail_counts = {}
+
+
+def count_call(opts):
+    """How many calls with this key= came before this one (each counted once)."""
+    key = opts.get("key", "")
+    with lock:
+        seen = fail_counts.get(key, 0)
+        fail_counts[key] = seen + 1
+    return seen
+
 prompt_counts = {}
 gates = {}
 faults = {"p429": 0.0, "p500": 0.0, "random": random.Random(0)}
@@ -430,10 +440,7 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             return
         if "fail" in opts:
-            key = opts.get("key", "")
-            with lock:
-                seen = fail_counts.get(key, 0)
-                fail_counts[key] = seen + 1
+            seen = count_call(opts)
             if seen < int(opts["fail"]):
                 headers = [("x-request-id", request_id)]
                 if "retry-after" in opts:
@@ -494,21 +501,11 @@ class Handler(BaseHTTPRequestHandler):
             words.append(w if k == 0 else " " + w)
         nl = "\r\n" if "crlf" in opts else "\n"
         cut = int(opts["cut"]) if "cut" in opts else None
-        if "cutfirst" in opts:
-            key = opts.get("key", "")
-            with lock:
-                seen = fail_counts.get(key, 0)
-                fail_counts[key] = seen + 1
-            if seen == 0:
-                cut = int(opts["cutfirst"])
+        if "cutfirst" in opts and count_call(opts) == 0:
+            cut = int(opts["cutfirst"])
         stall = int(opts["stall"]) if "stall" in opts else None
-        if "stallfirst" in opts:
-            key = opts.get("key", "")
-            with lock:
-                seen = fail_counts.get(key, 0)
-                fail_counts[key] = seen + 1
-            if seen == 0:
-                stall = int(opts["stallfirst"])
+        if "stallfirst" in opts and count_call(opts) == 0:
+            stall = int(opts["stallfirst"])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
