@@ -50,7 +50,7 @@ let package = Package(
         ),
         // The configuration file (/etc/llmspool/llmspool.json): finding, reading and splitting it, checked
         // values whose errors name the key, the bridge's section. Spool only, so the CGI can read it.
-        .target(name: "Settings", dependencies: ["JSON", "Spool"], swiftSettings: strict),
+        .target(name: "Settings", dependencies: ["Basics", "JSON", "Spool"], swiftSettings: strict),
         // libcurl, found through pkg-config (Debian: libcurl4-openssl-dev).
         .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
@@ -93,6 +93,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
+                "Basics",
                 "CKafka",
                 "CKafkaShim",
                 "JSON",
@@ -107,6 +108,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
+                "Basics",
                 "Daemon",
                 "JSON",
                 "Settings",
@@ -121,6 +123,7 @@ let package = Package(
         .executableTarget(
             name: "llmspool",
             dependencies: [
+                "Basics",
                 "Daemon",
                 "JSON",
                 "Spool",
@@ -161,12 +164,13 @@ let package = Package(
         .testTarget(name: "SettingsTests", dependencies: ["JSON", "Settings", "Submit", "Spool", "TestSupport"], swiftSettings: strict),
         // Unit tests of the pure parts, and the engine against a real HTTP server (Tests/peers/fake_llm.py).
         .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "JSON", "Settings", "Spool", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WorkerTests", dependencies: ["Basics", "Worker", "JSON", "Settings", "Spool", "TestSupport"], swiftSettings: strict),
         // The bridge's state machines (one per direction), its message decoding and delivery tags,
         // without a broker or a disk.
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "CKafka", "JSON", "Spool"], swiftSettings: strict),
         // Unit tests of the submit endpoint, and the built llmspool-cgi under real lighttpd and nginx+fcgiwrap.
-        .testTarget(name: "SubmitTests", dependencies: ["Submit", "JSON", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
+        .testTarget(
+            name: "SubmitTests", dependencies: ["Basics", "Submit", "JSON", "Spool", "llmspool", "TestSupport"], exclude: ["Corpus"], swiftSettings: strict),
         // Drives the built `llmspool` binary as separate processes (the dependency makes SwiftPM build it).
         .testTarget(name: "CLITests", dependencies: ["JSON", "Spool", "llmspool", "TestSupport"], swiftSettings: strict),
     ]

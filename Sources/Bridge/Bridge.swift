@@ -1,3 +1,4 @@
+import Basics
 import CKafka
 import Dispatch
 public import Logging
@@ -11,9 +12,10 @@ import Glibc
 /// told to stop (``BridgeService`` runs it under swift-service-lifecycle).
 ///
 /// One thread, one `poll(2)`: librdkafka's queues write to the spool watcher's eventfd when they
-/// turn non-empty, and inotify reports files arriving in `new/`, `done/` and `failed/`, so an idle
-/// bridge sleeps (a rescan every few seconds is the safety net). Each direction is a type of its
-/// own with a state machine of its own, and each is optional:
+/// turn non-empty, and inotify reports files arriving in `new/`, `done/` and `failed/` (and, for
+/// deltas, partial files created in `cur/` and written), so an idle bridge sleeps (a rescan every
+/// few seconds is the safety net). Each direction is a type of its own with a state machine of
+/// its own, and each is optional:
 ///
 /// * ``JobsIn`` (``JobsInStateMachine``): a message becomes a durable job in `new/` (a known id
 ///   counts as done), and only then is offset+1 stored; invalid ones go to the ``DeadLetters``
@@ -24,6 +26,9 @@ import Glibc
 ///   jobs-out) settles it into `done/` or `failed/`.
 /// * ``ResultsOut`` (``ResultsOutStateMachine``): each `done/ID.json` and `failed/ID.json` is
 ///   produced, and recorded in `SPOOL/.published/` once confirmed.
+/// * ``DeltasOut`` (``DeltasOutStateMachine``): the partial answers of streamed jobs
+///   (`cur/.ID.json.partial`) are produced as they are written, one message per delta, restart
+///   and end.
 ///
 /// librdkafka's callbacks (delivery reports, rebalances, fatal errors) become ``KafkaEvent``s,
 /// handled in one place (``handle(_:now:)``) after each turn's polls.
@@ -40,6 +45,7 @@ public final class Bridge {
     private var jobsOut: JobsOut?
     private var resultsIn: ResultsIn?
     private var resultsOut: ResultsOut?
+    private var deltasOut: DeltasOut?
     private var deadLetters: DeadLetters?
     private var contexts: [ClientContext] = []
     /// Jobs confirmed by delivery reports this turn (one metric update per turn).
@@ -55,6 +61,8 @@ public final class Bridge {
     public struct Counts: Sendable {
         public var enqueued = 0, duplicates = 0, skipped = 0, published = 0
         public var forwarded = 0, resultsSettled = 0, resultsIgnored = 0
+        /// Messages of `--deltas-out` confirmed.
+        public var deltas = 0
     }
 
     /// Counts for the stop line and the tests.
@@ -67,6 +75,7 @@ public final class Bridge {
         c.forwarded = jobsOut?.forwarded ?? 0
         c.resultsSettled = resultsIn?.settled ?? final.resultsSettled
         c.resultsIgnored = resultsIn?.ignored ?? final.resultsIgnored
+        c.deltas = deltasOut?.published ?? 0
         return c
     }
 
@@ -112,12 +121,17 @@ public final class Bridge {
             try Spool.makeForwardedDirectory(at: configuration.spoolPath)
         }
         spool = try Spool(path: configuration.spoolPath)
-        var watched: [SpoolState] = []
-        if configuration.jobsOut != nil { watched.append(.new) }
-        // Results out publishes what arrives in done/ and failed/; back-pressure counts what left.
-        if configuration.resultsOut != nil || (configuration.jobsIn != nil && configuration.maxQueued != nil) { watched += [.done, .failed] }
+        var watched: [(state: SpoolState, events: SpoolWatcher.Events)] = []
         // Arrivals only: the bridge's own moves out of new/ must not wake it.
-        watcher = try SpoolWatcher(spool, states: watched, events: .arrivals)
+        if configuration.jobsOut != nil { watched.append((.new, .arrivals)) }
+        // Results out publishes what arrives in done/ and failed/; back-pressure counts what left;
+        // deltas out ends a stream when its result arrives.
+        if configuration.resultsOut != nil || (configuration.jobsIn != nil && configuration.maxQueued != nil) || configuration.deltasOut != nil {
+            watched += [(.done, .arrivals), (.failed, .arrivals)]
+        }
+        // Deltas out: partial files created in cur/ (claims arrive by rename and do not wake it).
+        if configuration.deltasOut != nil { watched.append((.cur, .creations)) }
+        watcher = try SpoolWatcher(spool, watching: watched)
         stopper = BridgeStopper(watcher: watcher)
     }
 
@@ -130,7 +144,7 @@ public final class Bridge {
     /// Descriptors kept for everything but holds: directories, the watcher, librdkafka's sockets.
     static let reservedDescriptors = 256
 
-    /// Runs until stopped; then stops within ``BridgeConfiguration/stopTimeoutMs`` of the stop
+    /// Runs until stopped; then stops within ``BridgeConfiguration/stopTimeout`` of the stop
     /// request, throwing ``BridgeStopIncomplete`` if anything was left.
     public func run() throws {
         do { try serve() } catch {
@@ -146,6 +160,10 @@ public final class Bridge {
     }
 
     private func serve() throws {
+        if configuration.deltasOut != nil, configuration.jobsOut == nil {
+            // Each followed stream holds its partial file open.
+            _ = Spool.raiseOpenFileLimit()
+        }
         if configuration.jobsOut != nil {
             let limit = Spool.raiseOpenFileLimit().after
             let most = max(1, limit - Self.reservedDescriptors)
@@ -168,12 +186,17 @@ public final class Bridge {
             if let r = resultsIn { busy = r.serve(now: now, jobsOut: jobsOut) || busy }
             producer?.poll()
             try handleEvents(now: now)
+            if let d = deltasOut { busy = d.serve(now: now) || busy }
             deadLetters?.produceDue(now: now)
             jobsIn?.count(now: now)
             let ms = Self.nowMs()
             if ms - lastScan >= Self.rescanMilliseconds {
                 scanDue = true
                 jobsIn?.spoolChanged()
+                if let d = deltasOut {
+                    d.rescan()
+                    busy = d.machine.hasQueued || busy
+                }
             }
             if configuration.jobsOut != nil || configuration.resultsIn != nil, ms - lastRecovery >= Self.recoveryMilliseconds {
                 lastRecovery = ms
@@ -197,20 +220,25 @@ public final class Bridge {
                 timeout = Int32(clamping: max(10, min(1_000, retry.map { Self.milliseconds($0 - now) } ?? 0)))
             }
             if awaitingDelivery > 0 { timeout = min(timeout, 1_000) }
-            if let at = [jobsIn?.nextWake(now: now), deadLetters?.nextDue, resultsIn?.retryAt].compactMap({ $0 }).min() {
+            if let at = [jobsIn?.nextWake(now: now), deadLetters?.nextDue, resultsIn?.retryAt, deltasOut?.retryAt].compactMap({ $0 }).min() {
                 timeout = min(timeout, Int32(clamping: max(0, Self.milliseconds(at - now))))
             }
-            if case .changed = watcher.wait(timeoutMilliseconds: timeout) {
-                scanDue = true
-                jobsIn?.spoolChanged()
+            if case .changed(let arrived, let overflow) = watcher.wait(timeoutMilliseconds: timeout) {
+                deltasOut?.spoolChanged(arrived, overflow: overflow)
+                // Writes to partial files concern deltas out alone: they do not make the others rescan.
+                if overflow || arrived.isEmpty || arrived.keys.contains(where: { $0 != .cur }) {
+                    scanDue = true
+                    jobsIn?.spoolChanged()
+                }
             }
         }
-        logger.notice("stopping", metadata: ["awaitingDelivery": "\(awaitingDelivery)", "limitMs": "\(configuration.stopTimeoutMs)"])
+        logger.notice("stopping", metadata: ["awaitingDelivery": "\(awaitingDelivery)", "limitMs": "\(configuration.stopTimeout.wholeMilliseconds)"])
     }
 
     /// Messages produced and not yet confirmed, of every kind.
     private var awaitingDelivery: Int {
         (jobsOut?.machine.inFlight ?? 0) + (resultsOut?.machine.inFlight ?? 0) + (deadLetters?.inFlight ?? 0)
+            + (deltasOut?.machine.inFlight ?? 0)
     }
 
     // MARK: events
@@ -244,6 +272,8 @@ public final class Bridge {
                 if jobsOut?.delivered(tag, code: code, now: now) == true { jobsDelivered += 1 }
             case .resultsOut:
                 resultsOut?.delivered(tag, code: code, now: now)
+            case .deltasOut:
+                deltasOut?.delivered(tag, code: code)
             case .deadLetters:
                 if deadLetters?.delivered(tag, code: code, now: now) == true { jobsIn?.deadLetterConfirmed() }
             }
@@ -264,7 +294,7 @@ public final class Bridge {
     private func start() throws {
         let base: [(String, String)] = [("bootstrap.servers", configuration.brokers), ("client.id", "llmspool-bridge")]
         let fd = watcher.wakeDescriptor
-        if configuration.resultsOut != nil || configuration.jobsOut != nil || dlqTopic != nil {
+        if configuration.resultsOut != nil || configuration.jobsOut != nil || dlqTopic != nil || configuration.deltasOut != nil {
             let p = try KafkaProducer(
                 properties: base + [("enable.idempotence", "true"), ("acks", "all")] + configuration.properties,
                 logger: logger, eventFD: fd)
@@ -279,6 +309,10 @@ public final class Bridge {
             }
             if let t = configuration.resultsOut {
                 resultsOut = try ResultsOut(topic: t, scope: configuration.resultScope, producer: p, spool: spool, logger: logger)
+            }
+            if let t = configuration.deltasOut {
+                deltasOut = try DeltasOut(
+                    topic: t, scope: configuration.resultScope, producer: p, spool: spool, watcher: watcher, logger: logger)
             }
             if let t = dlqTopic { deadLetters = try DeadLetters(topic: t, producer: p, logger: logger) }
         }
@@ -299,6 +333,8 @@ public final class Bridge {
             logger.info("consuming results", metadata: ["topic": "\(topic)", "group": "\(resultsGroup)", "instance": "\(instance ?? "none")"])
         }
         if configuration.jobsOut != nil || configuration.resultsIn != nil { recover() }
+        // Streams of jobs still running are sent from their start (consumers drop what they had by offset).
+        deltasOut?.rescan()
     }
 
     private func consumer(_ base: [(String, String)], role: String, group: String, instance: String?, topic: String) throws -> KafkaConsumer {
@@ -335,7 +371,7 @@ public final class Bridge {
 
     /// Closes the consumers (committing the stored offsets, leaving the group), flushes the
     /// producer and puts back what was held — each step bounded, so the whole ends by the stop
-    /// request plus ``BridgeConfiguration/stopTimeoutMs``. Returns what was left undone.
+    /// request plus ``BridgeConfiguration/stopTimeout``. Returns what was left undone.
     ///
     /// librdkafka 2.0's `rd_kafka_consumer_close()` can wait for good when no broker is left to
     /// answer: the consumers are closed on threads of their own, and one still closing when its
@@ -344,7 +380,7 @@ public final class Bridge {
     private func shutdown() -> [String] {
         let begun = Self.nowMs()
         let asked = stopper.requestedAt
-        let deadline = max(begun, (asked > 0 ? asked : begun) + configuration.stopTimeoutMs - Self.stopMarginMilliseconds)
+        let deadline = max(begun, (asked > 0 ? asked : begun) + configuration.stopTimeout.wholeMilliseconds - Self.stopMarginMilliseconds)
         var left: [String] = []
         producer?.quiet()
         let consumers = [(jobsIn?.consumer, "jobs"), (resultsIn?.consumer, "results")].compactMap { c, role in c.map { ($0, role) } }
@@ -374,16 +410,17 @@ public final class Bridge {
             // Delivery reports only now: the consumers are gone, and a fatal error changes nothing here.
             try? handleEvents(now: .now)
             let jobs = jobsOut?.machine.awaitingDelivery ?? 0, results = resultsOut?.machine.inFlight ?? 0
-            let letters = deadLetters?.inFlight ?? 0
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR || jobs + results + letters > 0 {
+            let letters = deadLetters?.inFlight ?? 0, deltas = deltasOut?.machine.inFlight ?? 0
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR || jobs + results + letters + deltas > 0 {
                 left.append(
-                    "\(jobs + results + letters) messages not confirmed by Kafka within \(flushMs) ms: \(jobs) jobs (they stay in new/ and are sent again), \(results) results (sent again after a restart), \(letters) dead letters"
+                    "\(jobs + results + letters + deltas) messages not confirmed by Kafka within \(flushMs) ms: \(jobs) jobs (they stay in new/ and are sent again), \(results) results (sent again after a restart), \(letters) dead letters, \(deltas) deltas (a running job's are sent again from its start after a restart)"
                 )
                 // Drop what is queued, so that destroying the producer does not wait for it.
                 _ = rd_kafka_purge(p.client.rk, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
             }
             jobsOut?.dropTopic()
             resultsOut?.dropTopic()
+            deltasOut?.dropTopic()
             deadLetters?.dropTopic()
             stopper.note("closing the producer")
             if !Self.wait(p.client.beginClose(consumer: false, logger: logger), untilMs: max(deadline, Self.nowMs() + 200)) {
@@ -414,7 +451,8 @@ public final class Bridge {
                 "enqueued": "\(c.enqueued)", "duplicates": "\(c.duplicates)",
                 "skipped": "\(c.skipped)", "published": "\(c.published)",
                 "forwarded": "\(c.forwarded)", "resultsSettled": "\(c.resultsSettled)",
-                "resultsIgnored": "\(c.resultsIgnored)", "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))",
+                "resultsIgnored": "\(c.resultsIgnored)", "deltas": "\(c.deltas)",
+                "stopMs": "\(Self.nowMs() - (asked > 0 ? asked : begun))",
             ])
         return left
     }
@@ -424,6 +462,7 @@ public final class Bridge {
     private func recordGauges() {
         BridgeMetrics.awaitingDelivery(kind: "job", jobsOut?.machine.awaitingDelivery ?? 0)
         BridgeMetrics.awaitingDelivery(kind: "result", resultsOut?.machine.inFlight ?? 0)
+        if let d = deltasOut { BridgeMetrics.awaitingDelivery(kind: "delta", d.machine.inFlight) }
         for consumer in [jobsIn?.consumer, resultsIn?.consumer].compactMap({ $0 }) {
             let c = consumer.client.rk
             var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?

@@ -35,7 +35,11 @@ public struct BridgeConfiguration: Sendable {
     public var instanceID: String?
     /// Publish the results in `done/` and dead letters in `failed/` to this topic.
     public var resultsOut: String?
+    /// Which results `resultsOut` publishes, and whose deltas `deltasOut` publishes.
     public var resultScope: ResultScope
+    /// Publish the partial answers of streamed jobs (`"stream": true`) to this topic as they are
+    /// written: one message per delta, restart and end, key jobId.
+    public var deltasOut: String?
     /// Where invalid messages from `jobsIn` go (default Spring's `error.<topic>.<group>`); "" turns it off.
     public var deadLetterTopic: String?
     /// librdkafka properties (`-X key=value`), applied after the bridge's defaults.
@@ -45,12 +49,12 @@ public struct BridgeConfiguration: Sendable {
     public var maxForwarding: Int
     /// Enough to keep full batches going to Kafka while earlier ones are confirmed and moved.
     public static let defaultMaxForwarding = 5000
-    /// The longest a stop may take, from the stop request to the end of ``Bridge/run()`` (ms):
+    /// The longest a stop may take, from the stop request to the end of ``Bridge/run()``:
     /// closing the consumers, flushing the producer, putting back what was held. What is not done
     /// by then is left (and said so); see ``BridgeStopIncomplete``.
-    public var stopTimeoutMs: Int64
+    public var stopTimeout: Duration
     /// Below systemd's `TimeoutStopSec=20s` in `llmspool-bridge.service`.
-    public static let defaultStopTimeoutMs: Int64 = 15_000
+    public static let defaultStopTimeout = Duration.seconds(15)
     /// Back-pressure of `jobsIn`: at most this many jobs it brought in wait in `new/` and `cur/`;
     /// at the limit the bridge leaves the consumer group (the other members take its partitions)
     /// and joins again below half of it. Nil: no limit.
@@ -61,7 +65,7 @@ public struct BridgeConfiguration: Sendable {
         resultsIn: String? = nil, resultsGroup: String? = nil, instanceID: String? = nil, resultsOut: String? = nil,
         resultScope: ResultScope = .all, deadLetterTopic: String? = nil,
         properties: [(String, String)] = [], maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding,
-        stopTimeoutMs: Int64 = BridgeConfiguration.defaultStopTimeoutMs, maxQueued: Int? = nil
+        stopTimeout: Duration = BridgeConfiguration.defaultStopTimeout, maxQueued: Int? = nil, deltasOut: String? = nil
     ) {
         self.spoolPath = spoolPath
         self.brokers = brokers
@@ -76,12 +80,13 @@ public struct BridgeConfiguration: Sendable {
         self.deadLetterTopic = deadLetterTopic
         self.properties = properties
         self.maxForwarding = maxForwarding
-        self.stopTimeoutMs = stopTimeoutMs
+        self.stopTimeout = stopTimeout
         self.maxQueued = maxQueued
+        self.deltasOut = deltasOut
     }
 }
 
-/// A stop that could not do everything within ``BridgeConfiguration/stopTimeoutMs`` (or found the
+/// A stop that could not do everything within ``BridgeConfiguration/stopTimeout`` (or found the
 /// spool gone): what was left, one item per part. Nothing is lost — each item says what happens
 /// to it on the next start — but the exit should not look clean.
 public struct BridgeStopIncomplete: Error, CustomStringConvertible, Sendable {

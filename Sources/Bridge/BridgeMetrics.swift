@@ -15,6 +15,12 @@ enum BridgeMetrics {
         Counter(label: "llmspool_bridge_delivered_total", dimensions: [("topic", topic), ("kind", kind)]).increment(by: count)
     }
 
+    /// A message of `--deltas-out` confirmed by its delivery report, by its type: `delta`,
+    /// `restart`, `done`, `failed`.
+    static func deltas(topic: String, type: String) {
+        Counter(label: "llmspool_bridge_deltas_published_total", dimensions: [("topic", topic), ("type", type)]).increment()
+    }
+
     /// A produce call refused or a delivery report with an error.
     static func deliveryError(topic: String, kind: String) {
         Counter(label: "llmspool_bridge_delivery_errors_total", dimensions: [("topic", topic), ("kind", kind)]).increment()

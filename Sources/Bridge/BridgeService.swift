@@ -6,7 +6,7 @@ import Synchronization
 /// The bridge as a swift-service-lifecycle `Service`: ``run()`` runs the bridge's loop on a thread
 /// of its own (it sleeps in `poll(2)`, not on the cooperative pool) until the group's graceful
 /// shutdown (SIGTERM, SIGINT) or a cancellation stops it; the stop is then bounded by
-/// ``BridgeConfiguration/stopTimeoutMs``. A stop that left work returns normally and says so in
+/// ``BridgeConfiguration/stopTimeout``. A stop that left work returns normally and says so in
 /// ``leftWork`` (the bridge has logged it), so that the command can exit 75.
 public final class BridgeService: Service, Sendable {
     /// Stops the bridge from any thread; says what it is doing (for a watchdog).

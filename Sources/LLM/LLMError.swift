@@ -5,7 +5,8 @@ public struct LLMError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable, CaseIterable {
         /// The server answered with a status outside 2xx (see ``LLMError/httpStatus``).
         case http
-        /// No connection within the connect timeout, or no complete answer within the total timeout.
+        /// No connection within the connect timeout, no complete answer within the total timeout, or
+        /// no byte of a streamed answer within its idle timeout.
         case timeout
         /// The connection could not be made or was lost: refused, reset, closed without an answer, DNS.
         case connection
@@ -22,7 +23,7 @@ public struct LLMError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The engine was shut down before the exchange finished.
         case shutdown
         /// A streamed answer broke off: the server sent an `error` event, or the stream ended
-        /// before `[DONE]`, or no byte came within the stream's idle timeout.
+        /// before `[DONE]` (a stream that stalls is a ``timeout``).
         case stream = "stream-error"
     }
 

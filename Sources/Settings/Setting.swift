@@ -1,3 +1,4 @@
+import Basics
 public import JSON
 public import Spool
 
@@ -61,24 +62,60 @@ extension Setting {
         whole(key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning, stored: { $0 }, shown: { $0 })
     }
 
-    /// Whole milliseconds in `range`.
+    /// A duration given as whole milliseconds in `range`.
     public static func milliseconds(
-        _ key: String, _ path: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
+        _ key: String, _ path: any WritableKeyPath<Root, Duration> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
         whole(
             key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
-            stored: { Int64($0) }, shown: { Int($0) })
+            stored: { .milliseconds($0) }, shown: { Int(clamping: $0.wholeMilliseconds) })
     }
 
-    /// Whole seconds in `range`, stored as milliseconds.
+    /// A duration given as whole seconds in `range`.
     public static func wholeSeconds(
-        _ key: String, _ milliseconds: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Int>,
+        _ key: String, _ path: any WritableKeyPath<Root, Duration> & Sendable, _ range: ClosedRange<Int>,
         variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
     ) -> Setting {
         whole(
-            key, milliseconds, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
-            stored: { Int64($0) * 1000 }, shown: { Int($0 / 1000) })
+            key, path, range, variable: variable, flag: flag, defaultNote: defaultNote, meaning,
+            stored: { .seconds($0) }, shown: { Int(clamping: $0.wholeMilliseconds / 1000) })
+    }
+
+    /// An integer in `range`, or null (not set: `defaultNote` says what then).
+    public static func optionalInteger(
+        _ key: String, _ path: any WritableKeyPath<Root, Int?> & Sendable, _ range: ClosedRange<Int>,
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
+    ) -> Setting {
+        Setting(
+            key: key, variable: variable, flag: flag, type: "integer \(range.lowerBound)–\(range.upperBound) or null",
+            defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in root[keyPath: path] = v.isNull ? nil : try v.int(range) },
+            readText: { root, text, source throws(DocumentError) in
+                root[keyPath: path] = try SettingValue.integer(text, range, source: source)
+            },
+            write: { $0[keyPath: path].map { .integer($0) } ?? .null })
+    }
+
+    /// One of the cases of `Choice`, by its raw value.
+    public static func choice<Choice: RawRepresentable & CaseIterable & Sendable>(
+        _ key: String, _ path: any WritableKeyPath<Root, Choice> & Sendable,
+        variable: String? = nil, flag: String? = nil, defaultNote: String? = nil, _ meaning: String
+    ) -> Setting where Choice.RawValue == String {
+        let names = Choice.allCases.map(\.rawValue)
+        let rule = "must be " + names.map { "\"\($0)\"" }.joined(separator: " or ")
+        return Setting(
+            key: key, variable: variable, flag: flag, type: names.map { "`\"\($0)\"`" }.joined(separator: " or "),
+            defaultNote: defaultNote, meaning: meaning,
+            readJSON: { root, v throws(DocumentError) in
+                guard let c = Choice(rawValue: try v.string()) else { throw DocumentError(field: v.path, rule) }
+                root[keyPath: path] = c
+            },
+            readText: { root, text, source throws(DocumentError) in
+                guard let c = Choice(rawValue: text) else { throw DocumentError(field: source, "\(rule), not \"\(text)\"") }
+                root[keyPath: path] = c
+            },
+            write: { .string($0[keyPath: path].rawValue) })
     }
 
     /// An integer in `range` in the file, a variable or a flag, kept as `stored(n)`.
@@ -120,12 +157,12 @@ extension Setting {
 }
 
 extension Setting {
-    /// A number of seconds (fractions allowed) in `range`, stored as milliseconds and raised to
-    /// `floorMs` at least. From a variable or a flag it is a duration: `90s`, `500ms`, `1h30m`, or a
-    /// bare number of seconds.
+    /// A duration given as a number of seconds (fractions allowed, kept to the millisecond) in
+    /// `range`, raised to `floor` at least. From a variable or a flag it is a duration: `90s`,
+    /// `500ms`, `1h30m`, or a bare number of seconds.
     public static func seconds(
-        _ key: String, _ milliseconds: any WritableKeyPath<Root, Int64> & Sendable, _ range: ClosedRange<Double>,
-        floorMs: Int64 = 0, type: String? = nil, variable: String? = nil, flag: String? = nil, defaultNote: String? = nil,
+        _ key: String, _ path: any WritableKeyPath<Root, Duration> & Sendable, _ range: ClosedRange<Double>,
+        floor: Duration = .zero, type: String? = nil, variable: String? = nil, flag: String? = nil, defaultNote: String? = nil,
         _ meaning: String
     ) -> Setting {
         let rule = "a number of seconds from \(number(range.lowerBound)) to \(number(range.upperBound))"
@@ -134,15 +171,15 @@ extension Setting {
             defaultNote: defaultNote, meaning: meaning,
             readJSON: { root, v throws(DocumentError) in
                 guard let d = v.value.doubleValue, range.contains(d) else { throw DocumentError(field: v.path, "must be \(rule)") }
-                root[keyPath: milliseconds] = max(floorMs, Int64((d * 1000).rounded()))
+                root[keyPath: path] = max(floor, .milliseconds(Int64((d * 1000).rounded())))
             },
             readText: { root, text, source throws(DocumentError) in
                 guard let ms = HumanDuration.parseMilliseconds(text), range.contains(Double(ms) / 1000) else {
                     throw DocumentError(field: source, "must be a duration like 90s, 500ms or 1h30m, \(rule), not \"\(text)\"")
                 }
-                root[keyPath: milliseconds] = max(floorMs, ms)
+                root[keyPath: path] = max(floor, .milliseconds(ms))
             },
-            write: { .double(Double($0[keyPath: milliseconds]) / 1000) })
+            write: { .double(Double($0[keyPath: path].wholeMilliseconds) / 1000) })
     }
 
     /// A number above 0 and at most 1 (a share).

@@ -52,9 +52,8 @@ public enum Partial {
         /// The offset asked for was not a record boundary of this file (or past its end): the
         /// records are from the start, and the reader must treat them as a restart.
         public var reset: Bool
-        /// The read stopped at ``Partial/maxReadBytes`` with more of the file after it: read again
-        /// at once. (Otherwise the next read waits for the next write: a reader woken once per
-        /// write reads once per write.)
+        /// The read stopped at its limit before the end of the file: there is more to read from
+        /// ``end``. With no records, the line at ``end`` is longer than the limit.
         public var more = false
 
         public static func == (a: Read, b: Read) -> Bool {
@@ -160,11 +159,11 @@ extension Spool {
 
     /// Creates job `id`'s partial file, empty, unless it is there: the worker does this as it
     /// claims a streamed job. A reader following the job then waits on that file alone from the
-    /// claim on (the CGI's narrow wait), rather than on the spool's directories until the first
-    /// delta — where every open stream woke for every other job's partial file created with
-    /// its first token: with 200 streams started together, a storm of wake-ups that held first
-    /// tokens back by tens of milliseconds (bench/stream/run.sh). Errors are ignored, as the
-    /// writer's: without the file a reader still learns of it from `cur/`.
+    /// claim on (the CGI's event streams), rather than on `cur/` until the first delta, where
+    /// every open stream woke for every other job's partial file created with its first token:
+    /// with 200 streams started together, a storm of wake-ups that held first tokens back by
+    /// tens of milliseconds (bench/stream/run.sh). Errors are ignored, as the writer's: without
+    /// the file a reader still learns of it from `cur/`.
     public func preparePartial(_ id: String) {
         try? Sys.createIfAbsent(Partial.fileName(id), in: dir(.cur), mode: 0o640)
     }
@@ -187,21 +186,29 @@ extension Spool {
                 return nil
             }
             defer { Sys.close(fd) }
-            let size = Int(try Sys.stat(fd, path: cur.path(name)).st_size)
-            var start = max(0, offset)
-            var reset = false
-            if start > size {
-                start = 0
-                reset = true
-            } else if start > 0, try Sys.pread(fd, at: start - 1, count: 1, path: cur.path(name)) != [0x0A] {
-                start = 0
-                reset = true
-            }
-            let bytes = try Sys.pread(fd, at: start, count: min(size - start, Partial.maxReadBytes), path: cur.path(name))
-            var read = Partial.parse(bytes, at: start, reset: reset)
-            read.more = size - start > Partial.maxReadBytes
-            return read
+            return try Partial.read(fd, path: cur.path(name), from: offset, limit: Partial.maxReadBytes)
         }
+    }
+
+    /// Opens job `id`'s partial file to follow it (``PartialFile``); nil when there is none.
+    public func openPartial(_ id: String) throws(SpoolError) -> PartialFile? {
+        let name = Partial.fileName(id), cur = dir(.cur)
+        return try wrap { () throws(SystemCallError) -> PartialFile? in
+            let fd: FileDescriptor
+            do throws(SystemCallError) { fd = try Sys.openForReading(name, in: cur) } catch  where error.errno == .noSuchFileOrDirectory {
+                return nil
+            }
+            let file = PartialFile(fd: fd, path: cur.path(name))
+            guard try Sys.stat(fd, path: file.path).isRegularFile else {
+                throw SystemCallError(call: "open (not a regular file)", path: file.path, errno: .invalidArgument)
+            }
+            return file
+        }
+    }
+
+    /// The ids of the partial files in `cur/` (streamed jobs being answered, or orphans).
+    public func partialIDs() throws(SpoolError) -> [String] {
+        try wrap { () throws(SystemCallError) in try Sys.list(dir(.cur)) }.compactMap(Partial.id(ofFileName:))
     }
 
     /// Removes partial files whose job is in neither `cur/` nor `new/` and that were not written
@@ -222,6 +229,25 @@ extension Spool {
 }
 
 extension Partial {
+    /// Reads the complete records of an open partial file from `offset`, at most `limit` bytes;
+    /// an offset that is no record boundary starts over from 0 (``Read/reset``).
+    static func read(_ fd: FileDescriptor, path: String, from offset: Int, limit: Int) throws(SystemCallError) -> Read {
+        let size = Int(try Sys.stat(fd, path: path).st_size)
+        var start = max(0, offset)
+        var reset = false
+        if start > size {
+            start = 0
+            reset = true
+        } else if start > 0, try Sys.pread(fd, at: start - 1, count: 1, path: path) != [0x0A] {
+            start = 0
+            reset = true
+        }
+        let count = min(size - start, max(1, limit))
+        var read = parse(try Sys.pread(fd, at: start, count: count, path: path), at: start, reset: reset)
+        read.more = start + count < size
+        return read
+    }
+
     /// Parses complete lines of a partial file that start at byte `offset`; a last line without its
     /// newline is left for the next read. Lines that are neither a string nor a restart are skipped.
     public static func parse(_ bytes: [UInt8], at offset: Int, reset: Bool = false) -> Read {
@@ -245,36 +271,112 @@ extension Partial {
     }
 }
 
+extension Partial {
+    /// What a reader still owes of a finished job's answer once the partial file is gone (it goes
+    /// once the result is durable, so a reader that was behind finds the rest only in the
+    /// result). `sent` is all the text the reader gave since the last restart; `response` is the
+    /// result's. The rest of `response` when `sent` is a prefix of it; else (a restart the reader
+    /// did not see) a restart, then the whole response. The CGI's event streams and the CLI's
+    /// followers both follow this rule (docs/spool-format.md, "Partial answers").
+    public static func tail(of response: String, after sent: String) -> (restart: Bool, text: String) {
+        if response.utf8.starts(with: sent.utf8) {
+            return (false, String(decoding: response.utf8.dropFirst(sent.utf8.count), as: UTF8.self))
+        }
+        return (true, response)
+    }
+}
+
+/// A job's partial file held open by a reader that follows it (the bridge's `--deltas-out`).
+///
+/// Reading through the descriptor rather than by name means that the last lines stay readable
+/// after the worker has removed the file (once the result is durable): a reader that opened the
+/// file while the job ran sees every line the worker wrote. Used from one thread.
+public final class PartialFile {
+    let fd: FileDescriptor
+    /// The file's path, for messages.
+    public let path: String
+
+    init(fd: FileDescriptor, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { Sys.close(fd) }
+
+    /// The complete records from `offset` on, reading at most `limit` bytes (a line longer than
+    /// that comes back as no records with ``Partial/Read/more`` set).
+    public func read(from offset: Int, limit: Int = Partial.maxReadBytes) throws(SpoolError) -> Partial.Read {
+        do { return try Partial.read(fd, path: path, from: offset, limit: limit) } catch { throw .system(error) }
+    }
+
+    /// The offset just past the first newline at or after `offset` (nil when there is none yet),
+    /// and how far the file was searched, reading in chunks of ``Partial/maxReadBytes`` to its
+    /// end. For a line too long to read in one chunk.
+    public func lineEnd(from offset: Int) throws(SpoolError) -> (end: Int?, searched: Int) {
+        var at = max(0, offset)
+        do throws(SystemCallError) {
+            while true {
+                let chunk = try Sys.pread(fd, at: at, count: Partial.maxReadBytes, path: path)
+                if let i = chunk.firstIndex(of: 0x0A) { return (at + i + 1, at + i + 1) }
+                if chunk.isEmpty { return (nil, at) }
+                at += chunk.count
+            }
+        } catch {
+            throw .system(error)
+        }
+    }
+
+    /// Whether the file is no longer in `cur/` (its last name was removed).
+    public func isRemoved() throws(SpoolError) -> Bool {
+        do { return try Sys.stat(fd, path: path).st_nlink == 0 } catch { throw .system(error) }
+    }
+}
+
 /// What ``Spool/follow(_:from:timeoutMilliseconds:_:)`` reports, in order.
 public enum FollowEvent: Sendable, Equatable {
-    /// Text, and the partial file's offset just past it.
-    case delta(String, offset: Int)
-    /// What came before is void: a new attempt starts (`attempt` when the worker said which).
-    case restart(attempt: Int?, offset: Int)
+    /// Text, and the partial file's offset just past it (nil: the rest of the answer, taken from
+    /// the result once the partial file was gone).
+    case delta(String, offset: Int?)
+    /// What came before is void: a new attempt starts (`attempt` when the worker said which;
+    /// `offset` nil when the result showed a restart the partial file no longer did).
+    case restart(attempt: Int?, offset: Int?)
 }
 
 extension Spool {
     /// Follows job `id`'s partial answer from byte `offset` until the job is in `done/` or
-    /// `failed/` (returned) or the timeout passes (nil; negative: forever), calling `emit` for each
-    /// record. Sleeps on inotify (the partial file's writes, `cur/`, `done/`, `failed/`); a 1 s
-    /// rescan covers what inotify can miss. The tail of the text may still be only in the result
-    /// (the partial file is removed once the result is durable): compare with its `response`.
+    /// `failed/` (its result or dead letter is returned) or the timeout passes (nil; negative:
+    /// forever), calling `emit` for each record. Sleeps on inotify (the partial file's writes,
+    /// `cur/`, `done/`, `failed/`); a 1 s rescan covers what inotify can miss.
+    ///
+    /// When it began at offset 0, the text emitted adds up to the result's `response`: the
+    /// partial file is removed once the result is durable, and a follower that was behind then
+    /// gets the rest from the result (``Partial/tail(of:after:)``).
     public func follow(
         _ id: String, from offset: Int = 0, timeoutMilliseconds: Int64, _ emit: (FollowEvent) -> Void
     )
-        throws(SpoolError) -> SpoolState?
+        throws(SpoolError) -> JobLocation?
     {
         let watcher = try SpoolWatcher(self, states: [.cur, .done, .failed], events: .stream)
         let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.nowMilliseconds() + timeoutMilliseconds
         var offset = offset
         var watching = false
+        // The text emitted since the last restart, while this follower has emitted all of it (it
+        // began at offset 0, or has seen a restart since).
+        var text: String? = offset == 0 ? "" : nil
         func drain() throws(SpoolError) {
             while let read = try readPartial(id, from: offset) {
-                if read.reset { emit(.restart(attempt: nil, offset: 0)) }
+                if read.reset {
+                    emit(.restart(attempt: nil, offset: 0))
+                    text = ""
+                }
                 for (record, end) in read.records {
                     switch record {
-                    case .delta(let text): emit(.delta(text, offset: end))
-                    case .restart(let attempt): emit(.restart(attempt: attempt, offset: end))
+                    case .delta(let t):
+                        emit(.delta(t, offset: end))
+                        text? += t
+                    case .restart(let attempt):
+                        emit(.restart(attempt: attempt, offset: end))
+                        text = ""
                     }
                 }
                 offset = read.end
@@ -286,10 +388,19 @@ extension Spool {
             if !watching { watching = watcher.watchPartial(of: id) }
             try drain()
             for state in [SpoolState.done, .failed] {
-                if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) {
-                    try drain()
-                    return state
+                guard try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) else { continue }
+                try drain()
+                guard let loc = try wrap({ () throws(SystemCallError) in try read(id + ".json", in: state, id: id) }) else {
+                    throw .notFound(id: id)
                 }
+                if state == .done, let sent = text, let response = (try? JSONParser.parse(loc.bytes))?["response"]?.stringValue,
+                    response != sent
+                {
+                    let tail = Partial.tail(of: response, after: sent)
+                    if tail.restart { emit(.restart(attempt: nil, offset: nil)) }
+                    if !tail.text.isEmpty { emit(.delta(tail.text, offset: nil)) }
+                }
+                return loc
             }
             let left = deadline - Sys.nowMilliseconds()
             if left <= 0 { return nil }

@@ -195,6 +195,15 @@ public final class Spool: Sendable {
         return nil
     }
 
+    /// Whether job `id` has ended: `done/` or `failed/` when `ID.json` is there, else nil.
+    public func outcome(of id: String) throws(SpoolError) -> SpoolState? {
+        guard JobID.isValid(id) else { return nil }
+        for state in [SpoolState.done, .failed] {
+            if try wrap({ () throws(SystemCallError) in try Sys.exists(id + ".json", in: dir(state)) }) { return state }
+        }
+        return nil
+    }
+
     /// Runs a system-call body, turning its error into ``SpoolError/system(_:)``.
     @inline(__always)
     func wrap<T>(_ body: () throws(SystemCallError) -> T) throws(SpoolError) -> T {

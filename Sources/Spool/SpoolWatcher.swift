@@ -25,17 +25,21 @@ public final class SpoolWatcher: Sendable {
 
     private let inotify: FileDescriptor
     private let event: FileDescriptor
-    /// The directories watched: watch descriptor → state (empty after ``unwatchDirectories()``).
-    private let states: Mutex<[Int32: SpoolState]>
-    /// The directories asked for, and the mask they are watched with (to watch them again).
-    private let watchedStates: [SpoolState]
-    private let mask: UInt32
+    /// The directories watched now (none after ``unwatchDirectories()``).
+    private let directories: Mutex<Directories>
+    /// The directories asked for, each with its events (to watch them again).
+    private let watching: [(state: SpoolState, events: Events)]
     /// Files watched themselves (``watchPartial(of:)``, ``watchFile(_:reportedAs:)``): watch
     /// descriptor → the name their changes are reported as.
     private let files = Mutex<[Int32: String]>([:])
     private let spoolForPartials: Spool
-    /// Whether names of files that left are reported (``Events/stream``).
-    private let namesDepartures: Bool
+
+    struct Directories {
+        /// Watch descriptor → state.
+        var states: [Int32: SpoolState] = [:]
+        /// The directory watches whose names of files that left are reported (``Events/stream``).
+        var namingDepartures: Set<Int32> = []
+    }
 
     /// Which changes wake a waiter.
     public enum Events: Sendable {
@@ -47,12 +51,16 @@ public final class SpoolWatcher: Sendable {
         /// the names of files that left are reported too, so that a reader following one job can
         /// pass over every other job's changes without looking in the spool.
         case stream
+        /// Files created, and nothing else: in `cur/`, a streamed job's partial file appearing
+        /// (claims arrive by rename, and do not wake).
+        case creations
 
         var mask: UInt32 {
             switch self {
             case .arrivals: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)
             case .all: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE)
             case .stream: UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE | IN_CREATE)
+            case .creations: UInt32(IN_CREATE)
             }
         }
     }
@@ -60,7 +68,13 @@ public final class SpoolWatcher: Sendable {
     /// Watches `states` of `spool` for `events`: by default files moved in or out, written and
     /// closed, or deleted. A process that only takes files away watches `.arrivals`, so that its own
     /// moves do not wake it.
-    public init(_ spool: Spool, states: [SpoolState] = [.new], events: Events = .all) throws(SpoolError) {
+    public convenience init(_ spool: Spool, states: [SpoolState] = [.new], events: Events = .all) throws(SpoolError) {
+        try self.init(spool, watching: states.map { ($0, events) })
+    }
+
+    /// Watches each state of `spool` for its own events (the bridge: arrivals in `new/`, `done/`
+    /// and `failed/`, creations in `cur/`).
+    public init(_ spool: Spool, watching: [(state: SpoolState, events: Events)]) throws(SpoolError) {
         let ifd = try spool.wrap { () throws(SystemCallError) in try Sys.inotifyInit(path: spool.path) }
         let efd: FileDescriptor
         do { efd = try Sys.eventFD(path: spool.path) } catch {
@@ -69,20 +83,32 @@ public final class SpoolWatcher: Sendable {
         }
         inotify = ifd
         event = efd
-        namesDepartures = events == .stream
         spoolForPartials = spool
-        let mask = events.mask
-        self.mask = mask
-        watchedStates = states
-        var watches: [Int32: SpoolState] = [:]
-        for state in states {
-            do { watches[try Sys.addWatch(ifd, spool.dir(state).path, mask: mask)] = state } catch {
-                Sys.close(ifd)
-                Sys.close(efd)
-                throw .system(error)
+        self.watching = watching
+        let dirs: Directories
+        do { dirs = try Self.addWatches(ifd, spool, watching) } catch {
+            Sys.close(ifd)
+            Sys.close(efd)
+            throw .system(error)
+        }
+        directories = Mutex(dirs)
+    }
+
+    private static func addWatches(
+        _ ifd: FileDescriptor, _ spool: Spool, _ watching: [(state: SpoolState, events: Events)]
+    ) throws(SystemCallError) -> Directories {
+        var dirs = Directories()
+        for (state, events) in watching {
+            do throws(SystemCallError) {
+                let wd = try Sys.addWatch(ifd, spool.dir(state).path, mask: events.mask)
+                dirs.states[wd] = state
+                if events == .stream { dirs.namingDepartures.insert(wd) }
+            } catch {
+                for wd in dirs.states.keys { Sys.removeWatch(ifd, wd) }
+                throw error
             }
         }
-        self.states = Mutex(watches)
+        return dirs
     }
 
     deinit {
@@ -118,31 +144,27 @@ public final class SpoolWatcher: Sendable {
         Sys.removeWatch(inotify, wd)
     }
 
-    /// Stops watching the spool's directories; the partial files' watches stay, and only they wake
-    /// a waiter now. Their events already queued are dropped. The same inotify instance goes on:
-    /// closing one that had watches blocks until the kernel has freed them (an SRCU grace period:
-    /// 8–24 ms measured here, longer with many closing at once), so an event stream narrowed by
-    /// opening a second instance and closing the first stalled for that long before its first
-    /// delta (bench/stream/run.sh); `inotify_rm_watch` returns in microseconds.
+    /// Stops watching the spool's directories; the watches of single files stay, and only they
+    /// wake a waiter now. Events of the directories already queued are dropped. The same inotify
+    /// instance goes on: closing one that had watches blocks until the kernel has freed them (an
+    /// SRCU grace period: 16 ms median, up to 24 ms, measured here; longer with many closing at
+    /// once), so an event stream narrowed by opening a second instance and closing the first
+    /// stalled for that long before its first delta (bench/stream/run.sh); `inotify_rm_watch`
+    /// returns in microseconds.
     public func unwatchDirectories() {
-        let removed = states.withLock { s in
-            defer { s = [:] }
-            return Array(s.keys)
+        let removed = directories.withLock { d in
+            defer { d = Directories() }
+            return Array(d.states.keys)
         }
         for wd in removed { Sys.removeWatch(inotify, wd) }
     }
 
     /// Watches the spool's directories again, after ``unwatchDirectories()`` (a no-op while they are watched).
     public func watchDirectories() throws(SpoolError) {
-        guard states.withLock({ $0.isEmpty }) else { return }
-        var watches: [Int32: SpoolState] = [:]
-        for state in watchedStates {
-            do throws(SystemCallError) { watches[try Sys.addWatch(inotify, spoolForPartials.dir(state).path, mask: mask)] = state } catch {
-                for wd in watches.keys { Sys.removeWatch(inotify, wd) }
-                throw .system(error)
-            }
-        }
-        states.withLock { $0 = watches }
+        guard directories.withLock({ $0.states.isEmpty }) else { return }
+        let dirs: Directories
+        do { dirs = try Self.addWatches(inotify, spoolForPartials, watching) } catch { throw .system(error) }
+        directories.withLock { $0 = dirs }
     }
 
     /// Blocks until a change, a ``wake()``, or the timeout (negative: wait forever).
@@ -164,7 +186,7 @@ public final class SpoolWatcher: Sendable {
         // CGI's largest cost with 1,000 event streams open (bench/stream/run.sh, perf).
         var buf = [UInt8](unsafeUninitializedCapacity: 64 * 1024) { _, count in count = 64 * 1024 }
         let header = MemoryLayout<inotify_event>.size
-        let states = self.states.withLock { $0 }
+        let dirs = directories.withLock { $0 }
         while true {
             let n = Sys.readSome(inotify, into: &buf)
             if n == 0 { break }
@@ -175,8 +197,8 @@ public final class SpoolWatcher: Sendable {
                     return (e.wd, e.mask, Int(e.len))
                 }
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflow = true }
-                let named = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) | (namesDepartures ? UInt32(IN_MOVED_FROM | IN_DELETE) : 0)
-                if len > 0, mask & named != 0, let state = states[wd] {
+                let named = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) | (dirs.namingDepartures.contains(wd) ? UInt32(IN_MOVED_FROM | IN_DELETE) : 0)
+                if len > 0, mask & named != 0, let state = dirs.states[wd] {
                     let bytes = buf[(off + header)..<min(n, off + header + len)].prefix { $0 != 0 }
                     let name = String(decoding: bytes, as: UTF8.self)
                     if !name.hasPrefix(".") || Partial.id(ofFileName: name) != nil { arrived[state, default: []].append(name) }

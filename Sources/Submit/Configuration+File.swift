@@ -50,13 +50,13 @@ extension Configuration {
             "maxWaitingPerTenant", \.maxWaitingPerTenant, 1...10_000_000, variable: "LLMSPOOL_MAX_WAITING",
             "jobs waiting in `new/` per tenant before `429`"),
         .milliseconds(
-            "countCacheMilliseconds", \.waitingCountMaxAgeMilliseconds, 0...60_000, variable: "LLMSPOOL_COUNT_CACHE",
+            "countCacheMilliseconds", \.waitingCountMaxAge, 0...60_000, variable: "LLMSPOOL_COUNT_CACHE",
             "how long a tenant's count of waiting jobs is reused before `new/` is counted again; 0: count on every POST"),
         .wholeSeconds(
-            "heartbeatSeconds", \.heartbeatMilliseconds, 1...3600, variable: "LLMSPOOL_HEARTBEAT",
+            "heartbeatSeconds", \.heartbeat, 1...3600, variable: "LLMSPOOL_HEARTBEAT",
             "seconds between event-stream heartbeats"),
         .wholeSeconds(
-            "maxStreamSeconds", \.maxStreamMilliseconds, 1...86400, variable: "LLMSPOOL_STREAM_MAX",
+            "maxStreamSeconds", \.maxStream, 1...86400, variable: "LLMSPOOL_STREAM_MAX",
             "how long an event stream stays open before the client resumes"),
         .integer(
             "eventPaddingBytes", \.eventPaddingBytes, 0...(1 << 20), variable: "LLMSPOOL_EVENTS_PAD",

@@ -16,11 +16,11 @@ public struct Configuration: Sendable, Equatable {
     public var maxFileBytes = 64 << 20
     public var maxWaitingPerTenant = 1000
     /// How long a count of a tenant's waiting jobs (``WaitingCount``) is reused; 0 counts `new/` on every POST.
-    public var waitingCountMaxAgeMilliseconds: Int64 = 1000
+    public var waitingCountMaxAge: Duration = .seconds(1)
     /// Seconds a client is told to wait after a 429 or 503.
     public var retryAfterSeconds = 10
-    public var heartbeatMilliseconds: Int64 = 15_000
-    public var maxStreamMilliseconds: Int64 = 3_600_000
+    public var heartbeat: Duration = .seconds(15)
+    public var maxStream: Duration = .seconds(3600)
     /// Padding after each event: fcgiwrap passes output on only in 8 KiB records.
     public var eventPaddingBytes = 0
     /// How long an `Idempotency-Key` keeps answering with the same job (24 h).

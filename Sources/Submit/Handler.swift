@@ -1,3 +1,4 @@
+import Basics
 import JSON
 import Spool
 
@@ -196,7 +197,7 @@ public struct Handler: Sendable {
     /// 429 when the caller's tenant already has `maxWaitingPerTenant` jobs in `new/`. The ids this
     /// endpoint mints carry the tenant's tag (``Identity/quotaTag``), so counting is one listing
     /// of `new/` that opens no file; jobs enqueued by other means (CLI, bridge, hand-dropped)
-    /// have other ids and are not counted. A count younger than `waitingCountMaxAgeMilliseconds`,
+    /// have other ids and are not counted. A count younger than `waitingCountMaxAge`,
     /// plus the jobs accepted since, is reused while it is under the limit (``WaitingCount``);
     /// at the limit, or when it is old, missing or unreadable, `new/` is counted again
     /// (docs/cgi.md).
@@ -204,7 +205,7 @@ public struct Handler: Sendable {
         let limit = configuration.maxWaitingPerTenant
         let tag = identity.quotaTag
         let record = WaitingCount.recordName(tag)
-        let maxAge = configuration.waitingCountMaxAgeMilliseconds
+        let maxAge = configuration.waitingCountMaxAge.wholeMilliseconds
         let now = Timestamp.nowMilliseconds()
         if maxAge > 0, let found = try? spool.readRecord(record, in: Spool.waitingCountArea),
             let cached = WaitingCount.parse(found.bytes), (0..<maxAge).contains(now - cached.countedAtMilliseconds),
@@ -229,7 +230,7 @@ public struct Handler: Sendable {
 
     /// Adds an accepted job to its tenant's cached count, if there is one.
     func countAccepted(_ identity: Identity, spool: Spool) {
-        guard configuration.waitingCountMaxAgeMilliseconds > 0 else { return }
+        guard configuration.waitingCountMaxAge > .zero else { return }
         _ = try? spool.appendRecord(WaitingCount.recordName(identity.quotaTag), in: Spool.waitingCountArea, bytes: WaitingCount.acceptedMark)
     }
 
@@ -318,8 +319,8 @@ public struct Handler: Sendable {
     // MARK: GET …/jobs/ID/events
 
     /// Streams a job's state changes as Server-Sent Events until it finishes, the client goes
-    /// away (`write` returns false) or `maxStreamMilliseconds` pass. Sleeps on inotify between
-    /// changes; sends a heartbeat comment when nothing was written for `heartbeatMilliseconds`.
+    /// away (`write` returns false) or `maxStream` pass. Sleeps on inotify between
+    /// changes; sends a heartbeat comment when nothing was written for `heartbeat`.
     /// Returns a response instead when the stream cannot start (401, 404, 204 after the end).
     public func streamEvents(_ request: Request, write: ([UInt8]) -> Bool) -> Response? {
         let id: String, base: String, identity: Identity, spool: Spool
@@ -482,12 +483,12 @@ public struct Handler: Sendable {
                 continue
             }
             let now = Timestamp.nowMilliseconds()
-            if now - start >= configuration.maxStreamMilliseconds { return nil }
-            if now - lastWrite >= configuration.heartbeatMilliseconds {
+            if now - start >= configuration.maxStream.wholeMilliseconds { return nil }
+            if now - lastWrite >= configuration.heartbeat.wholeMilliseconds {
                 guard send(EventStream.heartbeat) else { return nil }
                 lastWrite = now
             }
-            let wait = min(configuration.heartbeatMilliseconds - (now - lastWrite), configuration.maxStreamMilliseconds - (now - start))
+            let wait = min(configuration.heartbeat.wholeMilliseconds - (now - lastWrite), configuration.maxStream.wholeMilliseconds - (now - start))
             switch watcher.wait(timeoutMilliseconds: Int32(clamping: max(1, missing > 0 ? min(wait, 200) : wait))) {
             case .changed(let arrived, let overflow):
                 // A write to the partial file alone (the usual wake-up of a streamed job) reads just that file.

@@ -5,11 +5,11 @@
 /// (an answer of any kind, a 429 or a 400 included, shows the endpoint is up). It *opens* when,
 /// of the last ``Settings/window`` calls (at least ``Settings/minimumCalls`` of them), the share
 /// that failed transiently reaches ``Settings/failureRatio``, or when every call has failed
-/// transiently for ``Settings/allFailingMs``.
+/// transiently for ``Settings/allFailing``.
 ///
-/// *Open*: no call starts. After ``Settings/probeIntervalMs`` one call may go through as a
+/// *Open*: no call starts. After ``Settings/probeInterval`` one call may go through as a
 /// *probe* (state *probing*, nothing else starts meanwhile). A probe that fails transiently opens
-/// it again for twice the interval (up to ``Settings/maxProbeIntervalMs``); any other ending of
+/// it again for twice the interval (up to ``Settings/maxProbeInterval``); any other ending of
 /// the probe *closes* it, with a fresh window. While it is not closed, the endings of calls started
 /// before it opened count for nothing (they may have been answered before the outage began).
 public struct CircuitBreaker: Sendable {
@@ -22,11 +22,11 @@ public struct CircuitBreaker: Sendable {
         /// Calls remembered before the share counts.
         public var minimumCalls = 20
         /// Every call failed transiently for this long: open, however few they were.
-        public var allFailingMs: Int64 = 10_000
+        public var allFailing: Duration = .seconds(10)
         /// Wait before the first probe.
-        public var probeIntervalMs: Int64 = 1000
+        public var probeInterval: Duration = .seconds(1)
         /// Longest wait between probes.
-        public var maxProbeIntervalMs: Int64 = 5000
+        public var maxProbeInterval: Duration = .seconds(5)
 
         public init() {}
     }
@@ -105,19 +105,19 @@ public struct CircuitBreaker: Sendable {
             let ratioReached =
                 outcomes.count >= max(1, settings.minimumCalls)
                 && Double(failures) >= settings.failureRatio * Double(outcomes.count)
-            let allFailing = nowMs - (streakStartMs ?? nowMs) >= settings.allFailingMs
+            let allFailing = nowMs - (streakStartMs ?? nowMs) >= settings.allFailing.wholeMilliseconds
             guard ratioReached || allFailing else { return nil }
             state = .open
             openedAtMs = nowMs
             probes = 0
-            probeIntervalMs = max(1, settings.probeIntervalMs)
+            probeIntervalMs = max(1, settings.probeInterval.wholeMilliseconds)
             nextProbeMs = nowMs + probeIntervalMs
             return .opened
         case .open:
             return nil  // a probe that ended after probeAbandoned
         case .probing:
             state = .open
-            probeIntervalMs = min(max(1, settings.maxProbeIntervalMs), probeIntervalMs * 2)
+            probeIntervalMs = min(max(1, settings.maxProbeInterval.wholeMilliseconds), probeIntervalMs * 2)
             nextProbeMs = nowMs + probeIntervalMs
             return .probeFailed
         }

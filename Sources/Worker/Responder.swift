@@ -20,7 +20,7 @@ public struct CallFailure: Error, Sendable, Equatable {
         case responseTooLarge = "response-too-large"
         case invalidRequest = "invalid-request"
         case configuration, shutdown
-        /// A streamed answer broke off (an `error` event, an end before `[DONE]`, the idle timeout).
+        /// A streamed answer broke off (an `error` event, an end before `[DONE]`); a stall is a `timeout`.
         case stream = "stream-error"
         /// The call's task was cancelled: the worker is stopping (its job is given back, not failed).
         case cancelled

@@ -1,3 +1,4 @@
+import Basics
 import Daemon
 import JSON
 import Logging

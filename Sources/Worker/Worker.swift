@@ -1,3 +1,4 @@
+import Basics
 import Daemon
 import Dispatch
 import JSON
@@ -67,7 +68,7 @@ public final class Worker: Service {
             machine: Machine(settings: .init(configuration, watchdogInterval: watchdog), now: .now))
 
         let stopWatching = Flag()
-        let tick = min(configuration.rescanIntervalMs, notifier?.watchdogIntervalMs ?? Int64.max)
+        let tick = min(configuration.rescanInterval.wholeMilliseconds, notifier?.watchdogIntervalMs ?? Int64.max)
         DispatchQueue(label: "llmspool.watcher").async {
             while !stopWatching.isSet {
                 let wake = watcher.wait(timeoutMilliseconds: Int32(clamping: tick))

@@ -1,3 +1,4 @@
+import Basics
 import Daemon
 public import JSON
 public import LLM
@@ -17,31 +18,31 @@ public struct WorkerConfiguration: Sendable {
     /// dead-lettered (default 20). Rate limits (429, 529) never count.
     public var maxAttempts: Int = 20
     /// How long after its first attempt a job may still be retried after a transient failure (1 h).
-    public var retryBudgetMs: Int64 = 3_600_000
+    public var retryBudget: Duration = .seconds(3600)
     /// Backoff: full jitter over min(base·2ⁿ⁻¹, cap) (defaults 0.5 s and 300 s); a provider's
-    /// `retry-after` is honoured up to `maxRetryAfterMs` (120 s).
-    public var backoffBaseMs: Int64 = 500
-    public var backoffCapMs: Int64 = 300_000
-    public var maxRetryAfterMs: Int64 = 120_000
+    /// `retry-after` is honoured up to `maxRetryAfter` (120 s).
+    public var backoffBase: Duration = .milliseconds(500)
+    public var backoffCap: Duration = .seconds(300)
+    public var maxRetryAfter: Duration = .seconds(120)
     /// The circuit breaker in front of the endpoint (see ``CircuitBreaker``).
     public var circuitBreaker = CircuitBreaker.Settings()
     /// `max_tokens` assumed when reserving a job's tokens if the job sets none (default 1024).
     public var defaultMaxTokens: Int = 1024
     /// Longest a single LLM call may take, connection included (default 600 s, as the OpenAI SDKs).
-    public var requestTimeoutMs: Int64 = 600_000
-    /// A streamed call (a job with `"stream": true`) fails when no byte arrives for this long, the
-    /// wait for the first token included (default 60 s; whole seconds). ``requestTimeoutMs`` still
-    /// bounds the whole call.
-    public var streamIdleTimeoutMs: Int64 = 60_000
+    public var requestTimeout: Duration = .seconds(600)
+    /// A streamed call (a job with `"stream": true`) fails when no byte arrives for this long once
+    /// its answer has begun (default 60 s; kept by the engine to the millisecond). The wait for the
+    /// first byte, and the whole call, are ``requestTimeout``'s.
+    public var streamIdleTimeout: Duration = .seconds(60)
     /// Longest the TCP and TLS handshakes may take (default 10 s).
-    public var connectTimeoutMs: Int64 = 10_000
+    public var connectTimeout: Duration = .seconds(10)
     /// Connections to the LLM's host at most (0, the default: no limit). Calls beyond them wait
     /// for a free connection — or, over HTTP/2, share one (up to 100 streams each).
     public var maxConnections: Int = 0
     /// On SIGTERM: how long in-flight calls may take to finish before they are given back (25 s).
-    public var gracePeriodMs: Int64 = 25_000
+    public var gracePeriod: Duration = .seconds(25)
     /// Full rescan of new/ and crash recovery, as a safety net for inotify (10 s).
-    public var rescanIntervalMs: Int64 = 10_000
+    public var rescanInterval: Duration = .seconds(10)
     /// Limits for tenants by name; `*` applies to tenants not listed. Jobs without a tenant are tenant `default`.
     public var tenants: [String: TenantLimits] = [:]
     /// Log prompt text at debug level (off by default: prompts may hold personal data).
@@ -68,8 +69,8 @@ public struct WorkerConfiguration: Sendable {
     /// The retry budgets these settings describe, with a job's own `retry` settings over them.
     public func retryBudget(for job: Job? = nil) -> RetryBudget {
         RetryBudget(
-            maxAttempts: job?.retry?.maxAttempts ?? maxAttempts, timeBudgetMs: job?.retry?.timeBudgetMs ?? retryBudgetMs,
-            baseDelayMs: backoffBaseMs, maxDelayMs: backoffCapMs, maxServerDelayMs: maxRetryAfterMs)
+            maxAttempts: job?.retry?.maxAttempts ?? maxAttempts, timeBudgetMs: job?.retry?.timeBudgetMs ?? retryBudget.wholeMilliseconds,
+            baseDelayMs: backoffBase.wholeMilliseconds, maxDelayMs: backoffCap.wholeMilliseconds, maxServerDelayMs: maxRetryAfter.wholeMilliseconds)
     }
 
     public func limits(for tenant: String) -> TenantLimits {
@@ -125,11 +126,11 @@ public struct WorkerConfiguration: Sendable {
         .integer("minimumCalls", \.minimumCalls, 1...10_000, "calls remembered before the share below counts"),
         .fraction("failureRatio", \.failureRatio, "share of remembered calls failed transiently that opens it"),
         .seconds(
-            "allFailingSeconds", \.allFailingMs, 0.001...86_400,
+            "allFailingSeconds", \.allFailing, 0.001...86_400,
             "every call failed transiently for this long: open, however few calls there were"),
-        .seconds("probeIntervalSeconds", \.probeIntervalMs, 0.001...3600, "wait before the first probe of an open breaker"),
+        .seconds("probeIntervalSeconds", \.probeInterval, 0.001...3600, "wait before the first probe of an open breaker"),
         .seconds(
-            "maxProbeIntervalSeconds", \.maxProbeIntervalMs, 0.001...3600, type: "seconds, 0.001–3600, not below `probeIntervalSeconds`",
+            "maxProbeIntervalSeconds", \.maxProbeInterval, 0.001...3600, type: "seconds, 0.001–3600, not below `probeIntervalSeconds`",
             "the wait doubles after each failed probe up to this"),
     ]
 
@@ -140,7 +141,7 @@ public struct WorkerConfiguration: Sendable {
         }
         var b = circuitBreaker
         try Setting.apply(o, prefix: "circuitBreaker.", name: "circuitBreaker", Self.breakerSettings, to: &b)
-        if b.maxProbeIntervalMs < b.probeIntervalMs {
+        if b.maxProbeInterval < b.probeInterval {
             throw DocumentError(field: "circuitBreaker.maxProbeIntervalSeconds", "must not be below probeIntervalSeconds")
         }
         circuitBreaker = b
@@ -175,29 +176,29 @@ public struct WorkerConfiguration: Sendable {
             "maxAttempts", \.maxAttempts, 1...100, flag: "--max-attempts",
             "calls of a job that may fail transiently (408, 409, 5xx, connection errors, timeouts) before it is dead-lettered; 429 and 529 never count"),
         .seconds(
-            "retryBudgetSeconds", \.retryBudgetMs, 0...Double(JobRetry.maxTimeBudgetSeconds),
+            "retryBudgetSeconds", \.retryBudget, 0...Double(JobRetry.maxTimeBudgetSeconds),
             "how long after a job's first attempt a transient failure may still be retried"),
         .integer("defaultMaxTokens", \.defaultMaxTokens, 1...1_000_000, "`maxTokens` assumed when reserving tokens for a job that sets none"),
-        .seconds("backoffBaseSeconds", \.backoffBaseMs, 0...86_400, "first retry waits up to this long (full jitter) …"),
-        .seconds("backoffCapSeconds", \.backoffCapMs, 0...86_400, "… doubling per failure up to this"),
-        .seconds("maxRetryAfterSeconds", \.maxRetryAfterMs, 0...86_400, "longest provider `retry-after` honoured"),
+        .seconds("backoffBaseSeconds", \.backoffBase, 0...86_400, "first retry waits up to this long (full jitter) …"),
+        .seconds("backoffCapSeconds", \.backoffCap, 0...86_400, "… doubling per failure up to this"),
+        .seconds("maxRetryAfterSeconds", \.maxRetryAfter, 0...86_400, "longest provider `retry-after` honoured"),
         .custom(
             "circuitBreaker", type: "object", defaultNote: "below", "the circuit breaker in front of the endpoint (see docs/worker.md)",
             read: { c, v throws(DocumentError) in try c.applyBreaker(v.value) }, write: { $0.breakerJSON() }),
-        .seconds("gracePeriodSeconds", \.gracePeriodMs, 0...86_400, flag: "--grace-period", "on SIGTERM, time for calls in flight to finish"),
+        .seconds("gracePeriodSeconds", \.gracePeriod, 0...86_400, flag: "--grace-period", "on SIGTERM, time for calls in flight to finish"),
         .seconds(
-            "requestTimeoutSeconds", \.requestTimeoutMs, 0...86_400, floorMs: 1, flag: "--request-timeout",
+            "requestTimeoutSeconds", \.requestTimeout, 0...86_400, floor: .milliseconds(1), flag: "--request-timeout",
             "longest one LLM call may take"),
-        .seconds("connectTimeoutSeconds", \.connectTimeoutMs, 0...86_400, floorMs: 1, "longest the TCP and TLS handshake may take"),
+        .seconds("connectTimeoutSeconds", \.connectTimeout, 0...86_400, floor: .milliseconds(1), "longest the TCP and TLS handshake may take"),
         .seconds(
-            "streamIdleTimeoutSeconds", \.streamIdleTimeoutMs, 1...86_400, flag: "--stream-idle-timeout",
-            "a streamed call (`\"stream\": true`) fails after this long without a byte, the wait for the first token included; whole seconds (libcurl's low-speed limit, docs/worker.md)"
+            "streamIdleTimeoutSeconds", \.streamIdleTimeout, 0.1...86_400, flag: "--stream-idle-timeout",
+            "a streamed call (`\"stream\": true`) fails after this long without a byte once its answer has begun (the wait for it is `requestTimeoutSeconds`'s; docs/worker.md, \"Streaming\")"
         ),
         .integer(
             "maxConnections", \.maxConnections, 0...100_000, defaultNote: "no limit",
             "connections to the LLM's host at most; over HTTP/2 set it to about `maxInFlight` ÷ 100 (see worker.md, \"Connections\")"),
         .seconds(
-            "rescanIntervalSeconds", \.rescanIntervalMs, 0...86_400, floorMs: 100, type: "seconds, 0–86400 (at least 0.1 is used)",
+            "rescanIntervalSeconds", \.rescanInterval, 0...86_400, floor: .milliseconds(100), type: "seconds, 0–86400 (at least 0.1 is used)",
             "full rescan and crash-recovery pass"),
         .bool("logPrompts", \.logPrompts, flag: "--log-prompts --no-log-prompts", "log prompt text at debug level"),
         .custom(

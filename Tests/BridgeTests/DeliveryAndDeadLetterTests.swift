@@ -17,13 +17,14 @@ struct DeliveryTagTests {
     func unknownRaw() {
         #expect(DeliveryTag(raw: 0) == nil)
         #expect(DeliveryTag(raw: 3) == nil)
-        #expect(DeliveryTag(raw: 1 << 2 | 3) == nil)
+        #expect(DeliveryTag(raw: 7) == nil)
+        #expect(DeliveryTag(raw: 1 << 3 | 4) == nil)
     }
 
     @Test("the sequence hands out distinct, increasing tags across owners")
     func sequence() {
         var s = DeliverySequence()
-        let tags = (0..<9).map { s.take(for: DeliveryTag.Owner.allCases[$0 % 3]) }
+        let tags = (0..<9).map { s.take(for: DeliveryTag.Owner.allCases[$0 % DeliveryTag.Owner.allCases.count]) }
         #expect(tags.map(\.seq) == Array(1...9))
         #expect(Set(tags.map(\.raw)).count == 9)
     }

@@ -43,17 +43,17 @@ struct BridgeIdleTests {
         return (text.split(separator: "\n").filter { $0.contains(" poll(") || $0.contains(" ppoll(") || $0.contains(" epoll_wait(") }.count, text)
     }
 
-    @Test("an idle bridge with all four directions and back-pressure sleeps: its loop wakes only for the rescan and librdkafka's events")
+    @Test("an idle bridge with all five directions and back-pressure sleeps: its loop wakes only for the rescan and librdkafka's events")
     func idleLoopSleeps() throws {
         let s = try TestSpool()
         defer { s.remove() }
-        let mock = try KafkaMock(in: s.dir, topics: ["jobs:3", "results:3"])
+        let mock = try KafkaMock(in: s.dir, topics: ["jobs:3", "results:3", "deltas:3"])
         defer { mock.stop() }
         let (b, err) = try BridgeTests.startBridge(
             s.path,
             [
                 "--brokers", mock.bootstrap, "--jobs-in", "jobs", "--jobs-out", "out", "--results-in", "results",
-                "--results-out", "results", "--max-queued", "100", "--log-level", "notice",
+                "--results-out", "results", "--deltas-out", "deltas", "--max-queued", "100", "--log-level", "notice",
                 "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
             ])
         defer { _ = BridgeTests.stop(b, err) }

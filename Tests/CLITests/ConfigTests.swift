@@ -285,6 +285,44 @@ struct ConfigTests {
         #expect(shown?["resultsOf"] == .string("kafka") && shown?["metricsAddress"] == .string("127.0.0.1:9465"))
     }
 
+    @Test(
+        "bridge: a flag's value goes through its setting's rule, and the error names the flag",
+        arguments: [
+            ("--max-queued", "0", "--max-queued: must be an integer from 1 to 1000000"),
+            ("--max-forwarding", "lots", "--max-forwarding: must be an integer from 1 to 100000"),
+            ("--stop-timeout", "0s", "--stop-timeout: must be a duration"),
+            ("--stop-timeout", "99999999999999999999s", "--stop-timeout: must be a duration"),
+            ("--results-of", "some", "--results-of: must be \"all\" or \"kafka\""),
+            ("--jobs-in", "a b", "--jobs-in: must be a Kafka topic name"),
+            ("--dlq", "a/b", "--dlq: must be a Kafka topic name"),
+            ("--instance-id", "h/1", "--instance-id: must be a Kafka group.instance.id"),
+            ("--metrics-address", "9464", "--metrics-address: must be HOST:PORT"),
+            ("--log-level", "loud", "--log-level: must be one of"),
+            ("--brokers", "a:1, b:2", "--brokers: must be a comma-separated list"),
+            ("-X", "=v", "-X \"=v\" is not key=value"),
+        ])
+    func bridgeFlagRules(_ flag: String, _ value: String, _ says: String) throws {
+        let d = try TempDir("config")
+        defer { d.remove() }
+        let f = try write(d, "c.json", #"{"bridge": {"brokers": "k:1", "jobsIn": "jobs"}}"#)
+        let r = try run(["bridge", "--config", f, "--print-config", flag, value])
+        #expect(r.status == 64, "\(flag) \(value): \(r.stdout)")
+        #expect(r.stderr.contains(says), "\(r.stderr)")
+    }
+
+    @Test("bridge: LLMSPOOL_LOG_LEVEL sits between the file and the flag, and a bad value names the variable")
+    func bridgeLogLevelVariable() throws {
+        let d = try TempDir("config")
+        defer { d.remove() }
+        let f = try write(d, "c.json", #"{"bridge": {"brokers": "k:1", "jobsIn": "jobs", "logLevel": "debug"}}"#)
+        let fromEnv = try run(["bridge", "--config", f, "--print-config"], env: ["LLMSPOOL_LOG_LEVEL": "error"])
+        #expect(try JSONParser.parse(fromEnv.stdout)["bridge"]?["logLevel"] == .string("error"), "\(fromEnv.stderr)")
+        let fromFlag = try run(["bridge", "--config", f, "--print-config", "--log-level", "notice"], env: ["LLMSPOOL_LOG_LEVEL": "error"])
+        #expect(try JSONParser.parse(fromFlag.stdout)["bridge"]?["logLevel"] == .string("notice"), "\(fromFlag.stderr)")
+        let bad = try run(["bridge", "--config", f, "--print-config"], env: ["LLMSPOOL_LOG_LEVEL": "loud"])
+        #expect(bad.status == 64 && bad.stderr.contains("LLMSPOOL_LOG_LEVEL: must be one of"), "\(bad.stderr)")
+    }
+
     // MARK: config show
 
     @Test("config show: every setting with defaults filled in, itself a valid file that shows the same")
@@ -301,7 +339,8 @@ struct ConfigTests {
         #expect(shown["worker"]?["retryBudgetSeconds"] == .integer(3600), "a default")
         #expect(shown["worker"]?["circuitBreaker"]?["window"] == .integer(50), "a default")
         #expect(shown["worker"]?["apiKeyFile"] == .null)
-        #expect(shown["bridge"]?["resultsOf"] == .null)
+        #expect(shown["bridge"]?["resultsOf"] == .string("all"), "a default")
+        #expect(shown["bridge"]?["maxQueued"] == .null)
         #expect(shown["cgi"]?["maxBodyBytes"] == .integer(2048))
         #expect(shown["cgi"]?["heartbeatSeconds"] == .integer(15), "a default")
 

@@ -97,8 +97,24 @@ struct StreamWorkerTests {
             let (r, _, doc) = try follow(s, "fake:stall=1,a b")
             #expect(r.status == 69)
             #expect(doc?["error"]?["kind"]?.stringValue == "timeout")
-            #expect(doc?["error"]?["message"]?.stringValue?.contains("idle timeout") == true)
+            #expect(doc?["error"]?["message"]?.stringValue?.contains("no byte of the streamed answer for 1.0 seconds (the stream's idle timeout)") == true)
             #expect(Date().timeIntervalSince(started) < 20)
+        }
+    }
+
+    @Test("a stream that stalls mid-answer is cut at the idle timeout and retried: the reader gets restart, the job ends answered")
+    func stalledThenRetried() throws {
+        try WorkerHTTPTests().withWorker(["--stream-idle-timeout", "1s", "--request-timeout", "60s"]) { s, llm in
+            let prompt = "fake:stallfirst=2,key=stall1,chunkms=20,one two three four"
+            let (r, events, doc) = try follow(s, prompt)
+            #expect(r.status == 0, "\(r.stderr)")
+            let names = events.map { $0["event"]?.stringValue ?? "" }
+            let restart = try #require(names.firstIndex(of: "restart"), "\(names)")
+            #expect(Self.text(events[..<restart]) == "echo: fake:stallfirst=2,key=stall1,chunkms=20,one")
+            #expect(Self.text(events[(restart + 1)...]) == "echo: " + prompt)
+            #expect(names.last == "done")
+            #expect(doc?["response"]?.stringValue == "echo: " + prompt)
+            #expect(try llm.get("/prompts")[prompt]?.intValue == 2)
         }
     }
 }

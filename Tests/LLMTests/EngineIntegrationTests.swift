@@ -5,7 +5,7 @@ import Testing
 
 /// The engine and the chat client against a real HTTP server process (Tests/peers/fake_llm.py),
 /// one server per test.
-@Suite("Engine against a fake LLM server", .timeLimit(.minutes(3)))
+@Suite("Engine against a fake LLM server", .timeLimit(.minutes(10)))
 struct EngineIntegrationTests {
     @Test func success() async throws {
         try await withFakeLLM { server, engine in

@@ -5,7 +5,7 @@ import Testing
 @testable import LLM
 
 /// TLS is verified, and HTTP/2 is used where the server offers it.
-@Suite("TLS and HTTP/2", .timeLimit(.minutes(3)))
+@Suite("TLS and HTTP/2", .timeLimit(.minutes(10)))
 struct TLSTests {
     @Test func unverifiableCertificateIsRefused() async throws {
         let cert = try SelfSignedCertificate()

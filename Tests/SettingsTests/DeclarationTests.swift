@@ -16,6 +16,29 @@ struct DeclarationTests {
         #expect(have == want, "replace the table under ## `cgi` with:\n\(want)")
     }
 
+    @Test("docs/configuration.md's bridge table is the declaration's")
+    func bridgeTableMatches() throws {
+        let want = Setting.markdownTable(BridgeSettings.settings, defaults: BridgeSettings(), variables: false)
+        let have = DocTables.table(after: "## `bridge`", in: try DocTables.read("docs/configuration.md"))
+        #expect(have == want, "replace the table under ## `bridge` with:\n\(want)")
+    }
+
+    @Test("every bridge setting but properties has a flag, and the section read back gives the same settings")
+    func bridgeRoundTrip() throws {
+        for s in BridgeSettings.settings where s.key != "properties" { #expect(s.flag != nil, "\(s.key) has no flag") }
+        var b = BridgeSettings()
+        b.brokers = "k:1"
+        b.jobsIn = "in"
+        b.deadLetterTopic = ""
+        b.instanceID = ""
+        b.resultsOf = .kafka
+        b.stopTimeout = .milliseconds(1_500)
+        b.maxQueued = 9
+        b.properties = [.init("acks", "all")]
+        guard case .object(let section) = b.json() else { Issue.record("not an object"); return }
+        #expect(try BridgeSettings.parse(section, at: "") == b)
+    }
+
     @Test("every cgi setting has a variable, and reading the section back gives the same settings")
     func cgiRoundTrip() throws {
         for s in Configuration.cgiSettings { #expect(s.variable != nil, "\(s.key) has no variable") }
@@ -23,8 +46,8 @@ struct DeclarationTests {
         c.tokensPath = "/etc/t"
         c.defaultTenant = "acme"
         c.maxBodyBytes = 4096
-        c.waitingCountMaxAgeMilliseconds = 0
-        c.heartbeatMilliseconds = 7000
+        c.waitingCountMaxAge = .zero
+        c.heartbeat = .seconds(7)
         guard case .object(let section) = c.cgiSectionJSON() else { Issue.record("not an object"); return }
         var back = Configuration()
         try back.apply(cgiSection: section)
@@ -51,9 +74,9 @@ struct DeclarationTests {
         ]
         let c = Configuration.from(env: { env[$0] })
         #expect(c.settingsError == nil)
-        #expect(c.maxBodyBytes == 2048 && c.waitingCountMaxAgeMilliseconds == 0 && c.maxStreamMilliseconds == 60_000)
+        #expect(c.maxBodyBytes == 2048 && c.waitingCountMaxAge == .zero && c.maxStream == .seconds(60))
         #expect(c.defaultTenant == "t1" && c.tokensPath == "/x" && c.maxFileBytes == 10 && c.maxWaitingPerTenant == 3)
-        #expect(c.heartbeatMilliseconds == 2000 && c.eventPaddingBytes == 8192)
+        #expect(c.heartbeat == .seconds(2) && c.eventPaddingBytes == 8192)
     }
 
     @Test("an unknown key in a section names the known ones and the nearest")

@@ -2,7 +2,7 @@ import Basics
 import Spool
 import Testing
 
-@Suite("Basics: civil dates and HTTP whitespace")
+@Suite("Basics: civil dates, HTTP whitespace and Duration units")
 struct BasicsTests {
     @Test("every day from 1900 to 2100 maps to the day gmtime gives back for its seconds")
     func civilDaysMatchGmtime() {
@@ -44,5 +44,20 @@ struct BasicsTests {
         #expect("\u{A0}x\n".trimmingSpaces() == "\u{A0}x\n")
         #expect("ab"[...].trimmingSpaces() == "ab")
         #expect(" é ".trimmingSpaces() == "é")
+    }
+
+    @Test("a Duration in whole units: toward zero, rounded up where asked, saturating at the ends of Int64")
+    func durationUnits() {
+        #expect(Duration.milliseconds(1_500).wholeMilliseconds == 1_500)
+        #expect(Duration.nanoseconds(1_999_999).wholeMilliseconds == 1)
+        #expect(Duration.nanoseconds(1_999_999).roundedUpMilliseconds == 2)
+        #expect(Duration.nanoseconds(1).roundedUpMilliseconds == 1)
+        #expect(Duration.zero.roundedUpMilliseconds == 0)
+        #expect(Duration.seconds(-2).wholeMilliseconds == -2_000)
+        #expect(Duration.seconds(90).nanoseconds == 90_000_000_000)
+        #expect(Duration.seconds(Int64.max).wholeMilliseconds == .max)
+        #expect(Duration.seconds(Int64.min).wholeMilliseconds == .min)
+        #expect(Duration.seconds(Int64.max / 1000).nanoseconds == .max)
+        #expect((Duration.seconds(9_223_372_036) + .milliseconds(999)).nanoseconds == .max, "the sum of the parts overflows")
     }
 }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import JSON
 import Spool
@@ -15,7 +16,7 @@ struct QuotaTests {
         let spool: Spool
         let handler: Handler
 
-        init(limit: Int, countCacheMilliseconds: Int64 = Configuration().waitingCountMaxAgeMilliseconds) throws {
+        init(limit: Int, countCacheMilliseconds: Int64 = Configuration().waitingCountMaxAge.wholeMilliseconds) throws {
             dir = try TempDir("quota")
             spool = try Spool.create(at: dir.file("spool"))
             let lines = QuotaTests.users.map { "sha256:\(SHA256.hex(Array($0.0.utf8))) \($0.0) \($0.1 ?? "")\n" }
@@ -24,7 +25,7 @@ struct QuotaTests {
             c.spoolPath = dir.file("spool")
             c.tokensPath = dir.file("tokens")
             c.maxWaitingPerTenant = limit
-            c.waitingCountMaxAgeMilliseconds = countCacheMilliseconds
+            c.waitingCountMaxAge = .milliseconds(countCacheMilliseconds)
             handler = Handler(configuration: c)
         }
 

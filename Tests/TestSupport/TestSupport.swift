@@ -1,7 +1,17 @@
 // Helpers shared by the test targets (not part of any product).
+import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Runs a blocking `body` on a thread outside Swift's cooperative pool and returns its value. The
+/// pool has one thread per core: on a 2-core machine two blocked there stall every other test.
+public func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { c in
+        DispatchQueue(label: "llmspool.tests.blocking").async { c.resume(returning: body()) }
+    }
+}
 
 /// Why a helper could not do its job.
 public struct TestSupportError: Error, CustomStringConvertible {

@@ -84,7 +84,7 @@ struct CircuitBreakerTests {
 
     @Test("a probe that never reached the endpoint lets the next call probe at once")
     func abandonedProbe() {
-        var b = breaker { $0.allFailingMs = 1 }
+        var b = breaker { $0.allFailing = .milliseconds(1) }
         _ = b.record(failedTransiently: true, probe: false, nowMs: 0)
         #expect(b.record(failedTransiently: true, probe: false, nowMs: 1) == .opened)
         #expect(b.permit(nowMs: 1001) == .probe)

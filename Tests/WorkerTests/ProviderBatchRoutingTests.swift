@@ -41,7 +41,7 @@ struct ProviderBatchRoutingTests {
         j.submittedAt = Timestamp.format(milliseconds: Self.now)
         #expect(ProviderBatchRouting.deadlineMs(j) == Self.now + 24 * Self.hour)
         var shorter = on
-        shorter.windowMs = 12 * Self.hour
+        shorter.window = .milliseconds(12 * Self.hour)
         #expect(ProviderBatchRouting.batches(j, shorter, nowMs: Self.now))
         #expect(!ProviderBatchRouting.batches(j, on, nowMs: Self.now), "a 24 h window does not fit a 24 h provider window")
     }
@@ -65,8 +65,8 @@ struct ProviderBatchRoutingTests {
 
     @Test func pollsBackOffToTheCap() {
         var s = on
-        s.pollMs = 1000
-        s.maxPollMs = 5000
+        s.poll = .seconds(1)
+        s.maxPoll = .seconds(5)
         var waits: [Int64] = []
         var last: Int64?
         for _ in 0..<5 {
@@ -84,7 +84,7 @@ struct ProviderBatchRoutingTests {
                     "enabled": .bool(true), "windowSeconds": .integer(172_800), "liveMarginSeconds": .integer(7200), "maxRequests": .integer(10),
                 ])
             ]), source: "test")
-        #expect(c.providerBatch.enabled && c.providerBatch.windowMs == 172_800_000 && c.providerBatch.maxRequests == 10)
+        #expect(c.providerBatch.enabled && c.providerBatch.window == .seconds(172_800) && c.providerBatch.maxRequests == 10)
         var d = WorkerConfiguration()
         try d.apply(json: c.json(), source: "round trip")
         #expect(d.providerBatch == c.providerBatch)

@@ -1,6 +1,7 @@
 import JSON
 import LLM
 import Spool
+import TestSupport
 import Testing
 
 @testable import Worker
@@ -139,12 +140,13 @@ struct EventQueueTests {
         let started = ContinuousClock.now
         #expect(q.wait(until: started + .milliseconds(30)) == [])
         #expect(ContinuousClock.now - started >= .milliseconds(30))
-        let waiter = Task.detached { q.wait(until: .now + .seconds(30)) }
+        // The waits block: on threads of their own, not the cooperative pool (see `blocking`).
+        let waiter = Task { await blocking { q.wait(until: .now + .seconds(120)) } }
         try? await Task.sleep(for: .milliseconds(20))
         q.yield(7)
         #expect(await waiter.value == [7])
         // A finish wakes a loop waiting without a deadline.
-        let forever = Task.detached { q.wait(until: nil) }
+        let forever = Task { await blocking { q.wait(until: nil) } }
         try? await Task.sleep(for: .milliseconds(20))
         q.finish()
         #expect(await forever.value == nil)

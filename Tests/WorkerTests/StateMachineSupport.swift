@@ -27,8 +27,8 @@ func job(_ tenant: String?, maxTokens: Int = 10, deadline: String? = nil) -> Job
 func configuration(_ change: (inout WorkerConfiguration) -> Void = { _ in }) -> WorkerConfiguration {
     var c = WorkerConfiguration()
     c.maxInFlight = 4
-    c.gracePeriodMs = 25_000
-    c.rescanIntervalMs = 10_000
+    c.gracePeriod = .seconds(25)
+    c.rescanInterval = .seconds(10)
     change(&c)
     return c
 }

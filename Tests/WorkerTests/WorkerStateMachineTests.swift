@@ -1,3 +1,4 @@
+import Basics
 import JSON
 import LLM
 import Spool
@@ -165,7 +166,7 @@ struct StateMachineBudgetTests {
     func providerTokensAndCap() {
         var h = Harness(
             configuration {
-                $0.maxInFlight = 1; $0.maxRetryAfterMs = 5000
+                $0.maxInFlight = 1; $0.maxRetryAfter = .seconds(5)
             })
         for k in 0..<3 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
@@ -180,7 +181,7 @@ struct StateMachineBudgetTests {
     func rateLimitPausesAll() {
         var h = Harness(
             configuration {
-                $0.maxInFlight = 2; $0.maxRetryAfterMs = 3000
+                $0.maxInFlight = 2; $0.maxRetryAfter = .seconds(3)
             })
         for k in 0..<4 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
@@ -245,7 +246,7 @@ struct StateMachineRetryShutdownTests {
     func graceThenAbandon() {
         var h = Harness(
             configuration {
-                $0.maxInFlight = 3; $0.gracePeriodMs = 5000
+                $0.maxInFlight = 3; $0.gracePeriod = .seconds(5)
             })
         for k in 0..<3 { h.add("j\(k).json", job("t"), modifiedMs: Int64(k)) }
         h.start()
@@ -308,7 +309,7 @@ struct StateMachineRetryShutdownTests {
 struct StateMachineTimingTests {
     @Test("recovery and the rescan come every rescan interval, not before; never while stopping")
     func rescanTiming() {
-        var h = Harness(configuration { $0.rescanIntervalMs = 10_000 })
+        var h = Harness(configuration { $0.rescanInterval = .seconds(10) })
         h.start()
         #expect(h.recoveries == 1 && h.listings == 1)
         h.advance(.milliseconds(9_999))

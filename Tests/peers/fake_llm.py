@@ -62,6 +62,8 @@ Streaming (a request with "stream": true gets text/event-stream, chunked, one ch
   cut=K            after K content chunks, close the connection mid-body (no last chunk)
   cutfirst=K,key=X as cut=K for the first request with key X only; later ones complete
   stall=K          after K content chunks, send nothing more (hold the connection)
+  stallms=MS       with stall=K: the stall lasts MS milliseconds, then the answer goes on
+  stallfirst=K,key=X  as stall=K for the first request with key X only; later ones do not stall
   errorevent=K     after K content chunks, an `event: error` with an OpenAI-style error, then end
   badchunk=K       content chunk K (from 1) is not JSON
 Options: --tls CERT KEY serves HTTPS.
@@ -80,6 +82,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 lock = threading.Lock()
 stats = {"connections": 0, "requests": 0, "waiting": 0}
 fail_counts = {}
+
+
+def count_call(opts):
+    """How many calls with this key= came before this one (each counted once)."""
+    key = opts.get("key", "")
+    with lock:
+        seen = fail_counts.get(key, 0)
+        fail_counts[key] = seen + 1
+    return seen
+
 prompt_counts = {}
 gates = {}
 faults = {"p429": 0.0, "p500": 0.0, "random": random.Random(0)}
@@ -428,10 +440,7 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             return
         if "fail" in opts:
-            key = opts.get("key", "")
-            with lock:
-                seen = fail_counts.get(key, 0)
-                fail_counts[key] = seen + 1
+            seen = count_call(opts)
             if seen < int(opts["fail"]):
                 headers = [("x-request-id", request_id)]
                 if "retry-after" in opts:
@@ -492,13 +501,11 @@ class Handler(BaseHTTPRequestHandler):
             words.append(w if k == 0 else " " + w)
         nl = "\r\n" if "crlf" in opts else "\n"
         cut = int(opts["cut"]) if "cut" in opts else None
-        if "cutfirst" in opts:
-            key = opts.get("key", "")
-            with lock:
-                seen = fail_counts.get(key, 0)
-                fail_counts[key] = seen + 1
-            if seen == 0:
-                cut = int(opts["cutfirst"])
+        if "cutfirst" in opts and count_call(opts) == 0:
+            cut = int(opts["cutfirst"])
+        stall = int(opts["stall"]) if "stall" in opts else None
+        if "stallfirst" in opts and count_call(opts) == 0:
+            stall = int(opts["stallfirst"])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -534,9 +541,11 @@ class Handler(BaseHTTPRequestHandler):
             if cut is not None and k == cut:
                 drop()
                 return
-            if "stall" in opts and int(opts["stall"]) == k:
-                time.sleep(3600)
-                return
+            if stall is not None and stall == k:
+                if "stallms" not in opts:
+                    time.sleep(3600)
+                    return
+                time.sleep(int(opts["stallms"]) / 1000.0)
             if "errorevent" in opts and int(opts["errorevent"]) == k:
                 event({"error": {"message": "fake overload mid-stream", "type": "server_error"}}, name="error")
                 chunk("")

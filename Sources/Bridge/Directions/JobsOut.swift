@@ -44,7 +44,10 @@ final class JobsOut {
         if let at = retryAt, now < at { return false }
         retryAt = nil
         // Holds whose produce was refused go first.
-        for name in machine.takeUnsent() where !produce(name, now: now) { return false }
+        for name in machine.takeUnsent() {
+            guard let hold = holds[name] else { continue }
+            if !produce(name, hold, now: now) { return false }
+        }
         // new/ is listed once and worked through across turns (listing 100,000 names each time the
         // in-flight cap is reached would cost more than the jobs); a fresh listing when it runs out.
         // The listing keeps the directory's own order (ext4: its hash order, not the names'):
@@ -78,7 +81,7 @@ final class JobsOut {
                     continue
                 }
                 holds[name] = hold
-                if !produce(name, now: now) { return false }
+                if !produce(name, hold, now: now) { return false }
             case .invalid:
                 deadLetterFile(name)
             case .busy, .gone, .settling:
@@ -90,8 +93,8 @@ final class JobsOut {
 
     /// Produces one held job (value: the job document with its id — the file's bytes as they are
     /// when they name it, else re-encoded with it; key: the id).
-    private func produce(_ name: String, now: ContinuousClock.Instant) -> Bool {
-        guard let hold = holds[name], let topic else { return true }
+    private func produce(_ name: String, _ hold: Hold, now: ContinuousClock.Instant) -> Bool {
+        guard let topic else { return true }
         var job = hold.job
         let value: [UInt8]
         if job.jobId == hold.id {

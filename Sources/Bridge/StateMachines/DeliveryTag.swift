@@ -1,15 +1,15 @@
 /// The opaque tag of a produced message: a sequence number, and which direction owns its
-/// delivery report. The three producing directions share one producer; the tag routes each
+/// delivery report. The four producing directions share one producer; the tag routes each
 /// report back to its owner without a table.
 struct DeliveryTag: Hashable, Sendable {
     enum Owner: Int, Sendable, CaseIterable {
-        case jobsOut = 0, resultsOut = 1, deadLetters = 2
+        case jobsOut = 0, resultsOut = 1, deadLetters = 2, deltasOut = 3
     }
 
     let seq: Int
     let owner: Owner
 
-    var raw: Int { seq << 2 | owner.rawValue }
+    var raw: Int { seq << 3 | owner.rawValue }
 
     init(seq: Int, owner: Owner) {
         precondition(seq > 0, "sequence numbers start at 1")
@@ -19,8 +19,8 @@ struct DeliveryTag: Hashable, Sendable {
 
     /// Nil for a tag no direction made (0, or an owner that does not exist).
     init?(raw: Int) {
-        guard raw > 3, let owner = Owner(rawValue: raw & 3) else { return nil }
-        self.init(seq: raw >> 2, owner: owner)
+        guard raw > 7, let owner = Owner(rawValue: raw & 7) else { return nil }
+        self.init(seq: raw >> 3, owner: owner)
     }
 }
 

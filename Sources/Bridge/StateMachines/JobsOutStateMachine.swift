@@ -73,23 +73,26 @@ struct JobsOutStateMachine {
     /// A job of `new/` was held. False if a job with the same id is held under another name (the
     /// caller lets this one go; it is dealt with once the first has left `new/`).
     mutating func held(name: String, id: String) -> Bool {
-        guard entries[name] == nil, nameByID[id] == nil else { return false }
-        entries[name] = Entry(id: id, state: .unsent)
+        guard nameByID[id] == nil else { return false }
+        if let before = entries.updateValue(Entry(id: id, state: .unsent), forKey: name) {
+            entries[name] = before  // held already (the caller asks isHeld first: not reached in practice)
+            return false
+        }
         nameByID[id] = name
         return true
     }
 
     mutating func produced(name: String, seq: Int) {
-        guard entries[name] != nil else { return }
-        entries[name]?.state = .awaitingReport(seq: seq)
+        guard let i = entries.index(forKey: name) else { return }
+        entries.values[i].state = .awaitingReport(seq: seq)
         nameBySeq[seq] = name
     }
 
     /// librdkafka refused the produce call; with a full queue it is tried on the next turn,
     /// otherwise after a back-off.
     mutating func refused(name: String, queueFull: Bool, now: ContinuousClock.Instant) -> [Action] {
-        guard entries[name] != nil else { return [] }
-        entries[name]?.state = .unsent
+        guard let i = entries.index(forKey: name) else { return [] }
+        entries.values[i].state = .unsent
         unsent.append(name)
         return queueFull ? [] : [.retry(at: now + Self.retryDelay)]
     }
@@ -101,11 +104,13 @@ struct JobsOutStateMachine {
     }
 
     mutating func delivered(seq: Int, ok: Bool, now: ContinuousClock.Instant) -> [Action] {
-        guard let name = nameBySeq.removeValue(forKey: seq), let entry = entries[name], entry.state == .awaitingReport(seq: seq) else {
+        guard let name = nameBySeq.removeValue(forKey: seq), let i = entries.index(forKey: name),
+            entries.values[i].state == .awaitingReport(seq: seq)
+        else {
             return []
         }
-        if ok || entry.settled {
-            entries[name]?.state = .confirmed(seq: seq)
+        if ok || entries.values[i].settled {
+            entries.values[i].state = .confirmed(seq: seq)
             confirmed.append((seq, name))
             return []
         }
@@ -122,9 +127,9 @@ struct JobsOutStateMachine {
         confirmed.removeAll(keepingCapacity: true)
         withMover += batch.count
         return batch.compactMap { c in
-            guard let e = entries[c.name] else { return nil }
-            entries[c.name]?.state = .withMover
-            return (c.name, e.settled)
+            guard let i = entries.index(forKey: c.name) else { return nil }
+            entries.values[i].state = .withMover
+            return (c.name, entries.values[i].settled)
         }
     }
 
@@ -133,10 +138,10 @@ struct JobsOutStateMachine {
     mutating func moved(_ names: [String]) -> (actions: [Action], ids: [String]) {
         var actions: [Action] = [], ids: [String] = []
         for name in names {
-            guard let e = entries[name], e.state == .withMover else { continue }
+            guard let i = entries.index(forKey: name), entries.values[i].state == .withMover else { continue }
             withMover -= 1
-            ids.append(e.id)
-            forget(name)
+            ids.append(entries.values[i].id)
+            forget(at: i)
             actions.append(.release(name: name))
         }
         return (actions, ids)
@@ -164,8 +169,12 @@ struct JobsOutStateMachine {
     var inFlight: Int { nameBySeq.count }
 
     private mutating func forget(_ name: String) {
-        guard let e = entries.removeValue(forKey: name) else { return }
-        if nameByID[e.id] == name { nameByID[e.id] = nil }
+        if let i = entries.index(forKey: name) { forget(at: i) }
+    }
+
+    private mutating func forget(at i: Dictionary<String, Entry>.Index) {
+        let (name, e) = entries.remove(at: i)
+        if let k = nameByID.index(forKey: e.id), nameByID.values[k] == name { nameByID.remove(at: k) }
         if case .awaitingReport(let seq) = e.state { nameBySeq[seq] = nil }
     }
 }

@@ -14,10 +14,10 @@ public struct ChatClient: Sendable {
         public var maxResponseBytes: Int
         /// Further headers for every call (e.g. `OpenAI-Organization`).
         public var headers: HTTPHeaders
-        /// A streamed call fails when no byte arrives for this long (whole seconds), waiting for
-        /// the first token included; ``timeout`` still bounds the whole call. It is libcurl's
-        /// low-speed limit (under 1 byte/s for this long), whose speed is averaged over the last
-        /// 5 s: a stall is detected this long to about 6 s more after the last byte.
+        /// A streamed call fails (``LLMError/Kind/timeout``) when, once its answer has begun, no
+        /// byte of it arrives for this long (``HTTPRequest/idleTimeout``: kept per chunk to the
+        /// millisecond). The wait for the answer's first byte is bounded by ``timeout`` alone,
+        /// which still bounds the whole call.
         public var streamIdleTimeout: Duration = .seconds(60)
 
         public init(

@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// The thread waits in `epoll_wait` on the sockets libcurl asks for (`curl_multi_socket_action`)
 /// and on an eventfd that ``perform(_:)`` and task cancellation signal from any thread. With no
-/// transfer in flight it waits without a timeout: an idle engine uses no CPU. Connections are
+/// transfer in flight it waits without a timeout: an idle engine uses no CPU. A streamed
+/// transfer's idle timeout (``HTTPRequest/idleTimeout``) is kept by the thread too: its wait ends
+/// at the earliest one as well, and only a stream whose body has begun has one. Connections are
 /// kept alive and reused between transfers; HTTP/2 is used over TLS where the server offers it,
 /// with transfers to one host multiplexed on one connection. TLS certificates are always verified.
 ///
@@ -171,6 +173,8 @@ final class EngineShared: Sendable {
     /// Turns of the loop (epoll wake-ups), and the loop thread's kernel id: for tests of idleness.
     let iterations = Atomic<Int>(0)
     let loopThreadID = Atomic<Int32>(0)
+    /// Streamed transfers whose idle timeout is running, as the loop last went to sleep (for tests).
+    let idleTimed = Atomic<Int>(0)
 
     init(wakeFD: Int32) { self.wakeFD = wakeFD }
 

@@ -10,9 +10,6 @@ extension LLMError {
         let kind: Kind
         let message: String
         switch code {
-        case CURLE_OPERATION_TIMEDOUT where request.idleTimeout != nil && reason.contains("too slow"):
-            kind = .timeout
-            message = "\(what): no byte of the streamed answer for \(request.idleTimeout ?? .zero) (the stream's idle timeout): \(reason)"
         case CURLE_OPERATION_TIMEDOUT:
             kind = .timeout
             message = "\(what) timed out (connect timeout \(request.connectTimeout), total \(request.timeout)): \(reason)"
@@ -34,5 +31,14 @@ extension LLMError {
             message = "\(what) failed: \(reason) (curl error \(curlCode))"
         }
         return LLMError(kind, message, curlCode: curlCode)
+    }
+
+    /// The error for a streamed transfer the engine ended because no body byte came for its
+    /// ``HTTPRequest/idleTimeout`` (a timeout, so retried as one). It carries libcurl's timeout code.
+    static func idle(_ request: HTTPRequest) -> LLMError {
+        let what = "\(request.method) \(redactedURL(request.url))"
+        return LLMError(
+            .timeout, "\(what): no byte of the streamed answer for \(request.idleTimeout ?? .zero) (the stream's idle timeout)",
+            curlCode: Int(CURLE_OPERATION_TIMEDOUT.rawValue))
     }
 }

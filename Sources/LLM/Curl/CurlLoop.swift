@@ -16,6 +16,8 @@ final class CurlLoop {
     /// When libcurl wants `CURL_SOCKET_TIMEOUT` next (monotonic nanoseconds), if it does.
     private var timerDeadline: UInt64?
     private var active: [UInt64: Transfer] = [:]
+    /// The idle timeouts of streamed transfers: the loop also wakes for the earliest.
+    let idle = IdleTimers()
 
     init(shared: EngineShared, configuration: CurlEngine.Configuration) throws(LLMError) {
         self.shared = shared
@@ -54,6 +56,7 @@ final class CurlLoop {
         var flags = [Int32](repeating: 0, count: capacity)
         shared.loopThreadID.store(llmspool_curl_gettid(), ordering: .relaxed)
         while true {
+            shared.idleTimed.store(idle.count, ordering: .relaxed)
             let n = llmspool_epoll_wait(epfd, &fds, &flags, Int32(capacity), waitMilliseconds())
             shared.iterations.add(1, ordering: .relaxed)
             var woken = false
@@ -71,6 +74,9 @@ final class CurlLoop {
                 timerDeadline = nil
                 socketAction(Int32(llmspool_curl_socket_timeout), 0)
             }
+            // Not after a full batch of events: a stream's bytes may be waiting in a socket this
+            // turn did not reach (the next turn comes at once, the deadline having passed).
+            if n < capacity { expireIdle() }
             if woken {
                 llmspool_eventfd_drain(shared.wakeFD)
                 let commands = shared.take()
@@ -89,7 +95,13 @@ final class CurlLoop {
     private var shutdownError: LLMError { LLMError(.shutdown, "the HTTP engine was shut down during the transfer") }
 
     private func waitMilliseconds() -> Int32 {
-        guard let deadline = timerDeadline else { return -1 }
+        let deadline: UInt64
+        switch (timerDeadline, idle.nextDeadline) {
+        case (nil, nil): return -1
+        case (let a?, nil): deadline = a
+        case (nil, let b?): deadline = b
+        case (let a?, let b?): deadline = min(a, b)
+        }
         let now = monotonicNanoseconds()
         guard deadline > now else { return 0 }
         return Int32(min((deadline - now + 999_999) / 1_000_000, 3_600_000))
@@ -105,6 +117,7 @@ final class CurlLoop {
             transfer.finish(.failure(CancellationError()))
             return
         }
+        if transfer.idleNanoseconds != nil { transfer.idleTimers = idle }
         do {
             let easy = try transfer.makeHandle(configuration: configuration)
             let rc = curl_multi_add_handle(multi, easy)
@@ -118,6 +131,18 @@ final class CurlLoop {
         }
         active[transfer.id] = transfer
         shared.started.add(1, ordering: .relaxed)
+    }
+
+    /// Ends the streamed transfers whose last body byte is older than their idle timeout.
+    private func expireIdle() {
+        for transfer in idle.expire(now: monotonicNanoseconds()) {
+            guard active.removeValue(forKey: transfer.id) != nil else { continue }
+            if let easy = transfer.easy { shared.connections.add(Easy.long(easy, CURLINFO_NUM_CONNECTS), ordering: .relaxed) }
+            let error = LLMError.idle(transfer.request)
+            transfer.release(from: multi)
+            shared.finished.add(1, ordering: .relaxed)
+            transfer.finish(.failure(error))
+        }
     }
 
     private func cancel(_ id: UInt64) {

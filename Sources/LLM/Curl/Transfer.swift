@@ -1,3 +1,4 @@
+import Basics
 import CCurl
 import CCurlShim
 import Synchronization
@@ -33,8 +34,22 @@ final class Transfer: @unchecked Sendable {
     /// Whether ``HTTPRequest/bodyStream`` took this response's body (nil: not asked yet).
     private var streaming: Bool?
 
+    // ---- Idle timeout (loop thread only; see IdleTimers) ----
+    /// ``HTTPRequest/idleTimeout`` in nanoseconds (nil: none).
+    let idleNanoseconds: UInt64?
+    /// The loop's timers, which this transfer's body bytes reset (set when it starts, if it has an idle timeout).
+    var idleTimers: IdleTimers?
+    /// The list this transfer is timed in, from its first body byte until it ends.
+    var idleList: IdleTimers.List?
+    /// Its neighbours in ``idleList``: less and more recently active.
+    var idleOlder: Transfer?
+    var idleNewer: Transfer?
+    /// Monotonic nanoseconds of the last body byte.
+    var lastActivity: UInt64 = 0
+
     init(id: UInt64, request: consuming HTTPRequest) {
         self.id = id
+        idleNanoseconds = request.idleTimeout.map { UInt64(max(1, $0.nanoseconds)) }
         self.request = request
     }
 
@@ -117,10 +132,7 @@ final class Transfer: @unchecked Sendable {
         if request.url.lowercased().hasPrefix("https://") { Easy.set(easy, CURLOPT_PIPEWAIT, true) }
         Easy.set(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.roundedUpMilliseconds))
         Easy.set(easy, CURLOPT_TIMEOUT_MS, Int(request.timeout.roundedUpMilliseconds))
-        if let idle = request.idleTimeout {
-            Easy.set(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
-            Easy.set(easy, CURLOPT_LOW_SPEED_TIME, max(1, Int((idle.roundedUpMilliseconds + 999) / 1000)))
-        }
+        // No CURLOPT_LOW_SPEED_*: the idle timeout is the loop's (IdleTimers), to the millisecond.
         Easy.set(easy, CURLOPT_SSL_VERIFYPEER, true)
         Easy.set(easy, CURLOPT_SSL_VERIFYHOST, 2)
         if let ca = configuration.caFile { Easy.set(easy, CURLOPT_CAINFO, ca) }
@@ -185,8 +197,11 @@ final class Transfer: @unchecked Sendable {
         return .success(response)
     }
 
-    /// Takes the handle out of `multi` and frees everything libcurl held for this transfer.
+    /// Takes the handle out of `multi` and frees everything libcurl held for this transfer; stops
+    /// its idle timer.
     func release(from multi: MultiHandle) {
+        idleTimers?.remove(self)
+        idleTimers = nil
         if let easy {
             curl_multi_remove_handle(multi, easy)
             curl_easy_cleanup(easy)
@@ -210,6 +225,9 @@ final class Transfer: @unchecked Sendable {
     }
 
     fileprivate func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        // The idle clock restarts once the bytes are handed over, so that whoever saw them
+        // (the stream's deltas) saw them before the time their idle timeout counts from.
+        defer { if let idleTimers { idleTimers.touch(self, now: monotonicNanoseconds()) } }
         if let stream = request.bodyStream {
             if streaming == nil, let easy {
                 streaming = stream.accept(status: Easy.long(easy, CURLINFO_RESPONSE_CODE), headers: responseHeaders)

@@ -24,8 +24,10 @@ public struct HTTPRequest: Sendable {
     /// When set, a response this accepts has its body handed over as it arrives instead of
     /// buffered (``HTTPResponse/body`` is then empty).
     public var bodyStream: (any HTTPBodyStream)?
-    /// When set, the exchange fails if no byte arrives for this long (libcurl's low-speed limit,
-    /// in whole seconds, at least 1) — for streamed answers, distinct from ``timeout``.
+    /// When set, the exchange fails with a ``LLMError/Kind/timeout`` once its response body has
+    /// begun and no byte of it arrived for this long — for streamed answers, distinct from
+    /// ``timeout``, which still bounds the whole exchange and alone the wait for the body's first
+    /// byte. Kept by the engine's loop to the millisecond (not libcurl's low-speed limit).
     public var idleTimeout: Duration?
 
     public init(
@@ -65,7 +67,7 @@ public struct HTTPRequest: Sendable {
                 throw LLMError(.invalidRequest, "the value of header \(field.name) contains a line break or NUL")
             }
         }
-        guard timeout > .zero, connectTimeout > .zero else {
+        guard timeout > .zero, connectTimeout > .zero, (idleTimeout ?? .seconds(1)) > .zero else {
             throw LLMError(.invalidRequest, "timeouts must be positive")
         }
     }

@@ -1,3 +1,5 @@
+import Basics
+
 /// When to try an LLM call again, and after how long. Pure: no clock, no I/O, random source injected.
 ///
 /// Transient: 408, 409, 429, every status ≥ 500, connection failures and timeouts (and an engine
@@ -168,21 +170,5 @@ extension RetryPolicy {
     ) async throws -> T {
         var random = SystemRandomNumberGenerator()
         return try await run(using: &random, sleep: sleep, attempt)
-    }
-}
-
-extension Duration {
-    /// The whole duration in nanoseconds, saturating at `Int64.max`.
-    var nanoseconds: Int64 {
-        let (s, atto) = components
-        let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return s < 0 ? Int64.min : Int64.max }
-        return ns.addingReportingOverflow(atto / 1_000_000_000).overflow ? Int64.max : ns + atto / 1_000_000_000
-    }
-
-    /// Whole milliseconds, rounded up, at least 1 for any positive duration.
-    var roundedUpMilliseconds: Int64 {
-        let ns = nanoseconds
-        return ns <= 0 ? 0 : (ns / 1_000_000) + (ns % 1_000_000 == 0 ? 0 : 1)
     }
 }

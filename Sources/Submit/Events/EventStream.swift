@@ -52,19 +52,17 @@ public enum EventStream {
         return out
     }
 
-    /// One event: `id:`, `event:`, `data:` (the job's view, on one line), blank line.
     /// What a stream that has sent `sent` (since the last restart) still owes of the final
-    /// `response`, read from the result after the partial file is gone: a `delta` with the rest
-    /// when `sent` is a prefix of it, else a `restart` and the whole response. No `id:` (there is
-    /// no offset in a file that is gone); the final event follows at once.
+    /// `response`, read from the result after the partial file is gone (``Partial/tail(of:after:)``):
+    /// a `delta` with the rest when `sent` is a prefix of it, else a `restart` and the whole
+    /// response. No `id:` (there is no offset in a file that is gone); the final event follows at once.
     public static func tail(of response: String, after sent: String) -> [UInt8] {
-        let delta = { (t: String) in Array("event: delta\ndata: ".utf8) + JSONValue.object(["text": .string(t)]).serialized() + Array("\n\n".utf8) }
-        if response.utf8.starts(with: sent.utf8) {
-            return delta(String(decoding: response.utf8.dropFirst(sent.utf8.count), as: UTF8.self))
-        }
-        return Array("event: restart\ndata: {\"attempt\":null}\n\n".utf8) + delta(response)
+        let tail = Partial.tail(of: response, after: sent)
+        let delta = Array("event: delta\ndata: ".utf8) + JSONValue.object(["text": .string(tail.text)]).serialized() + Array("\n\n".utf8)
+        return tail.restart ? Array("event: restart\ndata: {\"attempt\":null}\n\n".utf8) + delta : delta
     }
 
+    /// One event: `id:`, `event:`, `data:` (the job's view, on one line), blank line.
     public static func event(stage: Int, name: String, data: JSONValue) -> [UInt8] {
         Array("id: \(stage)\nevent: \(name)\ndata: ".utf8) + data.serialized() + Array("\n\n".utf8)
     }

@@ -1,3 +1,5 @@
+import Basics
+
 /// The worker's time: instants of `ContinuousClock` (monotonic: a wall-clock step moves none of
 /// them). The pure parts that count milliseconds — the fair scheduler's token buckets, the circuit
 /// breaker, the retry budget's `AttemptLog` — count them from `origin`, one instant fixed when the
@@ -27,13 +29,5 @@ struct ClockOrigin: Sendable {
         let limit: Int64 = 100 * 366 * 86_400_000
         let d = overflow ? (wallMs > wallNowMs ? limit : -limit) : min(max(delta, -limit), limit)
         return now + .milliseconds(d)
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds (a positive duration rounded down).
-    var wholeMilliseconds: Int64 {
-        let (s, atto) = components
-        return s &* 1000 &+ atto / 1_000_000_000_000_000
     }
 }

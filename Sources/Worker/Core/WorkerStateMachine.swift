@@ -55,10 +55,10 @@ struct WorkerStateMachine<Claimed: ClaimedJob>: Sendable {
 
         init(_ c: WorkerConfiguration, watchdogInterval: Duration? = nil) {
             maxInFlight = max(1, c.maxInFlight)
-            gracePeriod = .milliseconds(c.gracePeriodMs)
-            rescanInterval = .milliseconds(c.rescanIntervalMs)
+            gracePeriod = c.gracePeriod
+            rescanInterval = c.rescanInterval
             self.watchdogInterval = watchdogInterval
-            maxRetryAfter = .milliseconds(c.maxRetryAfterMs)
+            maxRetryAfter = c.maxRetryAfter
             defaultMaxTokens = c.defaultMaxTokens
             breaker = c.circuitBreaker
             limits = { c.limits(for: $0) }

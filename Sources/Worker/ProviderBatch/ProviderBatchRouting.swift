@@ -1,3 +1,4 @@
+import Basics
 import JSON
 public import Settings
 public import Spool
@@ -8,18 +9,18 @@ public struct ProviderBatchSettings: Sendable, Equatable {
     public var enabled = false
     /// A job goes to a provider batch when its deadline is further away than this (24 h: the
     /// provider's completion window).
-    public var windowMs: Int64 = 86_400_000
+    public var window: Duration = .seconds(86_400)
     /// A job waiting in a provider batch is taken back and called live when its deadline is
     /// closer than this (1 h).
-    public var liveMarginMs: Int64 = 3_600_000
+    public var liveMargin: Duration = .seconds(3600)
     /// The `completion_window` asked of the provider (OpenAI accepts only `24h`).
     public var completionWindow = "24h"
     /// The first poll of a submitted batch comes this long after submission; each later one
-    /// waits twice as long as the one before, up to `maxPollMs` (60 s, 10 min).
-    public var pollMs: Int64 = 60_000
-    public var maxPollMs: Int64 = 600_000
+    /// waits twice as long as the one before, up to `maxPoll` (60 s, 10 min).
+    public var poll: Duration = .seconds(60)
+    public var maxPoll: Duration = .seconds(600)
     /// How often `new/` is looked through for jobs to batch (10 s: their deadlines are distant).
-    public var scanMs: Int64 = 10_000
+    public var scan: Duration = .seconds(10)
     /// The provider's limits per input file: requests (lines) and bytes (OpenAI: 50,000 and 200 MB).
     public var maxRequests = 50_000
     public var maxBytes = 200_000_000
@@ -32,21 +33,21 @@ public struct ProviderBatchSettings: Sendable, Equatable {
     public static let settings: [Setting<ProviderBatchSettings>] = [
         .bool("enabled", \.enabled, flag: "--provider-batch --no-provider-batch", "batch jobs whose deadline is further away than `windowSeconds`"),
         .seconds(
-            "windowSeconds", \.windowMs, 1...(30 * 86_400), flag: "--provider-batch-window",
+            "windowSeconds", \.window, 1...(30 * 86_400), flag: "--provider-batch-window",
             "the provider's window: only deadlines further away are batched"),
         .seconds(
-            "liveMarginSeconds", \.liveMarginMs, 0...(30 * 86_400), type: "seconds, 0–2592000, below `windowSeconds`",
+            "liveMarginSeconds", \.liveMargin, 0...(30 * 86_400), type: "seconds, 0–2592000, below `windowSeconds`",
             "a batched job whose deadline is nearer than this is called live instead (with `--provider-batch-window` below it, half the window)"),
         .string(
             "completionWindow", \.completionWindow, "the `completion_window` asked of the provider (OpenAI accepts only `24h`)",
             check: { s, field throws(DocumentError) in
                 if s.isEmpty || s.utf8.count > 16 { throw DocumentError(field: field, "must be a window such as \"24h\"") }
             }),
-        .seconds("pollSeconds", \.pollMs, 0.01...86_400, "first poll of a submitted batch, this long after submission"),
+        .seconds("pollSeconds", \.poll, 0.01...86_400, "first poll of a submitted batch, this long after submission"),
         .seconds(
-            "maxPollSeconds", \.maxPollMs, 0.01...86_400, type: "seconds, 0.01–86400, not below `pollSeconds`",
+            "maxPollSeconds", \.maxPoll, 0.01...86_400, type: "seconds, 0.01–86400, not below `pollSeconds`",
             "each later poll waits twice as long as the one before, up to this"),
-        .seconds("scanSeconds", \.scanMs, 0.05...3600, "how often `new/` is looked through for jobs to batch"),
+        .seconds("scanSeconds", \.scan, 0.05...3600, "how often `new/` is looked through for jobs to batch"),
         .integer("maxRequests", \.maxRequests, 1...1_000_000, "requests (lines) per input file at most (OpenAI: 50,000)"),
         .integer("maxBytes", \.maxBytes, 1024...2_000_000_000, "bytes per input file at most (OpenAI: 200 MB)"),
         .integer(
@@ -66,10 +67,10 @@ public struct ProviderBatchSettings: Sendable, Equatable {
         }
         var p = self
         try Setting.apply(o, prefix: "providerBatch.", name: "providerBatch", Self.settings, to: &p)
-        if p.liveMarginMs >= p.windowMs {
+        if p.liveMargin >= p.window {
             throw DocumentError(field: "providerBatch.liveMarginSeconds", "must be below windowSeconds (a job must have time to wait in a provider batch)")
         }
-        if p.maxPollMs < p.pollMs { throw DocumentError(field: "providerBatch.maxPollSeconds", "must not be below pollSeconds") }
+        if p.maxPoll < p.poll { throw DocumentError(field: "providerBatch.maxPollSeconds", "must not be below pollSeconds") }
         self = p
     }
 
@@ -102,19 +103,19 @@ public enum ProviderBatchRouting {
     /// than the provider's window.
     public static func batches(_ job: Job, _ settings: ProviderBatchSettings, nowMs: Int64) -> Bool {
         guard settings.enabled, !wasReturned(job), let d = deadlineMs(job) else { return false }
-        return d - nowMs > settings.windowMs
+        return d - nowMs > settings.window.wholeMilliseconds
     }
 
     /// Whether a job waiting in a provider batch must now be called live instead.
     public static func mustGoLive(_ job: Job, _ settings: ProviderBatchSettings, nowMs: Int64) -> Bool {
         guard let d = deadlineMs(job) else { return false }
-        return d - nowMs < settings.liveMarginMs
+        return d - nowMs < settings.liveMargin.wholeMilliseconds
     }
 
-    /// The next wait between polls: twice the last, between `pollMs` and `maxPollMs`.
+    /// The next wait between polls: twice the last, between `poll` and `maxPoll`.
     static func nextPoll(after lastMs: Int64?, _ settings: ProviderBatchSettings) -> Int64 {
-        guard let lastMs else { return settings.pollMs }
-        return min(settings.maxPollMs, max(settings.pollMs, lastMs * 2))
+        guard let lastMs else { return settings.poll.wholeMilliseconds }
+        return min(settings.maxPoll.wholeMilliseconds, max(settings.poll.wholeMilliseconds, lastMs * 2))
     }
 
     /// Splits request lines (already in order, each with its byte size) into groups within the

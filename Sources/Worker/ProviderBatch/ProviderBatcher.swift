@@ -1,3 +1,4 @@
+import Basics
 import JSON
 public import LLM
 public import Logging
@@ -8,10 +9,10 @@ import Spool
 /// API, and settles them from its output as a live call would (docs/batch.md, "Provider batches").
 ///
 /// A `Service` beside the ``Worker`` in the daemon's group. It looks through `new/` every
-/// `scanMs` for jobs that ``ProviderBatchRouting/batches(_:_:nowMs:)`` gives it (the live loop
+/// `scan` for jobs that ``ProviderBatchRouting/batches(_:_:nowMs:)`` gives it (the live loop
 /// leaves those alone), claims them per model into a durable record, uploads their requests as a
 /// JSONL file, creates the batch, polls it with backoff, and writes `done/` and `failed/` from the
-/// output and error files. A job whose deadline comes within `liveMarginMs`, and every job of a
+/// output and error files. A job whose deadline comes within `liveMargin`, and every job of a
 /// batch that fails, expires or answers it badly, goes back to `new/` for the live path.
 ///
 /// With `gather` false (batching turned off) it only finishes the batches recorded earlier.
@@ -95,19 +96,19 @@ extension ProviderBatcher {
                     logger.notice("another worker's batcher holds this spool's provider batches: standing by")
                     said = true
                 }
-                do { try await Task.sleep(for: .milliseconds(settings.scanMs)) } catch { return }
+                do { try await Task.sleep(for: settings.scan) } catch { return }
             }
             guard lock != nil else { return }
             reattach()
             logger.info(
                 "provider batches ready",
                 metadata: [
-                    "batches": "\(active.count)", "gather": "\(batcher.gather)", "window_s": "\(settings.windowMs / 1000)",
+                    "batches": "\(active.count)", "gather": "\(batcher.gather)", "window_s": "\(settings.window.wholeMilliseconds / 1000)",
                 ])
             while !Task.isCancelled {
                 if batcher.gather, now >= nextScanMs {
                     await scan()
-                    nextScanMs = now + settings.scanMs
+                    nextScanMs = now + settings.scan.wholeMilliseconds
                 }
                 for id in active.keys.sorted() where !Task.isCancelled {
                     await advance(id)
@@ -125,7 +126,7 @@ extension ProviderBatcher {
                 for a in active.values {
                     wake = min(wake, a.dueMs)
                     for c in a.claims.values {
-                        if let d = ProviderBatchRouting.deadlineMs(c.job) { wake = min(wake, d - settings.liveMarginMs) }
+                        if let d = ProviderBatchRouting.deadlineMs(c.job) { wake = min(wake, d - settings.liveMargin.wholeMilliseconds) }
                     }
                 }
                 let ms = max(10, wake - now)
@@ -369,7 +370,7 @@ extension ProviderBatcher {
             if a.record.state == .submitting, let found = try await lookUp(inputFile: file) {
                 a.record.batchID = found.id
                 a.record.state = .submitted
-                a.dueMs = now + settings.pollMs
+                a.dueMs = now + settings.poll.wholeMilliseconds
                 a.lastWaitMs = nil
                 try await save(a)
                 logger.notice("found the provider batch made before a restart", metadata: ["record": "\(id)", "batch": "\(found.id)"])
@@ -384,7 +385,7 @@ extension ProviderBatcher {
                 metadata: ["llmspool_record": id])
             a.record.batchID = batch.id
             a.record.state = .submitted
-            a.dueMs = now + settings.pollMs
+            a.dueMs = now + settings.poll.wholeMilliseconds
             a.lastWaitMs = nil
             try await save(a)
             logger.info("provider batch submitted", metadata: ["record": "\(id)", "batch": "\(batch.id)", "jobs": "\(a.claims.count)"])

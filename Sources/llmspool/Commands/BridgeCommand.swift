@@ -1,7 +1,9 @@
 import ArgumentParser
+import Basics
 import Bridge
 import Daemon
 import Dispatch
+import JSON
 import Logging
 import ServiceLifecycle
 import Settings
@@ -17,7 +19,7 @@ struct BridgeCommand: AsyncParsableCommand {
         commandName: "bridge",
         abstract: "Mirror the spool to and from Kafka (librdkafka).",
         discussion: """
-            Give any combination of the four directions:
+            Give any combination of the five directions:
 
             --jobs-in TOPIC: jobs from the topic (llmspool jobs or Spring's JobEvent {jobId, prompt, \
             userId}) are written durably to new/; a job id already in the spool is not enqueued twice. \
@@ -42,6 +44,15 @@ struct BridgeCommand: AsyncParsableCommand {
             SPOOL/.published/ once confirmed, so a restart does not send them again. --results-of kafka \
             limits this to jobs that came from --jobs-in.
 
+            --deltas-out TOPIC: the answers of streamed jobs ("stream": true) are published as they \
+            are written, for a service that pushes them on to its own clients: key jobId (one job's \
+            messages are in order on one partition), value {"jobId", "type": "delta", "offset", \
+            "text"}, {"type": "restart", "offset", "attempt"} (what came before is void), and last \
+            {"type": "done", "textBytes"} or {"type": "failed"}. At-least-once: after a restart of the \
+            bridge a running job's deltas are sent again from its start, and consumers drop those \
+            whose offset they have passed. A job that ended while the bridge was down gets none \
+            (its result goes through --results-out). --results-of kafka limits this too.
+
             --max-queued N (with --jobs-in): back-pressure. When N jobs this bridge brought in wait \
             in new/ and cur/ (its worker is stopped or slow), it leaves its consumer group, so the \
             group's other members take its partitions, and joins again below N/2.
@@ -63,130 +74,130 @@ struct BridgeCommand: AsyncParsableCommand {
 
     @OptionGroup var configFile: ConfigFileOptions
 
-    @Option(help: ArgumentHelp("Kafka bootstrap servers (host:port,…); required here or in the file.", valueName: "LIST"))
+    // Each flag's help and rule come from its setting's declaration (BridgeSettings.settings).
+
+    @Option(help: Self.help("brokers", valueName: "LIST"))
     var brokers: String?
 
-    @Option(help: ArgumentHelp("Consumer group for --jobs-in (default llmspool-bridge).", valueName: "G"))
+    @Option(help: Self.help("group", valueName: "G"))
     var group: String?
 
-    @Option(name: .customLong("jobs-in"), help: ArgumentHelp("Consume jobs from this topic into new/.", valueName: "TOPIC"))
+    @Option(name: .customLong("jobs-in"), help: Self.help("jobsIn", valueName: "TOPIC"))
     var jobsIn: String?
 
-    @Option(name: .customLong("jobs-out"), help: ArgumentHelp("Publish jobs arriving in new/ to this topic.", valueName: "TOPIC"))
+    @Option(name: .customLong("jobs-out"), help: Self.help("jobsOut", valueName: "TOPIC"))
     var jobsOut: String?
 
-    @Option(name: .customLong("results-in"), help: ArgumentHelp("Consume results of forwarded jobs from this topic.", valueName: "TOPIC"))
+    @Option(name: .customLong("results-in"), help: Self.help("resultsIn", valueName: "TOPIC"))
     var resultsIn: String?
 
-    @Option(name: .customLong("results-group"), help: ArgumentHelp("Consumer group for --results-in (default llmspool-results.HOSTNAME).", valueName: "G"))
+    @Option(name: .customLong("results-group"), help: Self.help("resultsGroup", valueName: "G"))
     var resultsGroup: String?
 
-    @Option(
-        name: .customLong("instance-id"),
-        help: ArgumentHelp(
-            "Static group membership of the consumers (group.instance.id; default llmspool.HOSTNAME.HASH-OF-SPOOL-PATH; \"\" for none).", valueName: "ID"))
+    @Option(name: .customLong("instance-id"), help: Self.help("instanceId", valueName: "ID"))
     var instanceID: String?
 
-    @Option(name: .customLong("results-out"), help: ArgumentHelp("Publish results in done/ and failed/ to this topic.", valueName: "TOPIC"))
+    @Option(name: .customLong("results-out"), help: Self.help("resultsOut", valueName: "TOPIC"))
     var resultsOut: String?
 
-    @Option(
-        name: .customLong("results-of"),
-        help: ArgumentHelp("Which results --results-out publishes: all, or kafka (jobs from --jobs-in) (default all).", valueName: "SCOPE"))
+    @Option(name: .customLong("results-of"), help: Self.help("resultsOf", valueName: "SCOPE"))
     var resultsOf: String?
 
-    @Option(help: ArgumentHelp("DLQ for invalid messages on --jobs-in (default error.TOPIC.GROUP; \"\" for none).", valueName: "TOPIC"))
+    @Option(name: .customLong("deltas-out"), help: Self.help("deltasOut", valueName: "TOPIC"))
+    var deltasOut: String?
+
+    @Option(help: Self.help("deadLetterTopic", valueName: "TOPIC"))
     var dlq: String?
 
-    @Option(name: .customLong("max-forwarding"), help: "Most jobs held for Kafka at once with --jobs-out, sent or being moved to forwarded/ (default 5000).")
-    var maxForwarding: Int = BridgeConfiguration.defaultMaxForwarding
+    @Option(name: .customLong("max-forwarding"), help: Self.help("maxForwarding", valueName: "N"))
+    var maxForwarding: String?
+
+    @Option(name: .customLong("max-queued"), help: Self.help("maxQueued", valueName: "N"))
+    var maxQueued: String?
 
     @Option(
-        name: .customLong("max-queued"),
-        help: ArgumentHelp(
-            "With --jobs-in: leave the consumer group while N jobs from Kafka wait in new/ and cur/; join again below N/2 (default: no limit).",
-            valueName: "N"))
-    var maxQueued: Int?
-
-    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "key=value"))
+        name: .customShort("X"),
+        help: ArgumentHelp("A librdkafka property (repeatable; after the bridge's defaults and the file's properties).", valueName: "key=value"))
     var properties: [String] = []
 
-    @Option(
-        name: .customLong("metrics-address"),
-        help: ArgumentHelp(
-            "Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9465; default off).",
-            valueName: "HOST:PORT"))
+    @Option(name: .customLong("metrics-address"), help: Self.help("metricsAddress", valueName: "HOST:PORT"))
     var metricsAddress: String?
 
-    @Option(
-        name: .customLong("stop-timeout"),
-        help: ArgumentHelp("On SIGTERM, the longest the stop may take before the bridge exits anyway (default 15s).", valueName: "DURATION"))
+    @Option(name: .customLong("stop-timeout"), help: Self.help("stopTimeoutSeconds", valueName: "DURATION"))
     var stopTimeout: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LLMSPOOL_LOG_LEVEL; default info).")
+    @Option(name: .customLong("log-level"), help: Self.help("logLevel", valueName: "LEVEL"))
     var logLevel: String?
 
     @Flag(name: .customLong("print-config"), help: "Print the settings the bridge would run with (JSON) and exit.")
     var printConfig = false
 
-    mutating func validate() throws {
-        try applyConfigFile()  // BridgeCommand+Config.swift: the file's settings under the flags
-        if Logger.Level(rawValue: logLevel ?? "") == nil { throw ValidationError("--log-level \"\(logLevel ?? "")\" is not a level") }
-        if jobsIn == nil, jobsOut == nil, resultsIn == nil, resultsOut == nil {
-            throw ValidationError("give at least one of --jobs-in, --jobs-out, --results-in and --results-out")
-        }
-        if let r = resultsOf, ResultScope(rawValue: r) == nil { throw ValidationError("--results-of must be all or kafka, not \"\(r)\"") }
-        if !(1...100_000).contains(maxForwarding) { throw ValidationError("--max-forwarding must be 1 to 100000") }
-        if let n = maxQueued, !BridgeSettings.maxQueuedRange.contains(n) { throw ValidationError("--max-queued must be 1 to 1000000") }
-        for p in properties where !p.contains("=") || p.hasPrefix("=") {
-            throw ValidationError("-X \"\(p)\" is not key=value")
-        }
-        if let a = metricsAddress, MetricsServer.parse(a) == nil {
-            throw ValidationError("--metrics-address \"\(a)\" is not HOST:PORT (e.g. 127.0.0.1:9465)")
-        }
-        if let id = instanceID, !BridgeSettings.isInstanceID(id) {
-            throw ValidationError("--instance-id \"\(id)\" is not a Kafka group.instance.id (letters, digits, '.', '_', '-'; at most 240) or \"\"")
-        }
-        if let t = stopTimeout, !(1_000...3_600_000).contains(HumanDuration.parseMilliseconds(t) ?? 0) {
-            throw ValidationError("--stop-timeout \"\(t)\" is not a duration from 1s to 1h")
+    /// A flag's help, from its setting's declaration.
+    static func help(_ key: String, valueName: String) -> ArgumentHelp {
+        SettingFlags.help(BridgeSettings.setting(key), defaults: BridgeSettings(), valueName: valueName)
+    }
+
+    /// The flags given, each with its setting, in the order of the settings.
+    var flags: [(setting: Setting<BridgeSettings>, flag: String, text: String)] {
+        let given: [String: String?] = [
+            "brokers": brokers, "group": group, "jobsIn": jobsIn, "jobsOut": jobsOut, "resultsIn": resultsIn,
+            "resultsGroup": resultsGroup, "instanceId": instanceID, "resultsOut": resultsOut, "resultsOf": resultsOf, "deltasOut": deltasOut,
+            "deadLetterTopic": dlq, "metricsAddress": metricsAddress, "logLevel": logLevel, "stopTimeoutSeconds": stopTimeout,
+            "maxForwarding": maxForwarding, "maxQueued": maxQueued,
+        ]
+        return SettingFlags.given(given, in: BridgeSettings.settings)
+    }
+
+    /// `-X key=value`, each checked.
+    var propertyFlags: [BridgeSettings.Property] {
+        get throws {
+            try properties.map { p in
+                guard let property = BridgeSettings.property(p) else { throw ValidationError("-X \"\(p)\" is not key=value") }
+                return property
+            }
         }
     }
 
-    var stopTimeoutMilliseconds: Int64 {
-        stopTimeout.flatMap(HumanDuration.parseMilliseconds) ?? BridgeConfiguration.defaultStopTimeoutMs
+    func validate() throws {
+        var scratch = BridgeSettings()
+        for f in flags {
+            do { try f.setting.apply(text: f.text, from: f.flag, to: &scratch) } catch { throw ValidationError(error.description) }
+        }
+        _ = try propertyFlags
     }
 
     func run() async throws {
-        if printConfig { return try reporting(printEffectiveConfig) }
-        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: logLevel ?? "info")
-        let pairs = properties.map { p in
-            let i = p.firstIndex(of: "=")!
-            return (String(p[..<i]), String(p[p.index(after: i)...]))
+        let spoolPath: String
+        let settings: BridgeSettings
+        do { (spoolPath, settings) = try resolve() } catch {
+            let f = Failed(error)
+            Output.error(f.message)
+            throw ExitCode(f.code)
         }
+        if printConfig {
+            return Output.line(JSONValue.object(["spool": .string(spoolPath), "bridge": settings.json()]).prettyText())
+        }
+        let logger = DaemonLogging.bootstrap(label: "llmspool.bridge", level: settings.logLevel)
         let conf = BridgeConfiguration(
-            spoolPath: options.path, brokers: brokers ?? "", group: group, jobsIn: jobsIn, jobsOut: jobsOut,
-            resultsIn: resultsIn, resultsGroup: resultsGroup, instanceID: instanceID, resultsOut: resultsOut,
-            resultScope: resultsOf.flatMap(ResultScope.init(rawValue:)) ?? .all, deadLetterTopic: dlq,
-            properties: pairs, maxForwarding: maxForwarding, stopTimeoutMs: stopTimeoutMilliseconds, maxQueued: maxQueued)
+            spoolPath: spoolPath, brokers: settings.brokers ?? "", group: settings.group, jobsIn: settings.jobsIn,
+            jobsOut: settings.jobsOut, resultsIn: settings.resultsIn, resultsGroup: settings.resultsGroup,
+            instanceID: settings.instanceID, resultsOut: settings.resultsOut,
+            resultScope: settings.resultsOf == .kafka ? .kafka : .all, deadLetterTopic: settings.effectiveDeadLetterTopic,
+            properties: settings.properties.map { ($0.key, $0.value) }, maxForwarding: settings.maxForwarding,
+            stopTimeout: settings.stopTimeout, maxQueued: settings.maxQueued, deltasOut: settings.deltasOut)
         // Signals first: a SIGTERM while the bridge is still connecting must stop it cleanly too.
         // The service group turns the first SIGTERM or SIGINT into a graceful shutdown; the
         // watchdog ends a stop that overruns its limit (stuck in librdkafka, or on a spool that
         // hangs), or at once on a second signal: the bridge's own steps are bounded a little below it.
         let current = Mutex<BridgeStopper?>(nil)
-        let watchdog = StopWatchdog(what: "bridge", limitMs: stopTimeoutMilliseconds + 500, logger: logger) {
+        let watchdog = StopWatchdog(what: "bridge", limitMs: settings.stopTimeout.wholeMilliseconds + 500, logger: logger) {
             current.withLock { $0?.currentStep } ?? "starting (connecting to Kafka)"
         }
-        let sources = [SIGTERM, SIGINT].map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { watchdog.signalled() }
-            source.resume()
-            return source
-        }
+        let sources = watchdog.watchSignals()
         defer { sources.forEach { $0.cancel() } }
         let left: [String]
         do {
-            let server = try metricsAddress.map { try WorkerCommand.startMetrics($0) }
+            let server = try settings.metricsAddress.map { try WorkerCommand.startMetrics($0) }
             server?.start()
             defer { server?.stop() }
             if let server { logger.info("serving metrics", metadata: ["address": "http://\(server.address)/metrics"]) }

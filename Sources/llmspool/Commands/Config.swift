@@ -85,6 +85,7 @@ extension ConfigCommand {
             if let t = b.jobsOut { directions.append("jobs out to \(t)") }
             if let t = b.resultsIn { directions.append("results in from \(t)") }
             if let t = b.resultsOut { directions.append("results out to \(t)") }
+            if let t = b.deltasOut { directions.append("deltas out to \(t)") }
             lines.append("  bridge: " + (f.bridge.isEmpty ? "no settings" : (["brokers " + (b.brokers ?? "not set")] + directions).joined(separator: ", ")))
             var c = Configuration()
             try? c.apply(cgiSection: f.cgi)
@@ -95,11 +96,6 @@ extension ConfigCommand {
                         : [
                             "tokens " + (c.tokensPath ?? "none"), "max body \(c.maxBodyBytes) bytes", "\(c.maxWaitingPerTenant) waiting jobs per tenant",
                         ].joined(separator: ", ")) + " (read by the CGI when LLMSPOOL_CONFIG names this file)")
-            if (try? BridgeCommand.settings(of: f)) == nil {
-                lines.append(
-                    "  note: bridge.jobsOut, resultsIn, resultsGroup, resultsOf and metricsAddress are not supported by this bridge yet; it refuses to start with them"
-                )
-            }
             return lines
         }
     }
@@ -131,7 +127,7 @@ extension ConfigCommand {
                 if let f {
                     do throws(DocumentError) { bridge = try BridgeSettings.parse(f.bridge) } catch { throw ConfigFile.invalid(f, error) }
                 }
-                if let l = ConfigFile.env("LLMSPOOL_LOG_LEVEL") { bridge.logLevel = l }
+                try SettingFlags.applyEnvironment(BridgeSettings.settings, to: &bridge)
                 // The CGI's own reading of the file and its variables, as if LLMSPOOL_CONFIG named this file.
                 let cgi = Configuration.from(env: { name in
                     name == SettingsFile.environmentVariable ? f?.path : Environment.get(name)

@@ -6,30 +6,31 @@ import Spool
 /// standard output as it comes, or with `json` one event per line
 /// (`{"event":"delta","text":…,"offset":N}`, `{"event":"restart",…}`, then `{"event":"done",…}` or
 /// `{"event":"failed",…}`). A restart (a new attempt after a failed one) is said on standard error
-/// in text mode: the text after it replaces the text before.
+/// in text mode: the text after it replaces the text before. The text after the last restart is
+/// always the whole answer: a follower that fell behind gets the rest from the result (a `delta`
+/// without `offset`), see ``Spool/follow(_:from:timeoutMilliseconds:_:)``.
 enum Follow {
     static func run(_ id: String, spool: Spool, json: Bool, timeout: String?) throws {
         fflushStdout()
-        var attemptText: [UInt8] = []
+        var printed = false
         let ms = timeout.flatMap(HumanDuration.parseMilliseconds) ?? -1
-        let state = try spool.follow(id, timeoutMilliseconds: ms) { event in
+        let final = try spool.follow(id, timeoutMilliseconds: ms) { event in
             switch event {
             case .delta(let text, let offset):
-                attemptText += Array(text.utf8)
                 if json {
-                    Output.line(JSONValue.object(["event": .string("delta"), "text": .string(text), "offset": .integer(offset)]).text)
+                    var o: JSONObject = ["event": .string("delta"), "text": .string(text)]
+                    if let offset { o["offset"] = .integer(offset) }
+                    Output.line(JSONValue.object(o).text)
                     fflushStdout()
                 } else {
                     Output.standardOutput(Array(text.utf8))
+                    printed = printed || !text.isEmpty
                 }
             case .restart(let attempt, let offset):
-                attemptText = []
                 if json {
-                    Output.line(
-                        JSONValue.object([
-                            "event": .string("restart"), "attempt": attempt.map(JSONValue.integer) ?? .null,
-                            "offset": .integer(offset),
-                        ]).text)
+                    var o: JSONObject = ["event": .string("restart"), "attempt": attempt.map(JSONValue.integer) ?? .null]
+                    if let offset { o["offset"] = .integer(offset) }
+                    Output.line(JSONValue.object(o).text)
                     fflushStdout()
                 } else {
                     Output.standardError(
@@ -38,30 +39,24 @@ enum Follow {
                 }
             }
         }
-        guard let state else { throw Failed("job \(id) is not finished after \(timeout ?? "")", code: ExitStatus.temporary) }
-        guard let loc = try spool.find(id), let doc = try? JSONParser.parse(loc.bytes) else { throw SpoolError.notFound(id: id) }
-        if state == .done {
-            let response = Array((doc["response"]?.stringValue ?? "").utf8)
+        guard let final else { throw Failed("job \(id) is not finished after \(timeout ?? "")", code: ExitStatus.temporary) }
+        let doc = try? JSONParser.parse(final.bytes)
+        if final.state == .done {
             if json {
                 Output.line(
-                    JSONValue.object(["event": .string("done"), "jobId": .string(id), "response": .string(String(decoding: response, as: UTF8.self))]).text)
-                return
-            }
-            // The tail may be only in the result: the partial file goes once the result is durable.
-            if response.starts(with: attemptText) {
-                Output.standardOutput(Array(response[attemptText.count...]))
+                    JSONValue.object([
+                        "event": .string("done"), "jobId": .string(id), "response": .string(doc?["response"]?.stringValue ?? ""),
+                    ]).text)
             } else {
-                if !attemptText.isEmpty { Output.standardError("\n[llmspool: the final answer differs from the text above; it follows]\n") }
-                Output.standardOutput(response)
+                Output.standardOutput([0x0A])
             }
-            Output.standardOutput([0x0A])
-        } else {
-            let e = doc["error"]
-            if json { Output.line(JSONValue.object(["event": .string("failed"), "jobId": .string(id), "error": e ?? .null]).text) }
-            if !json, !attemptText.isEmpty { Output.standardOutput([0x0A]) }
-            throw Failed(
-                "job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
-                code: ExitStatus.unavailable)
+            return
         }
+        let e = doc?["error"]
+        if json { Output.line(JSONValue.object(["event": .string("failed"), "jobId": .string(id), "error": e ?? .null]).text) }
+        if !json, printed { Output.standardOutput([0x0A]) }
+        throw Failed(
+            "job \(id) failed: \(e?["kind"]?.stringValue ?? "?"): \(e?["message"]?.stringValue ?? "")",
+            code: ExitStatus.unavailable)
     }
 }

@@ -11,7 +11,11 @@ struct Show: ParsableCommand {
             (it is dead-lettered under a new key: `show` then says the key). --json prints \
             {"jobId":ID,"state":"new|cur|done|failed","file":PATH,"document":{...}} with, when done, \
             "response", when failed, "error", and for a dead letter found by its dropped name, \
-            "droppedAs". Exit 66 when there is no such job.
+            "droppedAs". Exit 66 when there is no such job. --follow prints the answer as it is \
+            written until the job ends, then a newline (exit 0), or the reason it failed (exit 69); \
+            with --json one event per line: {"event":"delta","text":…,"offset":N} ("offset" is \
+            absent for text taken from the result), {"event":"restart","attempt":N}, then \
+            {"event":"done","response":…} or {"event":"failed","error":{…}}.
             """)
 
     @OptionGroup var options: SpoolOptions
@@ -74,7 +78,8 @@ extension Spool {
         if let loc = try find(name) { return (loc, nil) }
         let dead = try deadLetters(droppedAs: name)
         guard let newest = dead.last else {
-            throw Failed("no job with id \(name), and no dead letter of a file dropped as \(name)", code: ExitStatus.noInput)
+            let why = JobID.problem(name).map { " (not a job id: it \($0))" } ?? ""
+            throw Failed("no job with id \(name)\(why), and no dead letter of a file dropped as \(name)", code: ExitStatus.noInput)
         }
         if dead.count > 1 {
             Output.note(

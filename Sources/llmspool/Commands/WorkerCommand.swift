@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Daemon
 import Dispatch
 import JSON
@@ -89,12 +90,12 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Flag(
         name: .customLong("provider-batch"), inversion: .prefixedNo,
-        help: Self.help(ProviderBatchSettings.setting("enabled"), defaults: ProviderBatchSettings()))
+        help: SettingFlags.help(ProviderBatchSettings.setting("enabled"), defaults: ProviderBatchSettings()))
     var providerBatch: Bool?
 
     @Option(
         name: .customLong("provider-batch-window"),
-        help: Self.help(ProviderBatchSettings.setting("windowSeconds"), defaults: ProviderBatchSettings(), valueName: "DURATION"))
+        help: SettingFlags.help(ProviderBatchSettings.setting("windowSeconds"), defaults: ProviderBatchSettings(), valueName: "DURATION"))
     var providerBatchWindow: String?
 
     @Flag(name: .customLong("print-config"), help: "Print the settings the worker would run with (JSON) and exit.")
@@ -109,23 +110,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
     }
 
-    /// A flag's help: its setting's meaning, the default, and the variable that may also set it.
+    /// A flag's help, from its setting's declaration.
     static func help(_ key: String, valueName: String? = nil) -> ArgumentHelp {
-        help(WorkerConfiguration.setting(key), defaults: WorkerConfiguration(), valueName: valueName)
-    }
-
-    static func help<Root>(_ s: Setting<Root>, defaults: Root, valueName: String? = nil) -> ArgumentHelp {
-        let def: String
-        switch s.value(of: defaults) {
-        case .null: def = s.defaultNote ?? "none"
-        case .string(let text): def = text
-        case let v where s.type.hasPrefix("seconds"): def = String(decoding: v.serialized(), as: UTF8.self) + "s"
-        case let v: def = String(decoding: v.serialized(), as: UTF8.self)
-        }
-        let env = s.variable.map { "; env \($0)" } ?? ""
-        let meaning = s.meaning.filter { $0 != "`" }
-        let text = meaning.prefix(1).uppercased() + meaning.dropFirst() + " (default \(def)\(env))."
-        return valueName.map { ArgumentHelp(text, valueName: $0) } ?? ArgumentHelp(text)
+        SettingFlags.help(WorkerConfiguration.setting(key), defaults: WorkerConfiguration(), valueName: valueName)
     }
 
     /// The flags given, each with its setting's key and its text, in the order of the settings.
@@ -136,10 +123,7 @@ struct WorkerCommand: AsyncParsableCommand {
             "streamIdleTimeoutSeconds": streamIdleTimeout, "apiKeyFile": apiKeyFile, "apiKeyEnv": apiKeyEnv,
             "logLevel": logLevel, "metricsAddress": metricsAddress, "logPrompts": logPrompts.map { String($0) },
         ]
-        return WorkerConfiguration.settings.compactMap { s in
-            guard let text = given[s.key] ?? nil, let flag = s.flag?.split(separator: " ").first else { return nil }
-            return (s, String(flag), text)
-        }
+        return SettingFlags.given(given, in: WorkerConfiguration.settings)
     }
 
     /// Applies the flags through their settings' rules; an error names the flag.
@@ -180,7 +164,7 @@ struct WorkerCommand: AsyncParsableCommand {
             let services: [any Service] = (server.map { [$0] } ?? []) + (batcher.map { [$0] } ?? []) + [worker]
             let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             let spoolPath = conf.spoolPath
-            let watchdog = StopWatchdog(what: "worker", limitMs: conf.gracePeriodMs + Self.stopMarginMs, logger: logger) {
+            let watchdog = StopWatchdog(what: "worker", limitMs: conf.gracePeriod.wholeMilliseconds + Self.stopMarginMs, logger: logger) {
                 Self.leftInSpool(spoolPath)
             }
             let sources = watchdog.watchSignals()
@@ -217,18 +201,15 @@ struct WorkerCommand: AsyncParsableCommand {
         var spool = options
         spool.useSpool(of: file)
         conf.spoolPath = spool.path
-        for setting in WorkerConfiguration.settings {
-            guard let name = setting.variable, let text = ConfigFile.env(name) else { continue }
-            do { try setting.apply(text: text, from: name, to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }
-            if setting.key == "llmURL" {
-                do { _ = try ResponderFactory.parse(text) } catch { throw Failed("\(name): \(error)", code: ExitStatus.usage) }
-            }
+        try SettingFlags.applyEnvironment(WorkerConfiguration.settings, to: &conf) { setting, name, text in
+            guard setting.key == "llmURL" else { return }
+            do { _ = try ResponderFactory.parse(text) } catch { throw Failed("\(name): \(error)", code: ExitStatus.usage) }
         }
         do { try applyFlags(to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }  // checked by validate()
         if let providerBatch { conf.providerBatch.enabled = providerBatch }
         if let w = providerBatchWindow.flatMap(HumanDuration.parseMilliseconds) {
-            conf.providerBatch.windowMs = w
-            if conf.providerBatch.liveMarginMs >= w { conf.providerBatch.liveMarginMs = w / 2 }
+            conf.providerBatch.window = .milliseconds(w)
+            if conf.providerBatch.liveMargin >= .milliseconds(w) { conf.providerBatch.liveMargin = .milliseconds(w / 2) }
         }
         return conf
     }
@@ -258,8 +239,8 @@ extension WorkerCommand {
         do { engine = try CurlEngine() } catch { throw Failed("could not start libcurl: \(error)", code: ExitStatus.software) }
         let client = ProviderBatchClient(
             configuration: ChatClient.Configuration(
-                baseURL: base, apiKey: key, connectTimeout: .milliseconds(conf.connectTimeoutMs),
-                timeout: .milliseconds(conf.requestTimeoutMs),
+                baseURL: base, apiKey: key, connectTimeout: conf.connectTimeout,
+                timeout: conf.requestTimeout,
                 maxResponseBytes: conf.providerBatch.maxOutputBytes),
             engine: engine)
         return ProviderBatcher(configuration: conf, client: client, logger: logger, gather: conf.providerBatch.enabled)
@@ -325,9 +306,9 @@ enum ResponderFactory {
                 throw Failed("could not start libcurl: \(error)", code: ExitStatus.software)
             }
             var chat = ChatClient.Configuration(
-                baseURL: base, apiKey: key, connectTimeout: .milliseconds(configuration.connectTimeoutMs),
-                timeout: .milliseconds(configuration.requestTimeoutMs))
-            chat.streamIdleTimeout = .milliseconds(configuration.streamIdleTimeoutMs)
+                baseURL: base, apiKey: key, connectTimeout: configuration.connectTimeout,
+                timeout: configuration.requestTimeout)
+            chat.streamIdleTimeout = configuration.streamIdleTimeout
             let client = ChatClient(configuration: chat, engine: engine)
             return ChatResponder(client: client, engine: engine)
         }
