@@ -147,10 +147,9 @@ public final class SpoolWatcher: Sendable {
     /// Stops watching the spool's directories; the watches of single files stay, and only they
     /// wake a waiter now. Events of the directories already queued are dropped. The same inotify
     /// instance goes on: closing one that had watches blocks until the kernel has freed them (an
-    /// SRCU grace period: 16 ms median, up to 24 ms, measured here; longer with many closing at
-    /// once), so an event stream narrowed by opening a second instance and closing the first
-    /// stalled for that long before its first delta (bench/stream/run.sh); `inotify_rm_watch`
-    /// returns in microseconds.
+    /// SRCU grace period: 16 ms median, up to 24 ms, measured here), so an event stream narrowed
+    /// by opening a second instance and closing the first stalled that long before its first
+    /// delta (bench/stream/run.sh); `inotify_rm_watch` returns in microseconds.
     public func unwatchDirectories() {
         let removed = directories.withLock { d in
             defer { d = Directories() }
