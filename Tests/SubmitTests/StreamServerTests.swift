@@ -73,25 +73,10 @@ struct StreamServerTests {
         "no inotify instance to spare (strace makes inotify_init1 fail with EMFILE): 503 events-unavailable, Retry-After, the log names the limit",
         .enabled(if: Bin.which("strace") != nil, "strace is not installed"))
     func noInotifyInstance() throws {
-        let dir = try TempDir("events-emfile")
-        defer { dir.remove() }
-        let spool = dir.file("spool")
-        #expect(try run(Bin.llmspool, ["init", spool]).status == 0)
-        let body = Array("hello".utf8)
-        let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": spool, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
-        let posted = try run(
-            Bin.cgi,
-            env: env.merging([
-                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain",
-                "CONTENT_LENGTH": String(body.count),
-            ]) { $1 }, stdin: body)
-        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
-        let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
-        let strace = try #require(Bin.which("strace"))
-        let r = try run(
-            strace,
-            ["-f", "-qq", "-o", "/dev/null", "-e", "trace=inotify_init1", "-e", "inject=inotify_init1:error=EMFILE", Bin.cgi],
-            env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
+        let cgi = try DirectCGI("events-emfile")
+        defer { cgi.dir.remove() }
+        let id = try cgi.post(Array("hello".utf8), type: "text/plain")
+        let r = try cgi.events(id, strace: ["-o", "/dev/null", "-e", "trace=inotify_init1", "-e", "inject=inotify_init1:error=EMFILE"])
         #expect(r.text.hasPrefix("Status: 503"), "\(r.text)")
         #expect(r.text.contains("urn:llmspool:problem:events-unavailable"), "\(r.text)")
         #expect(r.text.contains("Retry-After:"), "\(r.text)")
@@ -105,36 +90,18 @@ struct StreamServerTests {
         // Closing an inotify instance that had watches blocks for a kernel grace period (8–24 ms
         // here): a stream that narrowed by opening a second instance and closing the first stalled
         // that long before its first delta, and 200 streams starting together far longer.
-        let dir = try TempDir("events-inotify")
-        defer { dir.remove() }
-        let spool = dir.file("spool")
-        #expect(try run(Bin.llmspool, ["init", spool]).status == 0)
+        let cgi = try DirectCGI("events-inotify")
+        defer { cgi.dir.remove() }
         let prompt = Self.words(6)
-        let body = Array(JSONValue.object(["prompt": .string(prompt), "stream": .bool(true)]).text.utf8)
-        let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": spool, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
-        let posted = try run(
-            Bin.cgi,
-            env: env.merging([
-                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "application/json",
-                "CONTENT_LENGTH": String(body.count),
-            ]) { $1 }, stdin: body)
-        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
-        let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
-        let strace = try #require(Bin.which("strace"))
-        let trace = dir.file("trace")
-        nonisolated(unsafe) var stream: Output?
-        let reader = Thread {
-            stream = try? run(
-                strace, ["-f", "-qq", "-o", trace, "-e", "trace=inotify_init1,inotify_add_watch,inotify_rm_watch", Bin.cgi],
-                env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
-        }
-        reader.start()
+        let id = try cgi.post(Array(JSONValue.object(["prompt": .string(prompt), "stream": .bool(true)]).text.utf8), type: "application/json")
+        let trace = cgi.dir.file("trace")
+        let reader = cgi.eventsInBackground(id, strace: ["-o", trace, "-e", "trace=inotify_init1,inotify_add_watch,inotify_rm_watch"])
         usleep(300_000)
         let worker = try Background(
-            Bin.llmspool, ["worker", "--spool", spool, "--llm-url", "builtin:echo?delay=1800ms"], log: dir.file("worker.log"))
+            Bin.llmspool, ["worker", "--spool", cgi.spool, "--llm-url", "builtin:echo?delay=1800ms"], log: cgi.dir.file("worker.log"))
         defer { worker.stop() }
         #expect(eventually(30) { reader.isFinished })
-        let events = parseEvents(try #require(stream).text)
+        let events = parseEvents(try #require(reader.output).text)
         #expect(events.last?.name == "done", "\(events.map(\.name))")
         #expect(Self.deltas(events) == prompt)
         let calls = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n")
@@ -154,31 +121,14 @@ struct StreamServerTests {
     func ownJobOnly() throws {
         // Watching the spool's directories, every open stream woke for every other job's claim,
         // lease marker, partial file and result: N² wake-ups with N streams started together.
-        let dir = try TempDir("events-own")
-        defer { dir.remove() }
-        let path = dir.file("spool")
-        #expect(try run(Bin.llmspool, ["init", path]).status == 0)
-        let env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": path, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
-        let body = Array("hello".utf8)
-        let posted = try run(
-            Bin.cgi,
-            env: env.merging([
-                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": String(body.count),
-            ]) { $1 }, stdin: body)
-        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
-        let id = try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
-        let strace = try #require(Bin.which("strace"))
-        let trace = dir.file("trace")
-        nonisolated(unsafe) var stream: Output?
-        let reader = Thread {
-            stream = try? run(
-                strace, ["-f", "-qq", "-o", trace, "-e", "trace=poll,ppoll", Bin.cgi],
-                env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
-        }
-        reader.start()
+        let cgi = try DirectCGI("events-own")
+        defer { cgi.dir.remove() }
+        let id = try cgi.post(Array("hello".utf8), type: "text/plain")
+        let trace = cgi.dir.file("trace")
+        let reader = cgi.eventsInBackground(id, strace: ["-o", trace, "-e", "trace=poll,ppoll"])
         // The reader waits (its first poll) once it has found the job and watches its file.
         #expect(eventually(30) { ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").contains("poll(") })
-        let spool = try Spool(path: path)
+        let spool = try Spool(path: cgi.spool)
         for i in 0..<20 {
             let other = try spool.enqueue(Job(prompt: "other \(i)"))
             guard case .claimed(let claim) = try spool.claim(other + ".json") else { throw ServerError("could not claim \(other)") }
@@ -188,7 +138,7 @@ struct StreamServerTests {
         usleep(200_000)  // running, seen on its own
         try spool.finish(claim, answer: Answer(response: "the answer"))
         #expect(eventually(30) { reader.isFinished })
-        let events = parseEvents(try #require(stream).text)
+        let events = parseEvents(try #require(reader.output).text)
         #expect(events.map { $0.name ?? "" } == ["queued", "running", "done"], "\(events.map(\.name))")
         let polls = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("poll(") }
         // Its own job's claim and settlement, and a look after each change of watches: a handful,
@@ -242,5 +192,55 @@ struct StreamServerTests {
         #expect(s.names("done") == [id + ".json"])
         let done = try JSONParser.parse(events.last?.data ?? "")
         #expect(done["response"]?.stringValue == prompt)
+    }
+}
+
+/// The CGI program run directly, with no web server (to run it under strace), as alice on a spool
+/// of its own.
+struct DirectCGI {
+    let dir: TempDir
+    let spool: String
+    let env: [String: String]
+
+    init(_ name: String) throws {
+        dir = try TempDir(name)
+        spool = dir.file("spool")
+        env = ["REMOTE_USER": "alice", "LLMSPOOL_SPOOL": spool, "SCRIPT_NAME": "", "GATEWAY_INTERFACE": "CGI/1.1"]
+        #expect(try run(Bin.llmspool, ["init", spool]).status == 0)
+    }
+
+    /// POST /jobs with `body` as `type`: the new job's id.
+    func post(_ body: [UInt8], type: String) throws -> String {
+        let posted = try run(
+            Bin.cgi,
+            env: env.merging([
+                "REQUEST_METHOD": "POST", "PATH_INFO": "/jobs", "CONTENT_TYPE": type, "CONTENT_LENGTH": String(body.count),
+            ]) { $1 }, stdin: body)
+        let answer = posted.text.components(separatedBy: "\r\n\r\n").last ?? ""
+        return try #require(try JSONParser.parse(Array(answer.utf8))["jobId"]?.stringValue, "\(posted.text)")
+    }
+
+    /// GET /jobs/ID/events under `strace -f -qq` with `options`.
+    func events(_ id: String, strace options: [String]) throws -> Output {
+        let strace = try #require(Bin.which("strace"))
+        return try run(strace, ["-f", "-qq"] + options + [Bin.cgi], env: env.merging(["REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/\(id)/events"]) { $1 })
+    }
+
+    /// ``events(_:strace:)`` on a thread of its own, started.
+    func eventsInBackground(_ id: String, strace options: [String]) -> Reader {
+        let reader = Reader(), cgi = self
+        let thread = Thread { reader.output = try? cgi.events(id, strace: options) }
+        reader.thread = thread
+        thread.start()
+        return reader
+    }
+
+    /// A GET …/events running on a thread of its own.
+    final class Reader: @unchecked Sendable {
+        /// Set by the thread before it finishes: read it once ``isFinished``.
+        fileprivate(set) var output: Output?
+        fileprivate var thread: Thread?
+
+        var isFinished: Bool { thread?.isFinished ?? true }
     }
 }
