@@ -84,6 +84,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
+                "Basics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

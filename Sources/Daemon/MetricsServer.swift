@@ -1,3 +1,4 @@
+import Basics
 import Dispatch
 public import ServiceLifecycle
 
@@ -46,14 +47,7 @@ public final class MetricsServer: Sendable {
     private let stopped = DispatchSemaphore(value: 0)
 
     /// Splits `HOST:PORT` (`[::1]:9464` for IPv6); nil if malformed.
-    public static func parse(_ address: String) -> (host: String, port: UInt16)? {
-        guard let colon = address.lastIndex(of: ":") else { return nil }
-        var host = String(address[..<colon])
-        guard let port = UInt16(address[address.index(after: colon)...]), port > 0 else { return nil }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, !host.contains(":") || address.hasPrefix("[") else { return nil }
-        return (host, port)
-    }
+    public static func parse(_ address: String) -> (host: String, port: UInt16)? { HostPort.split(address) }
 
     /// Binds and listens on `address` (`HOST:PORT`); `body` gives the exposition text per scrape.
     public init(address: String, limits: Limits = Limits(), body: @escaping @Sendable () -> [UInt8]) throws(MetricsServerError) {

@@ -93,13 +93,14 @@ public struct BridgeSettings: Sendable, Equatable {
             }),
         .string("group", \.group, flag: "--group", "consumer group of `jobsIn`", check: nonEmpty),
         .optionalString(
-            "jobsIn", \.jobsIn, type: "topic or null", flag: "--jobs-in", defaultNote: "off", "consume jobs from this topic into `new/`", check: topic),
+            "jobsIn", \.jobsIn, type: "topic or null", flag: "--jobs-in", defaultNote: "off", "consume jobs from this topic into `new/`",
+            check: SettingValue.checkTopic),
         .optionalString(
             "jobsOut", \.jobsOut, type: "topic or null", flag: "--jobs-out", defaultNote: "off",
-            "publish jobs arriving in `new/` to this topic; they wait in `forwarded/`", check: topic),
+            "publish jobs arriving in `new/` to this topic; they wait in `forwarded/`", check: SettingValue.checkTopic),
         .optionalString(
             "resultsIn", \.resultsIn, type: "topic or null", flag: "--results-in", defaultNote: "off",
-            "consume results of forwarded jobs from this topic into `done/`/`failed/`", check: topic),
+            "consume results of forwarded jobs from this topic into `done/`/`failed/`", check: SettingValue.checkTopic),
         .optionalString(
             "resultsGroup", \.resultsGroup, flag: "--results-group", defaultNote: "`llmspool-results.HOSTNAME`", "consumer group of `resultsIn`"),
         Setting(
@@ -114,14 +115,14 @@ public struct BridgeSettings: Sendable, Equatable {
             write: { $0.instanceID.map(JSONValue.string) ?? .null }),
         .optionalString(
             "resultsOut", \.resultsOut, type: "topic or null", flag: "--results-out", defaultNote: "off",
-            "publish the results in `done/` and dead letters in `failed/` to this topic", check: topic),
+            "publish the results in `done/` and dead letters in `failed/` to this topic", check: SettingValue.checkTopic),
         .choice(
             "resultsOf", \.resultsOf, flag: "--results-of",
             "which results `resultsOut` publishes, and whose deltas `deltasOut` publishes: all, or only those of jobs that came from Kafka"),
         .optionalString(
             "deltasOut", \.deltasOut, type: "topic or null", flag: "--deltas-out", defaultNote: "off",
             "publish the partial answers of streamed jobs (`\"stream\": true`) to this topic as they are written: one message per delta, restart and end, key jobId (docs/bridge.md, \"Deltas out\")",
-            check: topic),
+            check: SettingValue.checkTopic),
         Setting(
             key: "deadLetterTopic", variable: nil, flag: "--dlq", type: "topic, `\"\"` or null", defaultNote: "`error.<jobsIn>.<group>`",
             meaning: "where invalid messages of `jobsIn` go (Spring's naming); `\"\"`: no DLQ, they are only logged",
@@ -132,12 +133,7 @@ public struct BridgeSettings: Sendable, Equatable {
             write: { $0.effectiveDeadLetterTopic.map(JSONValue.string) ?? .null }),
         .string(
             "logLevel", \.logLevel, variable: "LLMSPOOL_LOG_LEVEL", flag: "--log-level",
-            "least severity logged: trace, debug, info, notice, warning, error or critical",
-            check: { s, field throws(DocumentError) in
-                guard SettingValue.logLevels.contains(s) else {
-                    throw DocumentError(field: field, "must be one of \(SettingValue.logLevels.joined(separator: ", ")), not \"\(s)\"")
-                }
-            }),
+            "least severity logged: trace, debug, info, notice, warning, error or critical", check: SettingValue.checkLogLevel),
         .custom(
             "properties", type: "object of string → string", defaultNote: "`{}`",
             "librdkafka properties, applied after the bridge's own defaults and before `-X key=value` (repeatable); every value is a string (`\"6000\"`, not `6000`), as librdkafka takes them",
@@ -148,9 +144,7 @@ public struct BridgeSettings: Sendable, Equatable {
         .optionalString(
             "metricsAddress", \.metricsAddress, type: "`HOST:PORT` or null", flag: "--metrics-address", defaultNote: "off",
             "Prometheus metrics of the bridge at `GET /metrics` (docs/bridge.md)",
-            check: { s, field throws(DocumentError) in
-                guard SettingValue.isHostPort(s) else { throw DocumentError(field: field, "must be HOST:PORT (e.g. 127.0.0.1:9465), or null for off") }
-            }),
+            check: SettingValue.checkHostPort),
         .seconds(
             "stopTimeoutSeconds", \.stopTimeout, 1...3_600, flag: "--stop-timeout",
             "the longest a stop may take from SIGTERM to exit; work left then is named in the log and the exit is 75 (docs/bridge.md)"),
@@ -167,12 +161,6 @@ public struct BridgeSettings: Sendable, Equatable {
         if s.isEmpty { throw DocumentError(field: field, "must be a non-empty string") }
     }
 
-    static func topic(_ s: String, _ field: String) throws(DocumentError) {
-        guard SettingValue.isTopic(s) else {
-            throw DocumentError(field: field, "must be a Kafka topic name: 1 to 249 characters of [A-Za-z0-9._-] (null for none), not \"\(s)\"")
-        }
-    }
-
     static func instanceID(_ s: String, field: String) throws(DocumentError) -> String {
         guard isInstanceID(s) else {
             throw DocumentError(
@@ -182,7 +170,7 @@ public struct BridgeSettings: Sendable, Equatable {
     }
 
     static func deadLetterTopic(_ s: String, field: String) throws(DocumentError) -> String {
-        if !s.isEmpty { try topic(s, field) }
+        if !s.isEmpty { try SettingValue.checkTopic(s, field) }
         return s
     }
 

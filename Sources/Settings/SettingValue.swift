@@ -1,3 +1,4 @@
+import Basics
 public import JSON
 public import Spool
 
@@ -45,52 +46,31 @@ public struct SettingValue: Sendable {
         return n
     }
 
-    /// A number of seconds in `range`, as milliseconds.
-    public func seconds(_ range: ClosedRange<Int>) throws(DocumentError) -> Int64 {
-        guard let d = value.doubleValue, d >= Double(range.lowerBound), d <= Double(range.upperBound) else {
-            throw fail("must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
-        }
-        return Int64((d * 1000).rounded())
-    }
-
     /// An object, whose members the caller checks one by one.
     public func section() throws(DocumentError) -> JSONObject {
         guard case .object(let o) = value else { throw fail("must be an object, not \(value.typeName)") }
         return o
     }
 
-    /// One of the swift-log level names.
-    public func logLevel() throws(DocumentError) -> String {
-        let s = try string()
-        guard SettingValue.logLevels.contains(s) else { throw fail("must be one of \(SettingValue.logLevels.joined(separator: ", "))") }
-        return s
-    }
-
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
-    /// `HOST:PORT` (`[::1]:9464` for IPv6), or nil for `null` (off).
-    public func hostPort() throws(DocumentError) -> String? {
-        if isNull { return nil }
-        let s = try string()
-        guard SettingValue.isHostPort(s) else { throw fail("must be HOST:PORT (e.g. 127.0.0.1:9464), or null for off") }
-        return s
+    // Rules for `Setting`s' `check:`, each naming `field` (a key, a variable or a flag) in its error.
+
+    /// One of the swift-log level names.
+    public static func checkLogLevel(_ s: String, _ field: String) throws(DocumentError) {
+        guard logLevels.contains(s) else { throw DocumentError(field: field, "must be one of \(logLevels.joined(separator: ", ")), not \"\(s)\"") }
     }
 
-    /// The same rule as the metrics server's: a host (an IPv6 address in brackets) and a port 1–65535.
-    public static func isHostPort(_ s: String) -> Bool {
-        guard let colon = s.lastIndex(of: ":"), let port = UInt16(s[s.index(after: colon)...]), port > 0 else { return false }
-        var host = s[..<colon]
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        return !host.isEmpty && (!host.contains(":") || s.hasPrefix("["))
+    /// `HOST:PORT` (`[::1]:9464` for IPv6), the metrics listener's rule (``HostPort``).
+    public static func checkHostPort(_ s: String, _ field: String) throws(DocumentError) {
+        guard HostPort.split(s) != nil else { throw DocumentError(field: field, "must be HOST:PORT (e.g. 127.0.0.1:9464), or null for off") }
     }
 
     /// A Kafka topic name: 1 to 249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
-    public func topic() throws(DocumentError) -> String {
-        let s = try string()
-        guard SettingValue.isTopic(s) else {
-            throw fail("must be a Kafka topic name: 1 to 249 characters of [A-Za-z0-9._-] (null for none)")
+    public static func checkTopic(_ s: String, _ field: String) throws(DocumentError) {
+        guard isTopic(s) else {
+            throw DocumentError(field: field, "must be a Kafka topic name: 1 to 249 characters of [A-Za-z0-9._-] (null for none), not \"\(s)\"")
         }
-        return s
     }
 
     public static func isTopic(_ s: String) -> Bool {

@@ -1,8 +1,6 @@
 import Basics
-import Daemon
 public import JSON
 public import LLM
-import Logging
 public import Settings
 public import Spool
 
@@ -208,17 +206,11 @@ public struct WorkerConfiguration: Sendable {
         .string(
             "logLevel", \.logLevel, variable: "LLMSPOOL_LOG_LEVEL", flag: "--log-level",
             "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`",
-            check: { s, field throws(DocumentError) in
-                guard Logger.Level(rawValue: s) != nil else {
-                    throw DocumentError(field: field, "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-            }),
+            check: SettingValue.checkLogLevel),
         .optionalString(
             "metricsAddress", \.metricsAddress, type: "`HOST:PORT` or null", flag: "--metrics-address", defaultNote: "off",
             "serve Prometheus metrics on `GET /metrics` (see docs/worker.md)",
-            check: { s, field throws(DocumentError) in
-                guard MetricsServer.parse(s) != nil else { throw DocumentError(field: field, "must be HOST:PORT (e.g. 127.0.0.1:9464), or null for off") }
-            }),
+            check: SettingValue.checkHostPort),
         .custom(
             "tenants", type: "object", defaultNote: "`{}`", "limits per tenant, below",
             read: { c, v throws(DocumentError) in try c.applyTenants(v) }, write: { $0.tenantsJSON() }),
