@@ -285,6 +285,17 @@ struct ConfigTests {
         #expect(shown?["resultsOf"] == .string("kafka") && shown?["metricsAddress"] == .string("127.0.0.1:9465"))
     }
 
+    @Test("worker: --provider-batch-window keeps providerBatch.windowSeconds's rule, and a window at or below the live margin halves the margin")
+    func providerBatchWindowFlag() throws {
+        let bad = try run(["worker", "--llm-url", "http://127.0.0.1:9", "--provider-batch-window", "0s", "--print-config"])
+        #expect(bad.status == 64 && bad.stderr.contains("--provider-batch-window: must be a duration"), "\(bad.stderr)")
+        let tooLong = try run(["worker", "--llm-url", "http://127.0.0.1:9", "--provider-batch-window", "744h", "--print-config"])
+        #expect(tooLong.status == 64, "the file's bound (30 days) holds for the flag: \(tooLong.stderr)")
+        let short = try run(["worker", "--llm-url", "http://127.0.0.1:9", "--provider-batch-window", "1h", "--print-config"])
+        let batch = try JSONParser.parse(short.stdout)["worker"]?["providerBatch"]
+        #expect(batch?["windowSeconds"] == .integer(3600) && batch?["liveMarginSeconds"] == .integer(1800), "\(short.stdout)")
+    }
+
     @Test(
         "bridge: a flag's value goes through its setting's rule, and the error names the flag",
         arguments: [

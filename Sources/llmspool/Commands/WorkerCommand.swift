@@ -105,9 +105,6 @@ struct WorkerCommand: AsyncParsableCommand {
         var scratch = WorkerConfiguration()
         do { try applyFlags(to: &scratch) } catch { throw ValidationError(error.description) }
         if let u = llmURL { _ = try ResponderFactory.parse(u) }
-        if let w = providerBatchWindow, (HumanDuration.parseMilliseconds(w) ?? 0) <= 0 {
-            throw ValidationError("--provider-batch-window \"\(w)\" is not a positive duration")
-        }
     }
 
     /// A flag's help, from its setting's declaration.
@@ -129,6 +126,12 @@ struct WorkerCommand: AsyncParsableCommand {
     /// Applies the flags through their settings' rules; an error names the flag.
     func applyFlags(to conf: inout WorkerConfiguration) throws(DocumentError) {
         for f in flags { try f.setting.apply(text: f.text, from: f.flag, to: &conf) }
+        if let providerBatch { conf.providerBatch.enabled = providerBatch }
+        if let w = providerBatchWindow {
+            try ProviderBatchSettings.setting("windowSeconds").apply(text: w, from: "--provider-batch-window", to: &conf.providerBatch)
+            // The live margin stays below the window: half of it when the window is that short.
+            if conf.providerBatch.liveMargin >= conf.providerBatch.window { conf.providerBatch.liveMargin = conf.providerBatch.window / 2 }
+        }
     }
 
     func run() async throws {
@@ -206,11 +209,6 @@ struct WorkerCommand: AsyncParsableCommand {
             do { _ = try ResponderFactory.parse(text) } catch { throw Failed("\(name): \(error)", code: ExitStatus.usage) }
         }
         do { try applyFlags(to: &conf) } catch { throw Failed(error.description, code: ExitStatus.usage) }  // checked by validate()
-        if let providerBatch { conf.providerBatch.enabled = providerBatch }
-        if let w = providerBatchWindow.flatMap(HumanDuration.parseMilliseconds) {
-            conf.providerBatch.window = .milliseconds(w)
-            if conf.providerBatch.liveMargin >= .milliseconds(w) { conf.providerBatch.liveMargin = .milliseconds(w / 2) }
-        }
         return conf
     }
 }
